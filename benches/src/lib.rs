@@ -1,0 +1,1 @@
+//! Benchmarks and the load generator (see `benches/` and `src/bin/`).

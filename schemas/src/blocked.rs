@@ -1,0 +1,1 @@
+//! Blocked-URI normalisation and classification.

@@ -1,0 +1,1 @@
+//! CSP directive names: the known set and effective-directive derivation.

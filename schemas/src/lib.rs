@@ -1,0 +1,25 @@
+//! Palisade's contract: the wire formats of every browser security report, the normalised
+//! [`Report`], the versioned Kafka [`ReportMessage`], the "same violation" [`fingerprint`], the
+//! default [`noise`] filters and the ClickHouse DDL (`sql/`). No I/O happens here.
+//!
+//! Map: [`parse`] (body shape dispatch, limits) -> [`wire`] (one module per wire format) ->
+//! [`report`] (the normalised model) -> [`blocked`] / [`directive`] (normalisation helpers) ->
+//! [`noise`] / [`fingerprint`] -> [`message`] (what goes to Kafka).
+
+pub mod blocked;
+pub mod directive;
+pub mod fingerprint;
+pub mod message;
+pub mod noise;
+pub mod parse;
+pub mod report;
+pub mod wire;
+
+pub use fingerprint::{dedup_key, fingerprint};
+pub use message::{DecodeError, ReportMessage, MESSAGE_VERSION};
+pub use noise::NoiseReason;
+pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
+pub use report::{
+    BlockedClass, CertificateDetails, Details, Disposition, NetworkErrorDetails, Report,
+    ReportKind, WireFormat,
+};

@@ -1,0 +1,1 @@
+//! Test harness for real servers (filled in by the testbed work).
