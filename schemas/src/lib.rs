@@ -1,10 +1,15 @@
 //! Palisade's contract: the wire formats of every browser security report, the normalised
-//! [`Report`], the versioned Kafka [`ReportMessage`], the "same violation" [`fingerprint`], the
+//! [`Report`], the versioned Kafka [`ReportMessage`], the "same violation" [`fingerprint()`], the
 //! default [`noise`] filters and the ClickHouse DDL (`sql/`). No I/O happens here.
 //!
 //! Map: [`parse`] (body shape dispatch, limits) -> [`wire`] (one module per wire format) ->
 //! [`report`] (the normalised model) -> [`blocked`] / [`directive`] (normalisation helpers) ->
-//! [`noise`] / [`fingerprint`] -> [`message`] (what goes to Kafka).
+//! [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to Kafka).
+//!
+//! Hot path, as ingest uses it: one [`Parser`] per worker (it keeps simd-json's scratch
+//! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,
+//! [`fingerprint()`] it, [`dedup_key`] it with the client, wrap it in a [`ReportMessage`] and
+//! [`ReportMessage::encode`] it.
 
 pub mod blocked;
 pub mod directive;
@@ -21,5 +26,5 @@ pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{
     BlockedClass, CertificateDetails, Details, Disposition, NetworkErrorDetails, Report,
-    ReportKind, WireFormat,
+    ReportKind, WireFormat, MAX_AGE_MS,
 };

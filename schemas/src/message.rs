@@ -1,4 +1,22 @@
 //! The versioned Kafka message carrying one normalised report.
+//!
+//! # Format
+//!
+//! One JSON object per Kafka message (UTF-8, produced by `serde_json`), one report per
+//! message, keyed by ingest with [`crate::dedup_key`]. Fields are those of [`ReportMessage`];
+//! optional fields are omitted when absent. `v` is the format version, [`MESSAGE_VERSION`].
+//!
+//! # Compatibility rule
+//!
+//! - Within a version, changes are additive only: a new field is optional (`#[serde(default)]`)
+//!   and consumers ignore fields they do not know (no `deny_unknown_fields` anywhere in the
+//!   message), so old processors read new messages and new processors read old ones.
+//! - Anything else (removing or renaming a field, changing a type or meaning, changing the
+//!   [`crate::fingerprint()`] encoding) is breaking and bumps `v`.
+//! - [`ReportMessage::decode`] refuses a version it does not know
+//!   ([`DecodeError::UnsupportedVersion`]); the processor dead-letters such messages (and
+//!   corrupt ones) and commits past them, so a rollout that bumps `v` must upgrade consumers
+//!   first.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,12 +45,37 @@ pub struct ReportMessage {
     /// The request's `User-Agent` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_user_agent: Option<String>,
-    /// [`crate::fingerprint`] as 16 lowercase hex digits.
+    /// [`crate::fingerprint()`] as 16 lowercase hex digits.
     pub fingerprint: String,
     /// Default noise verdict label, if any (kept when a project opts out of dropping noise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<String>,
     pub report: Report,
+}
+
+/// Just the version, read before the rest so a newer format is reported as such rather
+/// than as corruption.
+#[derive(Deserialize)]
+struct VersionProbe {
+    v: u64,
+}
+
+impl ReportMessage {
+    /// The message as JSON bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect(
+            "cannot fail: map keys are strings, tagged details are objects, floats are finite",
+        )
+    }
+
+    /// Parses a message, checking its version first (see the module docs).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(DecodeError::Corrupt)?;
+        if probe.v == 0 || probe.v > u64::from(MESSAGE_VERSION) {
+            return Err(DecodeError::UnsupportedVersion(probe.v));
+        }
+        serde_json::from_slice(bytes).map_err(DecodeError::Corrupt)
+    }
 }
 
 /// Why a Kafka payload could not be turned into a [`ReportMessage`].
@@ -42,4 +85,79 @@ pub enum DecodeError {
     UnsupportedVersion(u64),
     #[error("corrupt message")]
     Corrupt(#[source] serde_json::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ParseLimits, Parser};
+
+    fn message() -> ReportMessage {
+        let mut body =
+            br#"{"csp-report":{"document-uri":"https://a.example/","blocked-uri":"inline",
+            "violated-directive":"script-src","x-unknown":[1,{"b":2}]}}"#
+                .to_vec();
+        let report = Parser::new(ParseLimits::default())
+            .parse(&mut body)
+            .expect("valid")
+            .items
+            .remove(0)
+            .expect("valid");
+        ReportMessage {
+            v: MESSAGE_VERSION,
+            id: "0193a1f0-0000-7000-8000-000000000000".into(),
+            received_at_ms: 1_700_000_000_000,
+            project_id: 42,
+            environment: Some("prod".into()),
+            release: None,
+            client_ip: Some("192.0.2.0".into()),
+            request_user_agent: None,
+            fingerprint: format!("{:016x}", crate::fingerprint(42, &report)),
+            noise: None,
+            report,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let message = message();
+        assert_eq!(
+            ReportMessage::decode(&message.encode()).expect("decodes"),
+            message
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&message().encode()).expect("json");
+        value["added_later"] = serde_json::json!({"x": 1});
+        value["report"]["added_later"] = serde_json::json!(true);
+        let bytes = serde_json::to_vec(&value).expect("json");
+        assert_eq!(ReportMessage::decode(&bytes).expect("decodes"), message());
+    }
+
+    #[test]
+    fn refuses_newer_versions_and_corruption() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&message().encode()).expect("json");
+        value["v"] = serde_json::json!(u64::from(MESSAGE_VERSION) + 1);
+        let bytes = serde_json::to_vec(&value).expect("json");
+        assert!(matches!(
+            ReportMessage::decode(&bytes),
+            Err(DecodeError::UnsupportedVersion(2))
+        ));
+        assert!(matches!(
+            ReportMessage::decode(b"{\"v\":1}"),
+            Err(DecodeError::Corrupt(_))
+        ));
+        assert!(matches!(
+            ReportMessage::decode(b"not json"),
+            Err(DecodeError::Corrupt(_))
+        ));
+        assert!(matches!(
+            ReportMessage::decode(b"{}"),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
 }

@@ -1,12 +1,36 @@
 //! Body-shape dispatch: one request body in, one or more normalised reports out.
-//! (API fixed by the integrator; bodies implemented by the schemas work.)
+//!
+//! The shape of the JSON decides the wire format, never the `Content-Type` (REFERENCE
+//! section 1): browsers send the same bodies under half a dozen media types.
+//!
+//! | body shape | wire format |
+//! |---|---|
+//! | array | Reporting API batch, one report per item |
+//! | object with `csp-report` | legacy CSP |
+//! | object with `type` and `body` | single Reporting API report (Safari) |
+//! | object with `expect-ct-report` | Expect-CT |
+//! | object with `expect-staple-report` | Expect-Staple |
+//! | object with `known-pins` and `hostname` | HPKP |
+//! | object with `document-uri`, `blocked-uri` or `violated-directive` | unwrapped legacy CSP |
+//! | object with `xss-report` | XSS Auditor |
+//! | anything else | [`ParseError::UnknownShape`] |
+//!
+//! Keys are matched ignoring case, `-` and `_`. simd-json validates UTF-8 and enforces
+//! [`ParseLimits::max_depth`] while it builds the tape (stage 2), so a deep body is refused
+//! before any value is built or normalised.
 
-use crate::report::Report;
+use simd_json::borrowed::Object;
+use simd_json::{BorrowedValue, Buffers, ErrorType};
+
+use crate::report::{Report, ReportKind, WireFormat};
+use crate::wire::fields::{key_matches, Fields};
+use crate::wire::{certificate, legacy_csp, reporting, xss};
 
 /// Bounds enforced while parsing. Defaults are documented on each field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
-    /// Deepest JSON nesting accepted (arrays and objects). Default 32.
+    /// Deepest JSON nesting accepted, counting arrays and objects (`{}` is 1, a legacy CSP
+    /// report `{"csp-report":{...}}` is 2). Default 32.
     pub max_depth: usize,
     /// Most reports accepted in one Reporting API batch. Default 100.
     pub max_batch_len: usize,
@@ -14,7 +38,10 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        Self { max_depth: 32, max_batch_len: 100 }
+        Self {
+            max_depth: 32,
+            max_batch_len: 100,
+        }
     }
 }
 
@@ -85,14 +112,27 @@ pub struct Parsed {
 
 /// A reusable parser: holds simd-json scratch buffers so the hot path does not allocate them.
 /// One per worker/task; not shared.
-#[derive(Debug)]
 pub struct Parser {
     limits: ParseLimits,
+    buffers: Buffers,
 }
+
+impl std::fmt::Debug for Parser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parser")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Initial capacity of the scratch buffers, in body bytes; they grow to the largest body seen
+/// (itself bounded by the edge's body limit).
+const INITIAL_BUFFER_BYTES: usize = 4096;
 
 impl Parser {
     pub fn new(limits: ParseLimits) -> Self {
-        Self { limits }
+        let buffers = Buffers::with_max_depth(INITIAL_BUFFER_BYTES, limits.max_depth);
+        Self { limits, buffers }
     }
 
     pub fn limits(&self) -> ParseLimits {
@@ -100,9 +140,301 @@ impl Parser {
     }
 
     /// Parse a body (mutated in place by simd-json). `Err` only when the whole body is refused;
-    /// a batch with some bad items is `Ok` with those items as `Err`.
+    /// a batch with some bad items is `Ok` with those items as `Err`. An empty batch (`[]`) is
+    /// `Ok` with no items; a body whose every report is bad is [`ParseError::NoValidReport`].
     pub fn parse(&mut self, body: &mut [u8]) -> Result<Parsed, ParseError> {
-        let _ = body;
-        Err(ParseError::UnknownShape)
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ParseError::Empty);
+        }
+        let value = simd_json::to_borrowed_value_with_buffers(body, &mut self.buffers).map_err(
+            |error| match error.error() {
+                ErrorType::InvalidUtf8 => ParseError::NotUtf8,
+                ErrorType::DepthLimitExceeded => ParseError::TooDeep {
+                    limit: self.limits.max_depth,
+                },
+                _ => ParseError::NotJson(error),
+            },
+        )?;
+        let items = match &value {
+            BorrowedValue::Array(items) => {
+                if items.len() > self.limits.max_batch_len {
+                    return Err(ParseError::BatchTooLong {
+                        len: items.len(),
+                        limit: self.limits.max_batch_len,
+                    });
+                }
+                items.iter().map(reporting::parse_item).collect()
+            }
+            BorrowedValue::Object(object) => vec![parse_object(object)?],
+            _ => return Err(ParseError::UnknownShape),
+        };
+        let parsed = Parsed { items };
+        match parsed.items.iter().find_map(|item| item.as_ref().err()) {
+            Some(first) if parsed.items.iter().all(Result::is_err) => {
+                Err(ParseError::NoValidReport {
+                    first: first.clone(),
+                })
+            }
+            _ => Ok(parsed),
+        }
+    }
+}
+
+/// The value of the first key of `object` matching `canonical` (see [`key_matches`]).
+fn get<'a, 'v>(object: &'a Object<'v>, canonical: &str) -> Option<&'a BorrowedValue<'v>> {
+    object
+        .iter()
+        .find(|(key, _)| key_matches(key, canonical))
+        .map(|(_, value)| value)
+}
+
+fn has(object: &Object<'_>, canonical: &str) -> bool {
+    get(object, canonical).is_some()
+}
+
+/// Dispatches a single-object body on its shape. `Err(UnknownShape)` refuses the body; an
+/// `Ok(Err(_))` is a recognised report that failed validation.
+fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, ParseError> {
+    if has(object, "cspreport") {
+        return Ok(unwrap(object, "cspreport", |o| {
+            legacy_csp::parse(o, WireFormat::LegacyCsp)
+        }));
+    }
+    if has(object, "type") && has(object, "body") {
+        return Ok(reporting::parse(object, WireFormat::ReportingSingle));
+    }
+    if has(object, "expectctreport") {
+        return Ok(unwrap(object, "expectctreport", |o| {
+            certificate::parse(o, ReportKind::ExpectCt, WireFormat::ExpectCt)
+        }));
+    }
+    if has(object, "expectstaplereport") {
+        return Ok(unwrap(object, "expectstaplereport", |o| {
+            certificate::parse(o, ReportKind::ExpectStaple, WireFormat::ExpectStaple)
+        }));
+    }
+    if has(object, "knownpins") && has(object, "hostname") {
+        return Ok(certificate::parse(
+            object,
+            ReportKind::Hpkp,
+            WireFormat::Hpkp,
+        ));
+    }
+    if ["documenturi", "blockeduri", "violateddirective"]
+        .iter()
+        .any(|k| has(object, k))
+    {
+        return Ok(legacy_csp::parse(object, WireFormat::LegacyCspUnwrapped));
+    }
+    if has(object, "xssreport") {
+        return Ok(unwrap(object, "xssreport", |o| Ok(xss::parse(o))));
+    }
+    Err(ParseError::UnknownShape)
+}
+
+/// Parses the object under the wrapper key `canonical` with `inner`, keeping any other
+/// top-level keys of the body in the report's `extra`.
+fn unwrap<'v>(
+    object: &Object<'v>,
+    canonical: &str,
+    inner: impl FnOnce(&Object<'v>) -> Result<Report, ReportError>,
+) -> Result<Report, ReportError> {
+    let mut outer = Fields::new(object);
+    let wrapped = outer.raw(&[canonical]).ok_or(ReportError::NotAnObject)?;
+    let mut report = inner(as_object(wrapped)?)?;
+    outer.drain_into(&mut report.extra);
+    Ok(report)
+}
+
+fn as_object<'a, 'v>(value: &'a BorrowedValue<'v>) -> Result<&'a Object<'v>, ReportError> {
+    match value {
+        BorrowedValue::Object(object) => Ok(object),
+        _ => Err(ReportError::NotAnObject),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(limits: ParseLimits, body: &str) -> Result<Parsed, ParseError> {
+        Parser::new(limits).parse(&mut body.as_bytes().to_vec())
+    }
+
+    fn parse(body: &str) -> Result<Parsed, ParseError> {
+        parse_with(ParseLimits::default(), body)
+    }
+
+    fn reason(body: &str) -> &'static str {
+        match parse(body) {
+            Err(error) => error.reason(),
+            Ok(parsed) => panic!("accepted {parsed:?}"),
+        }
+    }
+
+    fn nested(depth: usize) -> String {
+        // A CSP report whose unknown field nests `depth - 2` arrays (wrapper + report = 2).
+        format!(
+            r#"{{"csp-report":{{"violated-directive":"img-src","x":{}0{}}}}}"#,
+            "[".repeat(depth - 2),
+            "]".repeat(depth - 2)
+        )
+    }
+
+    #[test]
+    fn depth_limit_is_exact() {
+        let limits = ParseLimits {
+            max_depth: 8,
+            max_batch_len: 10,
+        };
+        assert!(parse_with(limits, &nested(8)).is_ok());
+        assert!(matches!(
+            parse_with(limits, &nested(9)),
+            Err(ParseError::TooDeep { limit: 8 })
+        ));
+    }
+
+    #[test]
+    fn batch_length_is_bounded() {
+        let item = r#"{"type":"test","url":"https://a.example/","body":{}}"#;
+        let limits = ParseLimits {
+            max_depth: 8,
+            max_batch_len: 3,
+        };
+        let batch = |n: usize| format!("[{}]", vec![item; n].join(","));
+        assert_eq!(parse_with(limits, &batch(3)).expect("3 fit").items.len(), 3);
+        assert!(matches!(
+            parse_with(limits, &batch(4)),
+            Err(ParseError::BatchTooLong { len: 4, limit: 3 })
+        ));
+    }
+
+    #[test]
+    fn refusals_have_reasons() {
+        assert_eq!(reason(""), "empty_body");
+        assert_eq!(reason(" \n"), "empty_body");
+        assert_eq!(reason("{"), "invalid_json");
+        assert_eq!(reason("{\"a\":1} x"), "invalid_json");
+        assert_eq!(reason("\"csp\""), "unknown_shape");
+        assert_eq!(reason("{\"hello\":1}"), "unknown_shape");
+        assert_eq!(reason("{\"csp-report\":1}"), "not_an_object");
+        assert_eq!(
+            reason("{\"csp-report\":{\"violated-directive\":\"bogus-src\"}}"),
+            "unknown_directive"
+        );
+        assert_eq!(
+            reason("{\"csp-report\":{\"blocked-uri\":\"x\"}}"),
+            "missing_field"
+        );
+        assert_eq!(
+            reason("{\"expect-ct-report\":{\"port\":443}}"),
+            "missing_field"
+        );
+        assert_eq!(
+            reason("{\"expect-ct-report\":{\"hostname\":7}}"),
+            "wrong_type"
+        );
+        assert_eq!(reason("[1, {\"body\":{}}]"), "not_an_object");
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let mut body =
+            b"{\"csp-report\":{\"violated-directive\":\"img-src\",\"x\":\"\xff\xfe\"}}".to_vec();
+        let error = Parser::new(ParseLimits::default())
+            .parse(&mut body)
+            .expect_err("refused");
+        assert!(matches!(error, ParseError::NotUtf8), "{error:?}");
+    }
+
+    #[test]
+    fn batch_keeps_bad_items_in_order() {
+        let parsed = parse(
+            r#"[{"type":"test","body":{}}, 7, {"type":"csp-violation","body":{"effectiveDirective":"nope"}}]"#,
+        )
+        .expect("one good item");
+        assert!(parsed.items[0].is_ok());
+        assert_eq!(parsed.items[1], Err(ReportError::NotAnObject));
+        assert_eq!(
+            parsed.items[2],
+            Err(ReportError::UnknownDirective("nope".into()))
+        );
+        assert!(parse("[]").expect("empty batch").items.is_empty());
+    }
+
+    #[test]
+    fn dispatch_by_shape() {
+        let wire = |body: &str| {
+            parse(body).expect("ok").items[0]
+                .as_ref()
+                .expect("report")
+                .wire
+        };
+        assert_eq!(
+            wire(r#"{"csp-report":{"violated-directive":"img-src"}}"#),
+            WireFormat::LegacyCsp
+        );
+        assert_eq!(
+            wire(r#"{"type":"csp-violation","body":{"effectiveDirective":"img-src"}}"#),
+            WireFormat::ReportingSingle
+        );
+        assert_eq!(
+            wire(r#"[{"type":"test","body":{}}]"#),
+            WireFormat::ReportingBatch
+        );
+        assert_eq!(
+            wire(r#"{"expect-ct-report":{"hostname":"a.example"}}"#),
+            WireFormat::ExpectCt
+        );
+        assert_eq!(
+            wire(r#"{"expect-staple-report":{"hostname":"a.example"}}"#),
+            WireFormat::ExpectStaple
+        );
+        assert_eq!(
+            wire(r#"{"hostname":"a.example","known-pins":[]}"#),
+            WireFormat::Hpkp
+        );
+        assert_eq!(
+            wire(r#"{"blocked-uri":"data","violated-directive":"img-src"}"#),
+            WireFormat::LegacyCspUnwrapped
+        );
+        assert_eq!(
+            wire(r#"{"xss-report":{"request-url":"https://a.example/"}}"#),
+            WireFormat::XssAuditor
+        );
+    }
+
+    #[test]
+    fn wrapper_siblings_are_kept() {
+        let parsed = parse(
+            r#"{"csp-report":{"violated-directive":"img-src"},"relay":"x","csp-report-2":1}"#,
+        )
+        .expect("ok");
+        let report = parsed.items[0].as_ref().expect("report");
+        let keys: Vec<_> = report.extra.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["csp-report-2", "relay"]);
+        assert!(matches!(
+            parse(r#"{"csp-report":null}"#),
+            Err(ParseError::NoValidReport {
+                first: ReportError::NotAnObject
+            })
+        ));
+    }
+
+    #[test]
+    fn parser_is_reusable_across_bodies() {
+        let mut parser = Parser::new(ParseLimits::default());
+        for _ in 0..3 {
+            let mut big = format!(
+                r#"{{"csp-report":{{"violated-directive":"img-src","x":"{}"}}}}"#,
+                "a".repeat(10_000)
+            )
+            .into_bytes();
+            assert!(parser.parse(&mut big).is_ok());
+            let mut small = br#"{"csp-report":{"violated-directive":"img-src"}}"#.to_vec();
+            assert!(parser.parse(&mut small).is_ok());
+            let mut bad = b"[[[".to_vec();
+            assert!(parser.parse(&mut bad).is_err());
+        }
     }
 }

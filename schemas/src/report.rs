@@ -132,6 +132,41 @@ pub enum BlockedClass {
     None,
 }
 
+impl BlockedClass {
+    /// Stable keyword (same as the serde name) for grouping, metrics and ClickHouse.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Url => "url",
+            Self::Inline => "inline",
+            Self::Eval => "eval",
+            Self::WasmEval => "wasm-eval",
+            Self::Data => "data",
+            Self::Blob => "blob",
+            Self::SelfOrigin => "self-origin",
+            Self::Extension => "extension",
+            Self::TrustedTypesPolicy => "trusted-types-policy",
+            Self::TrustedTypesSink => "trusted-types-sink",
+            Self::OtherScheme => "other-scheme",
+            Self::None => "none",
+        }
+    }
+}
+
+impl Disposition {
+    /// Stable label (`enforce` or `report`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Report => "report",
+        }
+    }
+}
+
+/// Upper bound of [`Report::age_ms`]: 24 hours. Reporting API uploads are retried for minutes,
+/// not days; a larger `age` is a broken clock or a replay, and an unbounded one would let a
+/// client place its event time anywhere in the past.
+pub const MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// One normalised browser security report.
 ///
 /// Common fields are first-class; kind-specific fields live in [`Details`]. Fields the browser
@@ -184,6 +219,11 @@ pub struct Report {
 }
 
 /// Kind-specific fields.
+///
+/// Serialised internally tagged, `{"type": "<variant>", ...}`. The map of `Fields` and the
+/// body of `Unknown` are nested under `fields` and `body`: flattened, a body's own `type` key
+/// (coep, coop) would collide with the tag, and an unknown body that is not an object could
+/// not be serialised at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Details {
@@ -192,10 +232,60 @@ pub enum Details {
     Certificate(CertificateDetails),
     NetworkError(NetworkErrorDetails),
     /// deprecation, intervention, permissions/document policy, coop, coep, crash, integrity: the
-    /// named fields of their bodies that are not common ones.
-    Fields(Map<String, Value>),
-    /// An unknown Reporting API type: its whole body.
-    Unknown(Value),
+    /// named fields of their bodies that are not common ones. `{"type": "fields", "fields": {..}}`.
+    Fields(#[serde(with = "nested_fields")] Map<String, Value>),
+    /// An unknown Reporting API type: its whole body. `{"type": "unknown", "body": ..}`.
+    Unknown(#[serde(with = "nested_body")] Value),
+}
+
+/// `Details::Fields` as `{"fields": {...}}` inside the tagged object.
+mod nested_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        fields: &'a Map<String, Value>,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        #[serde(default)]
+        fields: Map<String, Value>,
+    }
+
+    pub fn serialize<S: Serializer>(fields: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+        Out { fields }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        In::deserialize(d).map(|nested| nested.fields)
+    }
+}
+
+/// `Details::Unknown` as `{"body": ...}` inside the tagged object.
+mod nested_body {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        body: &'a Value,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        #[serde(default)]
+        body: Value,
+    }
+
+    pub fn serialize<S: Serializer>(body: &Value, s: S) -> Result<S::Ok, S::Error> {
+        Out { body }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        In::deserialize(d).map(|nested| nested.body)
+    }
 }
 
 /// Expect-CT, HPKP and Expect-Staple failure details.
@@ -248,4 +338,38 @@ pub struct NetworkErrorDetails {
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_fraction: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Regression: a body's own `type` key (coep, coop) must not collide with the tag, and an
+    /// unknown body that is not an object must serialise (it used to make `encode` panic).
+    #[test]
+    fn details_round_trip_whatever_the_body() {
+        let cases = [
+            Details::None,
+            Details::Fields(json!({"type": "corp", "id": 1}).as_object().cloned().unwrap_or_default()),
+            Details::Unknown(json!([1, "x", null])),
+            Details::Unknown(Value::Null),
+            Details::Unknown(json!({"type": "inner"})),
+            Details::NetworkError(NetworkErrorDetails { phase: Some("dns".into()), ..Default::default() }),
+            Details::Certificate(CertificateDetails { hostname: "a.example".into(), ..Default::default() }),
+        ];
+        for details in cases {
+            let text = serde_json::to_string(&details).expect("serialises");
+            let back: Details = serde_json::from_str(&text).expect("deserialises");
+            assert_eq!(back, details, "{text}");
+        }
+        assert_eq!(
+            serde_json::to_value(Details::Fields(Map::new())).expect("serialises"),
+            json!({"type": "fields", "fields": {}})
+        );
+        assert_eq!(
+            serde_json::to_value(Details::NetworkError(NetworkErrorDetails::default())).expect("serialises"),
+            json!({"type": "network-error"})
+        );
+    }
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what Palisade's local stack and tests need, skipping whatever is already there:
+# Debian packages (ClickHouse 18.16, Chromium, build tools for librdkafka) and the tansu broker,
+# built once with cargo into a cache directory and reused afterwards (~16-25 min the first time).
+#
+# Environment:
+#   PALISADE_CACHE   cache directory (default: $HOME/.cache/palisade)
+#   PALISADE_TANSU   path of an existing tansu binary to use instead of building one
+set -euo pipefail
+
+cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
+tansu_version="0.6.0"
+mkdir -p "$cache"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+need_pkgs=()
+command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || need_pkgs+=(clickhouse-server)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v make >/dev/null 2>&1 || need_pkgs+=(make)
+command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc g++)
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need_pkgs+=(zlib1g-dev)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  log "installing Debian packages: ${need_pkgs[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+fi
+# The package's own service is not used: our scripts and tests start their own servers.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet clickhouse-server 2>/dev/null; then
+  log "note: a system clickhouse-server is running; Palisade uses its own instance on other ports"
+fi
+
+# --- tansu (Kafka-compatible broker) ---------------------------------------------------------
+tansu_bin="${PALISADE_TANSU:-$cache/tansu/bin/tansu}"
+if [ -x "$tansu_bin" ]; then
+  log "tansu: $tansu_bin"
+else
+  log "building tansu $tansu_version into $cache/tansu (once; about 16-25 minutes on 2 cores)"
+  CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu --version "$tansu_version" --locked \
+    --features dynostore,libsql --root "$cache/tansu"
+  rm -rf "$cache/tansu-target"
+fi
+echo "$tansu_bin"

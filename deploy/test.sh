@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs Palisade's checks and whole test suite, installing what is missing first (see
+# deploy/scripts/setup.sh). Tests start their own tansu, ClickHouse and Chromium on loopback.
+# This is the command CI runs (.ci/run) and the one README.md gives.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PALISADE_TANSU="$(deploy/scripts/setup.sh | tail -n 1)"
+export PALISADE_TANSU
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,121 @@
+//! Reporting API reports (`report-to`, `Reporting-Endpoints`): items of an
+//! `application/reports+json` array, or a single object (Safari 16.4+).
+//!
+//! Envelope `{type, age, url, user_agent, body}`; the body's shape depends on `type`. CSP
+//! bodies share the legacy mapping ([`super::legacy_csp::take_csp`]); NEL is snake_case with
+//! its own details; every other known type keeps the common keys in the common fields and
+//! the rest in [`Details::Fields`]; an unknown type keeps its whole body.
+
+use simd_json::borrowed::Object;
+use simd_json::BorrowedValue;
+
+use super::fields::{self, to_json, Fields};
+use super::{blank, legacy_csp, take_blocked, take_common};
+use crate::parse::ReportError;
+use crate::report::{
+    BlockedClass, Details, Disposition, NetworkErrorDetails, Report, ReportKind, WireFormat,
+    MAX_AGE_MS,
+};
+
+/// The kind of a Reporting API `type` value.
+pub(crate) fn kind_of(report_type: &str) -> ReportKind {
+    match report_type {
+        "csp-violation" => ReportKind::CspViolation,
+        "network-error" => ReportKind::NetworkError,
+        "deprecation" => ReportKind::Deprecation,
+        "intervention" => ReportKind::Intervention,
+        "crash" => ReportKind::Crash,
+        "coep" => ReportKind::Coep,
+        "coop" => ReportKind::Coop,
+        "permissions-policy-violation" => ReportKind::PermissionsPolicyViolation,
+        "potential-permissions-policy-violation" => ReportKind::PotentialPermissionsPolicyViolation,
+        "document-policy-violation" => ReportKind::DocumentPolicyViolation,
+        "integrity-violation" => ReportKind::IntegrityViolation,
+        "test" => ReportKind::Test,
+        _ => ReportKind::Unknown,
+    }
+}
+
+/// Parses one item of a Reporting API batch.
+pub(crate) fn parse_item(value: &BorrowedValue<'_>) -> Result<Report, ReportError> {
+    match value {
+        BorrowedValue::Object(object) => parse(object, WireFormat::ReportingBatch),
+        _ => Err(ReportError::NotAnObject),
+    }
+}
+
+/// Parses one Reporting API report object (a batch item or a single-object body).
+pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, ReportError> {
+    let mut envelope = Fields::new(object);
+    let report_type = match envelope.raw(&["type"]) {
+        None => return Err(ReportError::MissingField("type")),
+        Some(value) => fields::as_str(value)
+            .ok_or(ReportError::WrongType("type"))?
+            .to_owned(),
+    };
+    let kind = kind_of(&report_type);
+    let mut report = blank(kind, wire);
+    report.report_type = Some(report_type);
+    // `age` is milliseconds before upload; clamped to [0, MAX_AGE_MS] so a broken client
+    // clock cannot move the event time arbitrarily.
+    report.age_ms = envelope
+        .i64(&["age"])
+        .map(|age| age.clamp(0, MAX_AGE_MS as i64) as u64);
+    let url = envelope.string(&["url"]);
+    report.user_agent = envelope.string(&["useragent"]);
+    let body = envelope.raw(&["body"]);
+
+    if kind == ReportKind::Unknown {
+        report.details = Details::Unknown(body.map_or(serde_json::Value::Null, to_json));
+    } else {
+        let mut fields = match body {
+            None => Fields::empty(),
+            Some(BorrowedValue::Object(body)) => Fields::new(body),
+            Some(_) => return Err(ReportError::WrongType("body")),
+        };
+        match kind {
+            ReportKind::CspViolation => {
+                legacy_csp::take_csp(&mut fields, &mut report)?;
+                fields.drain_into(&mut report.extra);
+            }
+            ReportKind::NetworkError => take_network_error(fields, &mut report),
+            _ => {
+                take_common(&mut fields, &mut report);
+                take_blocked(&mut fields, &mut report, BlockedClass::None);
+                if kind == ReportKind::IntegrityViolation && report.disposition.is_none() {
+                    report.disposition = fields.bool(&["reportonly"]).map(|report_only| {
+                        if report_only {
+                            Disposition::Report
+                        } else {
+                            Disposition::Enforce
+                        }
+                    });
+                }
+                report.details = Details::Fields(fields.into_map());
+            }
+        }
+    }
+    if report.document_url.is_none() {
+        // For NEL `url` is the failed request; for every other type it is the document.
+        report.document_url = url;
+    }
+    envelope.drain_into(&mut report.extra);
+    Ok(report)
+}
+
+/// NEL body (snake_case): the envelope `url` is the request that failed.
+fn take_network_error(mut fields: Fields<'_, '_>, report: &mut Report) {
+    report.referrer = fields.string(&["referrer"]);
+    report.status_code = fields.u16(&["statuscode"]);
+    let details = NetworkErrorDetails {
+        phase: fields.string(&["phase"]),
+        error_type: fields.string(&["type"]),
+        server_ip: fields.string(&["serverip"]),
+        elapsed_time_ms: fields.u64(&["elapsedtime"]),
+        method: fields.string(&["method"]),
+        protocol: fields.string(&["protocol"]),
+        sampling_fraction: fields.f64(&["samplingfraction"]),
+    };
+    report.details = Details::NetworkError(details);
+    fields.drain_into(&mut report.extra);
+}
