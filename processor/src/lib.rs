@@ -1,2 +1,27 @@
-//! Palisade's processor: consumes reports from Kafka, deduplicates, enriches and batch-writes
-//! them into ClickHouse. Not built yet: this crate is a placeholder until the processor issue.
+//! Palisade's processor: consumes report messages from Kafka, deduplicates them into one row per
+//! (violation, client, window) with an exact count, enriches the rows and batch-writes them into
+//! ClickHouse, committing offsets only after the rows they depend on are written.
+//!
+//! Map, in data-flow order: consume (Kafka, in the binary) -> [`mod@decode`] (payload and key,
+//! or a dead-letter reason) -> [`dedup`] (per-partition windows, commit points) -> [`enrich`]
+//! (UA, URLs, directive family, GeoIP: one [`row::ReportRow`]) -> [`batch`] (rows plus the
+//! offsets to commit after them) -> [`mod@write`] (ClickHouse inserts, retries) -> commit.
+//! [`migrate`] applies the SQL in `schemas/sql/`; [`config`] and [`metrics`] are the binary's
+//! settings and metric catalog.
+
+pub mod batch;
+pub mod config;
+pub mod decode;
+pub mod dedup;
+pub mod enrich;
+pub mod metrics;
+pub mod migrate;
+pub mod row;
+pub mod write;
+
+pub use batch::{Batch, BatchLimits, Batcher};
+pub use config::{Command, Config};
+pub use decode::{decode, DecodeFailure, Decoded, KeySource};
+pub use dedup::{ClosedWindow, CloseReason, CommitPoint, Dedup, DedupConfig, Observed};
+pub use enrich::{Enricher, Geo, GeoError};
+pub use row::ReportRow;

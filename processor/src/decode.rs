@@ -1,0 +1,171 @@
+//! Kafka record -> [`ReportMessage`] and its dedup key, or a [`DecodeFailure`] for the
+//! dead-letter topic. Never panics, whatever the bytes.
+
+use schemas::{DecodeError, ReportMessage};
+
+/// A decoded record.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub message: ReportMessage,
+    pub dedup_key: u64,
+    /// Whether the key was read from the record key or recomputed from the message.
+    pub key_source: KeySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The record key: 16 hex digits of `schemas::dedup_key`, set by ingest.
+    RecordKey,
+    /// Missing or malformed key: recomputed from the fingerprint and client IP.
+    Recomputed,
+}
+
+/// Why a record goes to the dead-letter topic: a bounded reason label and a human detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct DecodeFailure {
+    /// One of [`DecodeFailure::REASONS`].
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl DecodeFailure {
+    /// Every reason label, for metric pre-registration.
+    pub const REASONS: [&'static str; 4] =
+        ["empty", "unsupported_version", "corrupt", "no_dedup_key"];
+
+    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Decodes a record's payload and key.
+pub fn decode(payload: Option<&[u8]>, key: Option<&[u8]>) -> Result<Decoded, DecodeFailure> {
+    let payload = payload
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| DecodeFailure::new("empty", "record has no payload"))?;
+    let message = ReportMessage::decode(payload).map_err(|err| match err {
+        DecodeError::UnsupportedVersion(v) => {
+            DecodeFailure::new("unsupported_version", format!("message version {v}"))
+        }
+        DecodeError::Corrupt(source) => DecodeFailure::new("corrupt", source.to_string()),
+    })?;
+    if let Some(dedup_key) = key.and_then(parse_key) {
+        return Ok(Decoded {
+            message,
+            dedup_key,
+            key_source: KeySource::RecordKey,
+        });
+    }
+    let fingerprint = u64::from_str_radix(&message.fingerprint, 16).map_err(|_| {
+        DecodeFailure::new(
+            "no_dedup_key",
+            format!("bad key and bad fingerprint {:?}", message.fingerprint),
+        )
+    })?;
+    let dedup_key = schemas::dedup_key(fingerprint, message.client_ip.as_deref().unwrap_or(""));
+    Ok(Decoded {
+        message,
+        dedup_key,
+        key_source: KeySource::Recomputed,
+    })
+}
+
+/// Exactly 16 hex digits, as ingest writes them.
+pub fn parse_key(key: &[u8]) -> Option<u64> {
+    if key.len() != 16 || !key.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(key).ok()?, 16).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn payload(fingerprint: &str, client_ip: Option<&str>) -> Vec<u8> {
+        let mut message = serde_json::json!({
+            "v": 1, "id": "m", "received_at_ms": 1u64, "project_id": 3, "fingerprint": fingerprint,
+            "report": {"kind": "csp-violation", "wire": "legacy-csp", "blocked_class": "inline",
+                       "details": {"type": "none"}}
+        });
+        if let Some(ip) = client_ip {
+            message["client_ip"] = ip.into();
+        }
+        serde_json::to_vec(&message).unwrap()
+    }
+
+    #[test]
+    fn reads_the_dedup_key_from_the_record_key() {
+        let decoded = decode(
+            Some(&payload("00000000000000aa", None)),
+            Some(b"00000000000000FF"),
+        )
+        .unwrap();
+        assert_eq!(
+            (decoded.dedup_key, decoded.key_source),
+            (0xff, KeySource::RecordKey)
+        );
+        assert_eq!(decoded.message.project_id, 3);
+    }
+
+    #[test]
+    fn recomputes_a_missing_or_malformed_key() {
+        let expected = schemas::dedup_key(0xaa, "198.51.100.0");
+        for key in [
+            None,
+            Some(&b"xyz"[..]),
+            Some(&b"0000000000000aa"[..]),
+            Some(&b"+000000000000aa0"[..]),
+        ] {
+            let decoded = decode(
+                Some(&payload("00000000000000aa", Some("198.51.100.0"))),
+                key,
+            )
+            .unwrap();
+            assert_eq!(
+                (decoded.dedup_key, decoded.key_source),
+                (expected, KeySource::Recomputed),
+                "{key:?}"
+            );
+        }
+        let no_ip = decode(Some(&payload("aa", None)), None).unwrap();
+        assert_eq!(no_ip.dedup_key, schemas::dedup_key(0xaa, ""));
+    }
+
+    #[test]
+    fn classifies_undecodable_records() {
+        let reason =
+            |payload: Option<&[u8]>, key: Option<&[u8]>| decode(payload, key).unwrap_err().reason;
+        assert_eq!(reason(None, None), "empty");
+        assert_eq!(reason(Some(b""), None), "empty");
+        assert_eq!(reason(Some(b"{not json"), None), "corrupt");
+        assert_eq!(reason(Some(br#"{"v": 1, "id": "x"}"#), None), "corrupt");
+        assert_eq!(reason(Some(br#"{"v": 99}"#), None), "unsupported_version");
+        assert_eq!(
+            reason(Some(&payload("not-hex", None)), None),
+            "no_dedup_key"
+        );
+        for (failure, expected) in [(reason(None, None), 0), (reason(Some(b"["), None), 2)] {
+            assert_eq!(failure, DecodeFailure::REASONS[expected]);
+        }
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        let mut state = 7u64;
+        for len in 0..300 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let _ = decode(Some(&bytes), Some(&bytes));
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! Per-partition dedup windows: redelivered messages are counted once, and floods of the same
+//! violation from the same client become one row per (dedup key, window) with an exact count.
+//!
+//! # Model
+//! Ingest keys every Kafka message by its dedup key, so all reports of a group live on one
+//! partition and each partition is deduplicated on its own, in offset order. A message belongs to
+//! the window `floor(received_at_ms / window) * window` of its RECEIVED time (set by ingest, not
+//! the processor's clock), so a replay of the same offsets yields the same windows.
+//!
+//! Each partition keeps a watermark `W` (max `received_at_ms` seen) and a closing horizon `H`
+//! (aligned on the window): every window starting before `H` is closed, every window at or after
+//! `H` is open. `H` only moves forward, for three reasons:
+//! - watermark: a window closes once `W > window_end + grace`;
+//! - idle: no message on the partition for `idle_close` (wall clock, passed to
+//!   [`Dedup::drain_closed`]) closes all its windows, so a quiet partition still emits and commits;
+//! - bound: opening a window beyond `max_open_windows` force-closes the oldest window AND every
+//!   other window up to its end (moving `H`), so closed windows never interleave with open ones.
+//!
+//! A message whose window is already behind `H` (late: out of order by more than the grace, or
+//! after an early close) is counted in the window at `H`, the oldest one still open for its key.
+//! Counts stay exact (every message is counted in exactly one row) at the price of a late report
+//! landing in a later window than its received time says. The alternative, re-opening the closed
+//! window, would emit the same row id with a partial count that a restart cannot reproduce.
+//!
+//! # Commit and replay
+//! [`Dedup::commit_point`] is the offset to commit for a partition: the first offset of its oldest
+//! open window (else the last seen offset + 1), with `(H, W, horizon_since)` encoded in the commit
+//! metadata ([`CommitPoint::metadata`]). After a crash or rebalance, [`Dedup::resume`] restores
+//! them and the consumer replays from the committed offset. A replayed message before
+//! `horizon_since` whose window is behind `H` was counted in a row already written (its window
+//! closed before the commit), so it is skipped; every other message is processed as the first time.
+//! The restored state therefore equals the original one after the last message the commit point
+//! covered, and the replay emits exactly the rows (same row id, same count) the uninterrupted run
+//! would have: the tests below check this at every crash position.
+//!
+//! Kafka keeps the metadata with the committed offset; tansu 0.6 answers OffsetFetch with empty
+//! metadata, so there the points must be stored elsewhere (e.g. a checkpoint row written to
+//! ClickHouse before the offset commit, looked up by the committed offset).
+//!
+//! Without the metadata (first start, metadata lost, or window size changed), replay starts from a
+//! blank horizon: a window that straddled the commit offset is re-emitted with a partial count
+//! under the same row id, which `ReplacingMergeTree(version = occurrences)` discards in favour of
+//! the full row; but a late message that was counted in a later window lands in its own window
+//! again, so counts are exact only with the metadata (the fallback is off by the late messages
+//! of the replayed range, which the grace keeps rare).
+//!
+//! Known trade-offs:
+//! - A crash between a write and its commit re-emits the same rows (same id, same count): the
+//!   `reports` table absorbs that, anything counting inserts (a materialized view) does not.
+//! - An idle close depends on wall-clock gaps, which a replay does not reproduce: if a crash
+//!   loses the commit that followed an idle close, the replay may build that window with more
+//!   messages; it is re-emitted under the same row id with a higher count, which wins the merge.
+//!   This holds as long as no later batch of the partition was written before the crash, so the
+//!   loop must not write the next batch until the previous commit succeeded.
+//! - Adding partitions to the topic moves keys between partitions: during that change a window
+//!   can be counted on two partitions under one row id, and the merge keeps the larger part.
+//! - `received_at_ms` comes from ingest's clock: a host with a clock far ahead pushes the
+//!   watermark and closes windows early (counts stay exact, windows get fuller later).
+//!
+//! Memory: at most `max_open_windows` open windows per assigned partition, each holding its first
+//! message (bounded by ingest's body limit). Closed windows wait in a queue until the next
+//! [`Dedup::drain_closed`], which the consume loop calls after every poll.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use schemas::ReportMessage;
+
+/// Reports older than this (Reporting API `age`) are treated as this old: bounds event times.
+pub const MAX_REPORT_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// When the report was generated: received minus its bounded `age`.
+pub fn event_time_ms(message: &ReportMessage) -> u64 {
+    let age = message.report.age_ms.unwrap_or(0).min(MAX_REPORT_AGE_MS);
+    message.received_at_ms.saturating_sub(age)
+}
+
+/// The deterministic ClickHouse row id of a (dedup key, window start) pair.
+pub fn row_id(dedup_key: u64, window_start_ms: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&dedup_key.to_le_bytes());
+    bytes[8..].copy_from_slice(&window_start_ms.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// Dedup settings; see `Config` for units and defaults.
+#[derive(Debug, Clone)]
+pub struct DedupConfig {
+    /// Window length (non-zero whole milliseconds).
+    pub window: Duration,
+    /// How far the watermark must pass a window's end before it closes.
+    pub grace: Duration,
+    /// Wall-clock silence on a partition after which all its windows close.
+    pub idle_close: Duration,
+    /// Open windows allowed per assigned partition.
+    pub max_open_windows: NonZeroUsize,
+}
+
+/// Why a window was closed (a bounded metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Watermark,
+    Idle,
+    Forced,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Watermark => "watermark",
+            Self::Idle => "idle",
+            Self::Forced => "forced",
+        }
+    }
+}
+
+/// What [`Dedup::observe`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Counted in a new window.
+    Opened,
+    /// Counted in an existing window.
+    Merged,
+    /// Its window was closed: counted in the oldest open window of its key instead.
+    Late,
+    /// Offset at or below the last one seen on the partition: ignored.
+    Redelivered,
+    /// Replayed after a restore and already counted in a written row: ignored.
+    Replayed,
+}
+
+/// A window that will not change any more: one output row.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    pub partition: i32,
+    pub dedup_key: u64,
+    pub window_start_ms: u64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub occurrences: u64,
+    /// Min and max event time of the window's messages, Unix milliseconds.
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    /// The window's first message (lowest offset): the row's descriptive fields come from it.
+    pub first: ReportMessage,
+    pub reason: CloseReason,
+}
+
+impl ClosedWindow {
+    pub fn row_id(&self) -> u64 {
+        row_id(self.dedup_key, self.window_start_ms)
+    }
+}
+
+/// The offset to commit for a partition and the dedup state needed to replay from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPoint {
+    /// Next offset to consume (Kafka commit semantics).
+    pub offset: i64,
+    pub window_ms: u64,
+    pub horizon_ms: u64,
+    pub watermark_ms: u64,
+    /// First offset processed under the current horizon.
+    pub horizon_since: i64,
+}
+
+const METADATA_TAG: &str = "palisade-dedup-v1";
+
+impl CommitPoint {
+    /// The Kafka commit metadata string carrying the dedup state.
+    pub fn metadata(&self) -> String {
+        format!(
+            "{METADATA_TAG};{};{};{};{}",
+            self.window_ms, self.horizon_ms, self.watermark_ms, self.horizon_since
+        )
+    }
+
+    /// Parses a committed offset and its metadata; `None` when the metadata is not ours.
+    pub fn from_committed(offset: i64, metadata: &str) -> Option<Self> {
+        let mut parts = metadata.split(';');
+        if parts.next()? != METADATA_TAG {
+            return None;
+        }
+        let window_ms = parts.next()?.parse().ok()?;
+        let horizon_ms = parts.next()?.parse().ok()?;
+        let watermark_ms = parts.next()?.parse().ok()?;
+        let horizon_since = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            offset,
+            window_ms,
+            horizon_ms,
+            watermark_ms,
+            horizon_since,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct OpenWindow {
+    first_offset: i64,
+    last_offset: i64,
+    occurrences: u64,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+    first: ReportMessage,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Open windows by (window start, dedup key): ordered so closing by horizon is a split.
+    windows: BTreeMap<(u64, u64), OpenWindow>,
+    last_offset: Option<i64>,
+    watermark_ms: u64,
+    horizon_ms: u64,
+    horizon_since: i64,
+    last_activity: Option<Instant>,
+}
+
+/// Dedup state of every assigned partition.
+#[derive(Debug)]
+pub struct Dedup {
+    config: DedupConfig,
+    window_ms: u64,
+    grace_ms: u64,
+    partitions: HashMap<i32, PartitionState>,
+    closed: Vec<ClosedWindow>,
+}
+
+impl Dedup {
+    pub fn new(config: DedupConfig) -> Self {
+        let window_ms = u64::try_from(config.window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let grace_ms = u64::try_from(config.grace.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            config,
+            window_ms,
+            grace_ms,
+            partitions: HashMap::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    /// Starts (or restarts) a partition, from a committed point when there is one.
+    pub fn resume(&mut self, partition: i32, from: Option<CommitPoint>) {
+        let mut state = PartitionState::default();
+        if let Some(point) = from.filter(|p| p.window_ms == self.window_ms) {
+            state.last_offset = Some(point.offset.saturating_sub(1));
+            state.watermark_ms = point.watermark_ms;
+            state.horizon_ms = point.horizon_ms;
+            state.horizon_since = point.horizon_since;
+        }
+        self.partitions.insert(partition, state);
+    }
+
+    /// Drops a revoked partition's state; its open windows will be rebuilt by the next owner.
+    pub fn revoke(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+        self.closed.retain(|w| w.partition != partition);
+    }
+
+    /// Marks an offset consumed without counting it (a dead-lettered message).
+    pub fn skip(&mut self, partition: i32, offset: i64, now: Instant) {
+        let state = self.partitions.entry(partition).or_default();
+        if state.last_offset.is_none_or(|last| offset > last) {
+            state.last_offset = Some(offset);
+            state.last_activity = Some(now);
+        }
+    }
+
+    /// Counts one message of a partition, in offset order.
+    pub fn observe(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        dedup_key: u64,
+        message: ReportMessage,
+        now: Instant,
+    ) -> Observed {
+        let (window_ms, grace_ms, bound) = (
+            self.window_ms,
+            self.grace_ms,
+            self.config.max_open_windows.get(),
+        );
+        let state = self.partitions.entry(partition).or_default();
+        if state.last_offset.is_some_and(|last| offset <= last) {
+            return Observed::Redelivered;
+        }
+        state.last_offset = Some(offset);
+        state.last_activity = Some(now);
+
+        let window_start = message.received_at_ms / window_ms * window_ms;
+        state.watermark_ms = state.watermark_ms.max(message.received_at_ms);
+        let by_watermark = align_up(
+            state.watermark_ms.saturating_sub(window_ms + grace_ms),
+            window_ms,
+        );
+        advance(
+            state,
+            partition,
+            by_watermark,
+            offset,
+            CloseReason::Watermark,
+            &mut self.closed,
+        );
+
+        if window_start < state.horizon_ms && offset < state.horizon_since {
+            return Observed::Replayed;
+        }
+        let mut late = window_start < state.horizon_ms;
+        let mut target = (window_start.max(state.horizon_ms), dedup_key);
+        if !state.windows.contains_key(&target) && state.windows.len() >= bound {
+            let oldest = state.windows.keys().next().map_or(0, |(start, _)| *start);
+            let horizon = oldest.saturating_add(window_ms);
+            advance(
+                state,
+                partition,
+                horizon,
+                offset,
+                CloseReason::Forced,
+                &mut self.closed,
+            );
+            late = window_start < state.horizon_ms;
+            target = (window_start.max(state.horizon_ms), dedup_key);
+        }
+
+        let event_ms = event_time_ms(&message);
+        let opened = match state.windows.get_mut(&target) {
+            Some(window) => {
+                window.last_offset = offset;
+                window.occurrences += 1;
+                window.first_seen_ms = window.first_seen_ms.min(event_ms);
+                window.last_seen_ms = window.last_seen_ms.max(event_ms);
+                false
+            }
+            None => {
+                let window = OpenWindow {
+                    first_offset: offset,
+                    last_offset: offset,
+                    occurrences: 1,
+                    first_seen_ms: event_ms,
+                    last_seen_ms: event_ms,
+                    first: message,
+                };
+                state.windows.insert(target, window);
+                true
+            }
+        };
+        match (late, opened) {
+            (true, _) => Observed::Late,
+            (false, true) => Observed::Opened,
+            (false, false) => Observed::Merged,
+        }
+    }
+
+    /// Closes idle partitions' windows and returns every window closed since the last call.
+    pub fn drain_closed(&mut self, now: Instant) -> Vec<ClosedWindow> {
+        let (window_ms, idle) = (self.window_ms, self.config.idle_close);
+        for (&partition, state) in &mut self.partitions {
+            let idle_for = state
+                .last_activity
+                .map(|at| now.saturating_duration_since(at));
+            if state.windows.is_empty() || idle_for.is_none_or(|d| d < idle) {
+                continue;
+            }
+            let newest = state
+                .windows
+                .keys()
+                .next_back()
+                .map_or(0, |(start, _)| *start);
+            let since = state.last_offset.map_or(0, |o| o + 1);
+            let horizon = newest.saturating_add(window_ms);
+            advance(
+                state,
+                partition,
+                horizon,
+                since,
+                CloseReason::Idle,
+                &mut self.closed,
+            );
+        }
+        std::mem::take(&mut self.closed)
+    }
+
+    /// The point to commit for a partition once every drained row has been written. `None`
+    /// while the partition has closed windows not drained yet: their messages lie before the
+    /// point and replay would skip them, so their rows must be in the batch first.
+    pub fn commit_point(&self, partition: i32) -> Option<CommitPoint> {
+        let state = self.partitions.get(&partition)?;
+        if self.closed.iter().any(|w| w.partition == partition) {
+            return None;
+        }
+        let oldest_open = state.windows.values().map(|w| w.first_offset).min();
+        let offset = oldest_open.or(state.last_offset.map(|o| o + 1))?;
+        Some(CommitPoint {
+            offset,
+            window_ms: self.window_ms,
+            horizon_ms: state.horizon_ms,
+            watermark_ms: state.watermark_ms,
+            horizon_since: state.horizon_since,
+        })
+    }
+
+    /// [`Self::commit_point`]'s offset alone.
+    pub fn commit_offset(&self, partition: i32) -> Option<i64> {
+        self.commit_point(partition).map(|p| p.offset)
+    }
+
+    /// Partitions with state, for committing after a batch.
+    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.partitions.keys().copied()
+    }
+
+    /// Open windows over all partitions (gauge).
+    pub fn open_windows(&self) -> usize {
+        self.partitions.values().map(|s| s.windows.len()).sum()
+    }
+
+    /// The configured bound on open windows over all assigned partitions (gauge).
+    pub fn windows_bound(&self) -> usize {
+        self.config
+            .max_open_windows
+            .get()
+            .saturating_mul(self.partitions.len())
+    }
+}
+
+fn align_up(value: u64, step: u64) -> u64 {
+    value.div_ceil(step).saturating_mul(step)
+}
+
+/// Moves a partition's horizon forward, closing every window that starts before it.
+fn advance(
+    state: &mut PartitionState,
+    partition: i32,
+    horizon: u64,
+    since: i64,
+    reason: CloseReason,
+    closed: &mut Vec<ClosedWindow>,
+) {
+    if horizon <= state.horizon_ms {
+        return;
+    }
+    state.horizon_ms = horizon;
+    state.horizon_since = since;
+    let still_open = state.windows.split_off(&(horizon, 0));
+    let done = std::mem::replace(&mut state.windows, still_open);
+    closed.extend(
+        done.into_iter()
+            .map(|((window_start_ms, dedup_key), w)| ClosedWindow {
+                partition,
+                dedup_key,
+                window_start_ms,
+                first_offset: w.first_offset,
+                last_offset: w.last_offset,
+                occurrences: w.occurrences,
+                first_seen_ms: w.first_seen_ms,
+                last_seen_ms: w.last_seen_ms,
+                first: w.first,
+                reason,
+            }),
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,140 @@
+//! User-agent classification (woothee) behind a bounded LRU cache: the same few hundred UA strings
+//! make up most traffic, and parsing one costs a few dozen regex matches.
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+/// Browser family, major version, OS and device class of a user agent; empty when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UaInfo {
+    /// `Chrome`, `Firefox`, `Safari`, ...
+    pub family: String,
+    /// Major version (`120`), empty when unknown.
+    pub major: String,
+    /// `Windows 10`, `Mac OSX`, `Android`, `iPhone`, ...
+    pub os: String,
+    /// woothee category: `pc`, `smartphone`, `mobilephone`, `crawler`, `appliance`, `misc`.
+    pub device_class: String,
+}
+
+/// Classifies user agents, remembering the last `capacity` distinct ones.
+pub struct UaClassifier {
+    parser: woothee::parser::Parser,
+    /// Keyed by the xxh3 of the UA string, so an entry's size does not depend on the input.
+    cache: LruCache<u64, UaInfo>,
+    hits: u64,
+    misses: u64,
+}
+
+impl std::fmt::Debug for UaClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UaClassifier")
+            .field("cached", &self.cache.len())
+            .field("capacity", &self.cache.cap())
+            .field("hits", &self.hits)
+            .field("misses", &self.misses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UaClassifier {
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        Self {
+            parser: woothee::parser::Parser::new(),
+            cache: LruCache::new(capacity),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn classify(&mut self, user_agent: &str) -> UaInfo {
+        if user_agent.is_empty() {
+            return UaInfo::default();
+        }
+        let key = xxhash_rust::xxh3::xxh3_64(user_agent.as_bytes());
+        if let Some(info) = self.cache.get(&key) {
+            self.hits += 1;
+            return info.clone();
+        }
+        self.misses += 1;
+        let info = self.parse(user_agent);
+        self.cache.put(key, info.clone());
+        info
+    }
+
+    /// (hits, misses) since start, for metrics.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    fn parse(&self, user_agent: &str) -> UaInfo {
+        let Some(result) = self.parser.parse(user_agent) else {
+            return UaInfo::default();
+        };
+        let known = |value: &str| {
+            if value == woothee::woothee::VALUE_UNKNOWN {
+                String::new()
+            } else {
+                value.to_owned()
+            }
+        };
+        let major = result.version.split('.').next().unwrap_or_default();
+        UaInfo {
+            family: known(result.name),
+            major: known(major),
+            os: known(result.os),
+            device_class: known(result.category),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 Safari/537.36";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+
+    #[test]
+    fn classifies_common_browsers() {
+        let mut ua = UaClassifier::new(NonZeroUsize::new(8).unwrap());
+        let chrome = ua.classify(CHROME);
+        assert_eq!(
+            (chrome.family.as_str(), chrome.major.as_str()),
+            ("Chrome", "120")
+        );
+        assert_eq!(chrome.device_class, "pc");
+        assert!(chrome.os.starts_with("Windows"), "{}", chrome.os);
+        let iphone = ua.classify(IPHONE);
+        assert_eq!(
+            (iphone.family.as_str(), iphone.major.as_str()),
+            ("Safari", "17")
+        );
+        assert_eq!(
+            (iphone.os.as_str(), iphone.device_class.as_str()),
+            ("iPhone", "smartphone")
+        );
+    }
+
+    #[test]
+    fn unknown_agents_are_empty_not_unknown() {
+        let mut ua = UaClassifier::new(NonZeroUsize::new(8).unwrap());
+        assert_eq!(ua.classify(""), UaInfo::default());
+        let odd = ua.classify("zzz/1");
+        assert_eq!((odd.family.as_str(), odd.major.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_hit() {
+        let mut ua = UaClassifier::new(NonZeroUsize::new(1).unwrap());
+        ua.classify(CHROME);
+        ua.classify(CHROME);
+        assert_eq!(ua.stats(), (1, 1));
+        ua.classify(IPHONE);
+        ua.classify(CHROME);
+        assert_eq!(ua.stats(), (1, 3), "capacity 1: IPHONE evicted CHROME");
+        assert_eq!(ua.cache.len(), 1);
+    }
+}

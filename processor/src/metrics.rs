@@ -1,0 +1,223 @@
+//! Catalog of every metric the processor emits, with one typed helper each. Names follow
+//! `processor_<subject>_<unit>[_total]` in base units; labels come from bounded enums or
+//! `&'static str` reasons. Per-message outcomes are tallied in a [`PollTally`] and recorded once
+//! per poll, not per event.
+
+use std::time::Duration;
+
+use crate::dedup::{CloseReason, Observed};
+
+/// Kafka records received.
+pub const MESSAGES_CONSUMED_TOTAL: &str = "processor_messages_consumed_total";
+/// Records decoded into a report message.
+pub const MESSAGES_DECODED_TOTAL: &str = "processor_messages_decoded_total";
+/// Records sent to the dead-letter topic, by reason (decode reasons and `rejected_by_clickhouse`).
+pub const MESSAGES_DEAD_LETTERED_TOTAL: &str = "processor_messages_dead_lettered_total";
+/// Records at or below an offset already seen on their partition, ignored.
+pub const MESSAGES_REDELIVERED_TOTAL: &str = "processor_messages_redelivered_total";
+/// Records replayed after a restart that a written row already counts, ignored.
+pub const MESSAGES_REPLAYED_TOTAL: &str = "processor_messages_replayed_total";
+/// Records whose window had closed, counted in the oldest open window of their key.
+pub const MESSAGES_LATE_TOTAL: &str = "processor_messages_late_total";
+/// Open dedup windows over the assigned partitions.
+pub const WINDOWS_OPEN: &str = "processor_windows_open";
+/// Bound on open dedup windows (`max_open_windows` x assigned partitions).
+pub const WINDOWS_BOUND: &str = "processor_windows_bound";
+/// Windows closed, by reason (`watermark`, `idle`, `forced`).
+pub const WINDOWS_CLOSED_TOTAL: &str = "processor_windows_closed_total";
+/// Rows emitted (one per closed window).
+pub const ROWS_EMITTED_TOTAL: &str = "processor_rows_emitted_total";
+/// Reports represented by the emitted rows (sum of occurrences).
+pub const OCCURRENCES_TOTAL: &str = "processor_occurrences_total";
+/// Rows per insert.
+pub const BATCH_ROWS: &str = "processor_batch_rows";
+/// Estimated bytes per insert.
+pub const BATCH_BYTES: &str = "processor_batch_bytes";
+/// Time an insert took until ClickHouse acknowledged it (including retries).
+pub const WRITE_DURATION_SECONDS: &str = "processor_write_duration_seconds";
+/// Failed insert attempts, by class (`transient`, `permanent`).
+pub const WRITE_ERRORS_TOTAL: &str = "processor_write_errors_total";
+/// Offset commits, by result (`ok`, `error`).
+pub const COMMITS_TOTAL: &str = "processor_commits_total";
+/// Messages between the committed offset and the partition's high watermark.
+pub const CONSUMER_LAG_MESSAGES: &str = "processor_consumer_lag_messages";
+/// User-agent cache lookups, by result (`hit`, `miss`).
+pub const UA_CACHE_LOOKUPS_TOTAL: &str = "processor_ua_cache_lookups_total";
+
+/// Every per-message outcome of one poll, recorded in one go by [`PollTally::record`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollTally {
+    pub consumed: u64,
+    pub decoded: u64,
+    pub redelivered: u64,
+    pub replayed: u64,
+    pub late: u64,
+}
+
+impl PollTally {
+    /// Counts what dedup did with a decoded message.
+    pub fn observed(&mut self, observed: Observed) {
+        match observed {
+            Observed::Opened | Observed::Merged => {}
+            Observed::Late => self.late += 1,
+            Observed::Redelivered => self.redelivered += 1,
+            Observed::Replayed => self.replayed += 1,
+        }
+    }
+
+    /// Records the tally and resets it.
+    pub fn record(&mut self) {
+        let tally = std::mem::take(self);
+        for (name, n) in [
+            (MESSAGES_CONSUMED_TOTAL, tally.consumed),
+            (MESSAGES_DECODED_TOTAL, tally.decoded),
+            (MESSAGES_REDELIVERED_TOTAL, tally.redelivered),
+            (MESSAGES_REPLAYED_TOTAL, tally.replayed),
+            (MESSAGES_LATE_TOTAL, tally.late),
+        ] {
+            if n > 0 {
+                metrics::counter!(name).increment(n);
+            }
+        }
+    }
+}
+
+pub fn dead_lettered(reason: &'static str, n: u64) {
+    metrics::counter!(MESSAGES_DEAD_LETTERED_TOTAL, "reason" => reason).increment(n);
+}
+
+pub fn windows(open: usize, bound: usize) {
+    metrics::gauge!(WINDOWS_OPEN).set(open as f64);
+    metrics::gauge!(WINDOWS_BOUND).set(bound as f64);
+}
+
+pub fn windows_closed(reason: CloseReason, n: u64) {
+    if n > 0 {
+        metrics::counter!(WINDOWS_CLOSED_TOTAL, "reason" => reason.as_str()).increment(n);
+    }
+}
+
+pub fn rows_emitted(rows: u64, occurrences: u64) {
+    metrics::counter!(ROWS_EMITTED_TOTAL).increment(rows);
+    metrics::counter!(OCCURRENCES_TOTAL).increment(occurrences);
+}
+
+pub fn batch_written(rows: usize, bytes: usize, took: Duration) {
+    metrics::histogram!(BATCH_ROWS).record(rows as f64);
+    metrics::histogram!(BATCH_BYTES).record(bytes as f64);
+    metrics::histogram!(WRITE_DURATION_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn write_error(class: &'static str) {
+    metrics::counter!(WRITE_ERRORS_TOTAL, "class" => class).increment(1);
+}
+
+pub fn commit(ok: bool) {
+    metrics::counter!(COMMITS_TOTAL, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Per-partition lag; the label is bounded by the topic's partition count.
+pub fn consumer_lag(partition: i32, lag: i64) {
+    metrics::gauge!(CONSUMER_LAG_MESSAGES, "partition" => partition.to_string())
+        .set(lag.max(0) as f64);
+}
+
+/// Cumulative UA cache stats (from `Enricher::ua_cache_stats`).
+pub fn ua_cache(hits: u64, misses: u64) {
+    metrics::counter!(UA_CACHE_LOOKUPS_TOTAL, "result" => "hit").absolute(hits);
+    metrics::counter!(UA_CACHE_LOOKUPS_TOTAL, "result" => "miss").absolute(misses);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    use super::*;
+
+    /// Keeps counters (and gauges as f64 bits) by `name{labels}`.
+    #[derive(Default)]
+    struct Capture(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
+
+    impl Capture {
+        fn cell(&self, key: &Key) -> Arc<AtomicU64> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            self.0.lock().unwrap().entry(name).or_default().clone()
+        }
+        fn get(&self, name: &str) -> Option<u64> {
+            self.0
+                .lock()
+                .unwrap()
+                .get(name)
+                .map(|v| v.load(Ordering::Relaxed))
+        }
+    }
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn a_poll_tally_is_recorded_once_and_reset() {
+        let capture = Capture::default();
+        metrics::with_local_recorder(&capture, || {
+            let mut tally = PollTally {
+                consumed: 5,
+                decoded: 4,
+                ..PollTally::default()
+            };
+            for observed in [
+                Observed::Opened,
+                Observed::Late,
+                Observed::Redelivered,
+                Observed::Replayed,
+            ] {
+                tally.observed(observed);
+            }
+            tally.record();
+            assert_eq!(tally, PollTally::default());
+            dead_lettered("corrupt", 1);
+            windows(3, 200);
+            windows_closed(CloseReason::Forced, 2);
+        });
+        assert_eq!(capture.get("processor_messages_consumed_total{}"), Some(5));
+        assert_eq!(capture.get("processor_messages_decoded_total{}"), Some(4));
+        assert_eq!(capture.get("processor_messages_late_total{}"), Some(1));
+        assert_eq!(
+            capture.get("processor_messages_redelivered_total{}"),
+            Some(1)
+        );
+        assert_eq!(capture.get("processor_messages_replayed_total{}"), Some(1));
+        assert_eq!(
+            capture.get("processor_messages_dead_lettered_total{reason=corrupt}"),
+            Some(1)
+        );
+        assert_eq!(
+            capture.get("processor_windows_closed_total{reason=forced}"),
+            Some(2)
+        );
+        let bound = capture.get("processor_windows_bound{}").map(f64::from_bits);
+        assert_eq!(bound, Some(200.0));
+    }
+}
