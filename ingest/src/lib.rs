@@ -1,1 +1,30 @@
-//! placeholder
+//! Palisade's HTTP edge: receives browser security reports (CSP, Reporting API, NEL, Expect-CT,
+//! HPKP, ...), authenticates them with Sentry-style project keys, rate-limits, validates,
+//! filters noise, applies the project's privacy rules and publishes one Kafka message per
+//! report. It answers 202 only after Kafka acknowledged every accepted report.
+//!
+//! Map (in data-flow order): [`server`] (accept, TLS, connection limits, graceful shutdown) ->
+//! [`routes`] (paths, CORS, the request pipeline) -> [`auth`] (key -> project, from the
+//! [`projects`] snapshot) -> [`limit`] (per-IP and per-project governor limiters) ->
+//! [`validate`] (body size, decompression, parsing) -> [`filter`] (host allow-list, noise,
+//! ignore lists) -> [`privacy`] -> [`publish`] (Kafka). [`rejection`] maps every refusal to one
+//! status and one metric label; [`metrics`] is the catalog of metric names; [`admin`] serves
+//! `/healthz`, `/readyz` and `/metrics` on a separate listener; [`config`] is the CLI.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod filter;
+pub mod limit;
+pub mod metrics;
+pub mod privacy;
+pub mod projects;
+pub mod publish;
+pub mod rejection;
+pub mod routes;
+pub mod run;
+pub mod server;
+pub mod validate;
+
+pub use config::Config;
+pub use run::{run, Listeners, RunError};

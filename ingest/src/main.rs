@@ -1,1 +1,65 @@
-fn main() {}
+//! `palisade-ingest`: the composition root. Parses the config, sets up logging and the
+//! Prometheus recorder, binds the listeners, creates the Kafka producer and runs until
+//! SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ingest::{publish::Publisher, Config, Listeners};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_json {
+        logs.json().init()
+    } else {
+        logs.init()
+    }
+    match start(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "ingest failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(config: Config) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let public = tokio::net::TcpListener::bind(config.public_addr).await?;
+    let admin = tokio::net::TcpListener::bind(config.admin_addr).await?;
+    let publisher = Publisher::new(&config.kafka)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    ingest::run(
+        config,
+        Listeners { public, admin },
+        publisher,
+        metrics,
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, () = term => {} }
+    token.cancel();
+}

@@ -1,0 +1,183 @@
+//! Who is reporting: the Sentry-style public key (from the query, the path, or the
+//! `X-Sentry-Auth` / `Authorization: Sentry ...` headers) looked up in the projects snapshot.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::projects::{KeyState, Project, Snapshot};
+use crate::rejection::Rejection;
+
+/// Parameters of the query string we use.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueryParams {
+    pub sentry_key: Option<String>,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+}
+
+/// Longest environment/release kept (they end up in every message).
+const MAX_TAG_LEN: usize = 200;
+
+impl QueryParams {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut params = Self::default();
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match name.as_ref() {
+                "sentry_key" => &mut params.sentry_key,
+                "sentry_environment" => &mut params.environment,
+                "sentry_release" => &mut params.release,
+                _ => continue,
+            };
+            if slot.is_none() && !value.is_empty() {
+                *slot = Some(truncate(&value, MAX_TAG_LEN));
+            }
+        }
+        params
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// `sentry_key` from a `Sentry sentry_key=..., sentry_version=7` header value.
+pub fn key_from_auth_header(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
+    if !scheme.eq_ignore_ascii_case("sentry") {
+        return None;
+    }
+    rest.split(',').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name.trim() == "sentry_key" && !value.trim().is_empty()).then(|| value.trim())
+    })
+}
+
+/// The public key of a request: the path key, then `?sentry_key=`, then `X-Sentry-Auth`, then
+/// `Authorization`.
+pub fn find_key<'a>(
+    path_key: Option<&'a str>,
+    query: &'a QueryParams,
+    headers: &'a HeaderMap,
+) -> Option<&'a str> {
+    path_key.or(query.sentry_key.as_deref()).or_else(|| {
+        ["x-sentry-auth", "authorization"]
+            .into_iter()
+            .filter_map(|name| headers.get(name)?.to_str().ok())
+            .find_map(key_from_auth_header)
+    })
+}
+
+/// The project allowed to report to `/api/{project_id}/...` with `key`.
+pub fn authorize(
+    snapshot: &Snapshot,
+    project_id: u64,
+    key: Option<&str>,
+) -> Result<Arc<Project>, Rejection> {
+    let key = key.ok_or(Rejection::MissingKey)?;
+    let (owner, state) = snapshot.key(key).ok_or(Rejection::UnknownKey)?;
+    if owner != project_id {
+        return Err(Rejection::WrongProject);
+    }
+    match state {
+        KeyState::Active => {}
+        KeyState::Disabled => return Err(Rejection::KeyDisabled),
+        KeyState::Revoked => return Err(Rejection::KeyRevoked),
+    }
+    // The key index and the project map come from the same file, so the owner exists.
+    snapshot
+        .project(project_id)
+        .cloned()
+        .ok_or(Rejection::UnknownKey)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn query_params() {
+        let q = QueryParams::parse(Some(
+            "sentry_key=abc&sentry_environment=prod&sentry_release=1%2E2&x=1",
+        ));
+        assert_eq!(q.sentry_key.as_deref(), Some("abc"));
+        assert_eq!(q.environment.as_deref(), Some("prod"));
+        assert_eq!(q.release.as_deref(), Some("1.2"));
+        assert_eq!(QueryParams::parse(None), QueryParams::default());
+        assert_eq!(QueryParams::parse(Some("sentry_key=")).sentry_key, None);
+        let long = format!("sentry_release={}", "é".repeat(300));
+        assert!(QueryParams::parse(Some(&long)).release.unwrap().len() <= MAX_TAG_LEN);
+    }
+
+    #[test]
+    fn auth_headers() {
+        assert_eq!(
+            key_from_auth_header("Sentry sentry_key=abc, sentry_version=7"),
+            Some("abc")
+        );
+        assert_eq!(
+            key_from_auth_header("sentry sentry_version=7,sentry_key=abc"),
+            Some("abc")
+        );
+        assert_eq!(key_from_auth_header("Bearer sentry_key=abc"), None);
+        assert_eq!(key_from_auth_header("Sentry sentry_key="), None);
+        assert_eq!(key_from_auth_header("Sentry"), None);
+    }
+
+    #[test]
+    fn key_precedence() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("Sentry sentry_key=fromauth"),
+        );
+        let none = QueryParams::default();
+        assert_eq!(find_key(None, &none, &headers), Some("fromauth"));
+        headers.insert(
+            "x-sentry-auth",
+            HeaderValue::from_static("Sentry sentry_key=fromx"),
+        );
+        assert_eq!(find_key(None, &none, &headers), Some("fromx"));
+        let q = QueryParams {
+            sentry_key: Some("fromquery".into()),
+            ..QueryParams::default()
+        };
+        assert_eq!(find_key(None, &q, &headers), Some("fromquery"));
+        assert_eq!(find_key(Some("frompath"), &q, &headers), Some("frompath"));
+        assert_eq!(find_key(None, &none, &HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn authorize_maps_key_states() {
+        let s = Snapshot::from_toml(
+            r#"
+            [[project]]
+            id = 1
+            name = "a"
+            quota = { per_second = 1, burst = 1 }
+            keys = [{ public_key = "on" }, { public_key = "off", state = "disabled" }, { public_key = "gone", state = "revoked" }]
+            [[project]]
+            id = 2
+            name = "b"
+            quota = { per_second = 1, burst = 1 }
+            keys = [{ public_key = "other" }]
+            "#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(authorize(&s, 1, Some("on")).unwrap().id, 1);
+        let reason = |id, key| authorize(&s, id, key).unwrap_err().reason();
+        assert_eq!(reason(1, None), "missing_key");
+        assert_eq!(reason(1, Some("nope")), "unknown_key");
+        assert_eq!(reason(1, Some("other")), "wrong_project");
+        assert_eq!(reason(3, Some("on")), "wrong_project");
+        assert_eq!(reason(1, Some("off")), "key_disabled");
+        assert_eq!(reason(1, Some("gone")), "key_revoked");
+    }
+}

@@ -1,0 +1,123 @@
+//! Catalog of every metric ingest emits, with one typed helper each. Names follow
+//! `ingest_<subject>_<unit>[_total]` in base units; every label value comes from a bounded enum
+//! or a `&'static str` label (never a URL, key or error text).
+
+use std::time::Duration;
+
+/// Requests answered, by route and status code.
+pub const REQUESTS_TOTAL: &str = "ingest_requests_total";
+/// Time from request start to answer.
+pub const REQUEST_DURATION_SECONDS: &str = "ingest_request_duration_seconds";
+/// Reports by kind (`schemas::ReportKind::as_str`, or `invalid` for a batch item that did not
+/// parse) and outcome (`accepted`, `filtered`, `rejected`).
+pub const REPORTS_TOTAL: &str = "ingest_reports_total";
+/// Refused requests (every non-2xx answer of the public listener), by reason.
+pub const REJECTIONS_TOTAL: &str = "ingest_rejections_total";
+/// Single reports refused inside a body (bad batch items, document host not allowed), by reason.
+pub const REPORT_ERRORS_TOTAL: &str = "ingest_report_errors_total";
+/// Reports filtered (answered 2xx, not stored), by reason.
+pub const FILTERED_TOTAL: &str = "ingest_filtered_total";
+/// Time `Publisher::publish` took (until every report of a request was acknowledged).
+pub const PUBLISH_DURATION_SECONDS: &str = "ingest_publish_duration_seconds";
+/// Publish failures by reason.
+pub const PUBLISH_ERRORS_TOTAL: &str = "ingest_publish_errors_total";
+/// Messages in the Kafka producer queue (set when `/metrics` is scraped).
+pub const KAFKA_QUEUE_DEPTH: &str = "ingest_kafka_queue_depth";
+/// Projects file reloads by result (`ok`, `error`).
+pub const PROJECTS_RELOAD_TOTAL: &str = "ingest_projects_reload_total";
+/// Projects in the current snapshot.
+pub const PROJECTS_LOADED: &str = "ingest_projects_loaded";
+/// Open public connections.
+pub const CONNECTIONS_OPEN: &str = "ingest_connections_open";
+/// Connections that ended in an error (TLS handshake, protocol), by reason.
+pub const CONNECTION_ERRORS_TOTAL: &str = "ingest_connection_errors_total";
+/// Client IPs tracked by the per-IP limiter.
+pub const IP_LIMITER_TRACKED: &str = "ingest_ip_limiter_tracked";
+/// Requests from new IPs that went to the shared overflow limiter because the map was full.
+pub const IP_LIMITER_OVERFLOW_TOTAL: &str = "ingest_ip_limiter_overflow_total";
+
+pub fn request(route: &'static str, status: http::StatusCode, took: Duration) {
+    metrics::counter!(REQUESTS_TOTAL, "route" => route, "status" => status_label(status))
+        .increment(1);
+    metrics::histogram!(REQUEST_DURATION_SECONDS, "route" => route).record(took.as_secs_f64());
+}
+
+pub fn reports(kind: &'static str, outcome: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!(REPORTS_TOTAL, "kind" => kind, "outcome" => outcome).increment(n);
+    }
+}
+
+pub fn rejection(reason: &'static str, n: u64) {
+    metrics::counter!(REJECTIONS_TOTAL, "reason" => reason).increment(n);
+}
+
+pub fn report_error(reason: &'static str) {
+    metrics::counter!(REPORT_ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn filtered(reason: &'static str) {
+    metrics::counter!(FILTERED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn publish(took: Duration) {
+    metrics::histogram!(PUBLISH_DURATION_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn publish_error(reason: &'static str) {
+    metrics::counter!(PUBLISH_ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn kafka_queue_depth(depth: usize) {
+    metrics::gauge!(KAFKA_QUEUE_DEPTH).set(depth as f64);
+}
+
+pub fn projects_reload(result: &'static str) {
+    metrics::counter!(PROJECTS_RELOAD_TOTAL, "result" => result).increment(1);
+}
+
+pub fn projects_loaded(n: usize) {
+    metrics::gauge!(PROJECTS_LOADED).set(n as f64);
+}
+
+pub fn connection_opened() {
+    metrics::gauge!(CONNECTIONS_OPEN).increment(1.0);
+}
+
+pub fn connection_closed() {
+    metrics::gauge!(CONNECTIONS_OPEN).decrement(1.0);
+}
+
+pub fn connection_error(reason: &'static str) {
+    metrics::counter!(CONNECTION_ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn ip_limiter_tracked(n: usize) {
+    metrics::gauge!(IP_LIMITER_TRACKED).set(n as f64);
+}
+
+pub fn ip_limiter_overflow() {
+    metrics::counter!(IP_LIMITER_OVERFLOW_TOTAL).increment(1);
+}
+
+/// The numeric status as a static label (statuses we send are a small fixed set).
+fn status_label(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        410 => "410",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}

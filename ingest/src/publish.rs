@@ -1,0 +1,341 @@
+//! Publishing reports to Kafka with rdkafka: idempotent, `acks=all`, compressed, keyed.
+//!
+//! The edge answers 2xx only after [`Publisher::publish`] returned `Ok`, i.e. after Kafka
+//! acknowledged every report of the request (`acks=all`). Nothing here waits for queue space:
+//! a full producer queue is refused at once ([`PublishError::QueueFull`]) so the edge can answer
+//! 503 and the browser retries later, instead of piling up requests in memory.
+//!
+//! Delivery is at-least-once: when a request is refused after some of its reports were already
+//! enqueued (queue full half-way through a batch, or one report timing out), those reports may
+//! still reach Kafka, and the browser's retry produces them again. The processor deduplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+
+/// Kafka header carrying [`schemas::MESSAGE_VERSION`] as ASCII decimal, so consumers can route
+/// or skip messages without parsing the payload.
+pub const MESSAGE_VERSION_HEADER: &str = "palisade-message-version";
+
+/// How long librdkafka waits before sending a batch (`linger.ms`): small, because every request
+/// waits for its acknowledgement, but non-zero so concurrent requests share a produce request.
+const LINGER_MS: u64 = 5;
+
+/// Kafka settings (flattened into the binary's `Config`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, comma-separated `host:port`.
+    #[arg(
+        long = "kafka-brokers",
+        env = "PALISADE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// Topic the reports are published to.
+    #[arg(
+        long = "kafka-topic",
+        env = "PALISADE_KAFKA_TOPIC",
+        default_value = "palisade-reports"
+    )]
+    pub topic: String,
+    /// Longest a report may wait for Kafka's acknowledgement before the request is answered 503
+    /// (librdkafka `message.timeout.ms`), in milliseconds.
+    #[arg(
+        long = "kafka-message-timeout-ms",
+        env = "PALISADE_KAFKA_MESSAGE_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub message_timeout_ms: u64,
+    /// Most reports waiting in the producer queue (librdkafka `queue.buffering.max.messages`);
+    /// past it requests are answered 503.
+    #[arg(
+        long = "kafka-queue-max-messages",
+        env = "PALISADE_KAFKA_QUEUE_MAX_MESSAGES",
+        default_value_t = 100_000
+    )]
+    pub queue_max_messages: usize,
+    /// Compression codec for produced batches (`none`, `gzip`, `snappy`, `lz4`; `zstd` is not
+    /// compiled in).
+    #[arg(
+        long = "kafka-compression",
+        env = "PALISADE_KAFKA_COMPRESSION",
+        default_value = "lz4"
+    )]
+    pub compression: String,
+}
+
+impl KafkaConfig {
+    /// The librdkafka producer configuration these settings stand for.
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "palisade-ingest")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                self.queue_max_messages.to_string(),
+            )
+            .set("linger.ms", LINGER_MS.to_string())
+            // Same key -> same partition as the Java client, so any producer of this topic agrees.
+            .set("partitioner", "murmur2_random");
+        config
+    }
+}
+
+/// One report ready to be produced.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// Partitioning key: the hex dedup key, so reports deduplicated together share a partition.
+    pub key: String,
+    /// The encoded `schemas::ReportMessage`.
+    pub payload: Vec<u8>,
+}
+
+/// Why a publish failed. Every variant is answered 503 with `Retry-After` by the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("kafka producer queue is full")]
+    QueueFull,
+    #[error("kafka did not acknowledge in time")]
+    Timeout,
+    #[error("kafka is unavailable")]
+    Unavailable(#[source] rdkafka::error::KafkaError),
+    #[error("kafka producer could not be created")]
+    Config(#[source] rdkafka::error::KafkaError),
+}
+
+impl PublishError {
+    /// Stable metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::QueueFull => "kafka_queue_full",
+            Self::Timeout => "kafka_timeout",
+            Self::Unavailable(_) => "kafka_unavailable",
+            Self::Config(_) => "kafka_config",
+        }
+    }
+
+    /// Classify an error from enqueueing, delivery or flushing.
+    fn from_kafka(error: KafkaError) -> Self {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => Self::QueueFull,
+            Some(RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::OperationTimedOut) => {
+                Self::Timeout
+            }
+            _ => Self::Unavailable(error),
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the Kafka producer.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: Arc<str>,
+    /// [`MESSAGE_VERSION_HEADER`]'s value, formatted once.
+    version: Arc<str>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Create the producer (does not wait for the broker).
+    pub fn new(config: &KafkaConfig) -> Result<Self, PublishError> {
+        let producer = config
+            .client_config()
+            .create()
+            .map_err(PublishError::Config)?;
+        Ok(Self {
+            producer,
+            topic: Arc::from(config.topic.as_str()),
+            version: Arc::from(schemas::MESSAGE_VERSION.to_string()),
+        })
+    }
+
+    /// The topic reports are published to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Enqueue every message, then wait until Kafka acknowledged all of them. `Ok` only when every
+    /// message was acknowledged.
+    ///
+    /// Never waits for queue space: a full queue is [`PublishError::QueueFull`] at once. A
+    /// delivery not acknowledged within `message_timeout_ms` is [`PublishError::Timeout`].
+    pub async fn publish(&self, messages: Vec<OutgoingMessage>) -> Result<(), PublishError> {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: MESSAGE_VERSION_HEADER,
+            value: Some(self.version.as_bytes()),
+        });
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let record = FutureRecord::to(&self.topic)
+                .key(message.key.as_bytes())
+                .payload(message.payload.as_slice())
+                .headers(headers.clone());
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(error, _record)| PublishError::from_kafka(error))?;
+            deliveries.push(delivery);
+        }
+        // All messages are in flight together; awaiting them in order costs nothing extra.
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_delivered)) => {}
+                Ok(Err((error, _message))) => return Err(PublishError::from_kafka(error)),
+                // The producer was dropped before reporting the delivery.
+                Err(_canceled) => return Err(PublishError::Unavailable(KafkaError::Canceled)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the cluster answers a metadata request for the topic within `timeout`, and the
+    /// topic has at least one partition with a leader.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        // An idempotent producer that hit a fatal error (e.g. a sequence gap) refuses every
+        // message from then on: only a restart helps, so report not ready.
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(code = %code, reason, "kafka producer has a fatal error");
+            return false;
+        }
+        let producer = self.producer.clone();
+        let topic = Arc::clone(&self.topic);
+        // `fetch_metadata` blocks the calling thread until the broker answers or `timeout`.
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Timeout::After(timeout))
+        })
+        .await;
+        let Ok(Ok(metadata)) = metadata else {
+            return false;
+        };
+        metadata.topics().iter().any(|topic| {
+            topic.name() == &*self.topic
+                && topic.error().is_none()
+                && topic
+                    .partitions()
+                    .iter()
+                    .any(|partition| partition.error().is_none() && partition.leader() >= 0)
+        })
+    }
+
+    /// Messages enqueued but not yet acknowledged (for the queue-depth gauge).
+    pub fn queue_depth(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
+    /// Wait until every enqueued message is delivered or `timeout` passes (shutdown). Blocks the
+    /// calling thread: call it from `spawn_blocking` or after the runtime's work is done.
+    pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
+        self.producer
+            .flush(Timeout::After(timeout))
+            .map_err(PublishError::from_kafka)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(brokers: &str) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.to_owned(),
+            topic: "palisade-test".to_owned(),
+            message_timeout_ms: 1_000,
+            queue_max_messages: 1,
+            compression: "lz4".to_owned(),
+        }
+    }
+
+    fn message(key: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            key: key.to_owned(),
+            payload: b"{}".to_vec(),
+        }
+    }
+
+    /// A closed loopback port: bound then released, so nothing listens there.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        listener
+            .local_addr()
+            .expect("bound socket has an address")
+            .port()
+    }
+
+    #[test]
+    fn errors_are_classified_by_librdkafka_code() {
+        let classify = |code| PublishError::from_kafka(KafkaError::MessageProduction(code));
+        assert!(matches!(
+            classify(RDKafkaErrorCode::QueueFull),
+            PublishError::QueueFull
+        ));
+        assert!(matches!(
+            classify(RDKafkaErrorCode::MessageTimedOut),
+            PublishError::Timeout
+        ));
+        assert!(matches!(
+            classify(RDKafkaErrorCode::UnknownTopicOrPartition),
+            PublishError::Unavailable(_)
+        ));
+        assert!(matches!(
+            PublishError::from_kafka(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)),
+            PublishError::Timeout
+        ));
+    }
+
+    #[test]
+    fn unknown_compression_is_a_config_error() {
+        let mut config = config("127.0.0.1:9");
+        config.compression = "brotli".to_owned();
+        let error = Publisher::new(&config).expect_err("brotli is not a librdkafka codec");
+        assert_eq!(error.reason(), "kafka_config");
+    }
+
+    // Guards the back-pressure contract: a full queue is refused at once, never awaited.
+    #[tokio::test]
+    async fn full_queue_is_refused_immediately() {
+        let publisher = Publisher::new(&config(&format!("127.0.0.1:{}", closed_port())))
+            .expect("valid producer config");
+        let started = std::time::Instant::now();
+        let result = publisher.publish(vec![message("a"), message("b")]).await;
+        assert!(matches!(result, Err(PublishError::QueueFull)), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        // The first message stays queued until its timeout: it is counted as in flight.
+        assert_eq!(publisher.queue_depth(), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_broker_times_out_and_is_not_ready() {
+        let publisher = Publisher::new(&config(&format!("127.0.0.1:{}", closed_port())))
+            .expect("valid producer config");
+        let result = publisher.publish(vec![message("a")]).await;
+        assert!(matches!(result, Err(PublishError::Timeout)), "{result:?}");
+        assert!(!publisher.ready(Duration::from_millis(300)).await);
+        assert_eq!(publisher.queue_depth(), 0);
+        assert!(publisher.flush(Duration::from_millis(100)).is_ok());
+    }
+}

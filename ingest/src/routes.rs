@@ -1,0 +1,440 @@
+//! The public HTTP API (Sentry-compatible), one request from start to answer:
+//!
+//! - `POST /api/{project_id}/security/?sentry_key={key}` and the legacy alias
+//!   `/api/{project_id}/csp-report/` (trailing slash optional). The key may also come in
+//!   `X-Sentry-Auth: Sentry sentry_key=...` or `Authorization: Sentry sentry_key=...`;
+//!   `sentry_environment` and `sentry_release` are kept in every message.
+//! - `POST /api/{project_id}/security/{key}/`: the key in the path, for CDNs and proxies that
+//!   strip query strings.
+//! - `OPTIONS` on those paths: 204 with static CORS headers (never credentials).
+//! - Other methods 405 (with `Allow`), other paths 404.
+//!
+//! Flow: route -> per-IP limit -> [`auth`](crate::auth) -> body ([`validate`](crate::validate))
+//! -> [`filter`](crate::filter) -> project quota (per report) -> [`privacy`](crate::privacy) ->
+//! publish -> 202 `{"accepted":n,"filtered":m,"rejected":k}`.
+//!
+//! Privacy: request headers are never logged or stored, except `User-Agent` (truncated) in the
+//! message; same-origin `report-uri` uploads carry the page's cookies, and they go nowhere.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::filter::{self, Verdict};
+use crate::limit::{self, IpLimiter};
+use crate::projects::{Project, Projects};
+use crate::publish::{OutgoingMessage, Publisher};
+use crate::rejection::{json_response, Rejection};
+use crate::validate::{self, BodyLimits, Encoding, ParserPool};
+use crate::{auth, metrics, privacy};
+
+/// A matched report path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPath<'a> {
+    pub project_id: u64,
+    pub path_key: Option<&'a str>,
+    /// Bounded metric label of the route.
+    pub label: &'static str,
+}
+
+/// Matches `/api/{id}/security[/]`, `/api/{id}/csp-report[/]` and `/api/{id}/security/{key}[/]`.
+pub fn match_path(path: &str) -> Option<ReportPath<'_>> {
+    let rest = path.strip_prefix("/api/")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let mut parts = rest.split('/');
+    let project_id = parts.next()?.parse::<u64>().ok()?;
+    let (label, path_key) = match (parts.next()?, parts.next(), parts.next()) {
+        ("security", None, None) => ("security", None),
+        ("csp-report", None, None) => ("csp_report", None),
+        ("security", Some(key), None) if !key.is_empty() => ("security_path_key", Some(key)),
+        _ => return None,
+    };
+    Some(ReportPath {
+        project_id,
+        path_key,
+        label,
+    })
+}
+
+/// Everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct App {
+    pub projects: Arc<Projects>,
+    pub ip_limiter: Arc<IpLimiter>,
+    pub parsers: Arc<ParserPool>,
+    pub publisher: Publisher,
+    pub body_limits: BodyLimits,
+    pub trust_forwarded_for: bool,
+    pub unavailable_retry_after: Duration,
+    /// Permits for report requests in flight (`--max-in-flight-requests`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Server faults repeat per request (e.g. Kafka down): log at most one per second.
+    pub error_logs: LogGate,
+}
+
+/// Lets one log line through per interval; the rest are only counted in metrics.
+#[derive(Debug)]
+pub struct LogGate {
+    start: Instant,
+    every_ms: u64,
+    next_ms: std::sync::atomic::AtomicU64,
+}
+
+impl LogGate {
+    pub fn new(every: Duration) -> Self {
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            start: Instant::now(),
+            every_ms,
+            next_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn allow(&self) -> bool {
+        let now_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.allow_at(now_ms)
+    }
+
+    /// Whether a line may be logged at `now_ms` (milliseconds since the gate was made).
+    fn allow_at(&self, now_ms: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let next = self.next_ms.load(Relaxed);
+        now_ms >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now_ms.saturating_add(self.every_ms), Relaxed, Relaxed)
+                .is_ok()
+    }
+}
+
+/// Longest `User-Agent` kept.
+const MAX_USER_AGENT_LEN: usize = 512;
+
+impl crate::server::Handler for App {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let start = Instant::now();
+        let method = request.method().clone();
+        let (label, result) = match match_path(request.uri().path()) {
+            None => ("not_found", Err(Rejection::NotFound)),
+            Some(path) => {
+                let label = path.label;
+                let result = match method {
+                    Method::OPTIONS => Ok(preflight()),
+                    Method::POST => {
+                        let project_id = path.project_id;
+                        let path_key = path.path_key.map(str::to_owned);
+                        self.ingest(project_id, path_key.as_deref(), request, peer)
+                            .await
+                    }
+                    _ => Err(Rejection::MethodNotAllowed),
+                };
+                (label, result)
+            }
+        };
+        let mut response = result.unwrap_or_else(|rejection| {
+            metrics::rejection(rejection.reason(), 1);
+            if rejection.is_server_fault() {
+                if self.error_logs.allow() {
+                    tracing::error!(reason = rejection.reason(), error = %crate::projects::error_chain(&rejection), "request refused");
+                }
+            } else {
+                tracing::debug!(reason = rejection.reason(), route = label, "request refused");
+            }
+            rejection.into_response()
+        });
+        // WebKit uploads in CORS mode: every answer allows any origin, never credentials.
+        response.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        metrics::request(label, response.status(), start.elapsed());
+        response
+    }
+}
+
+/// The static preflight answer accepted by Chromium's Reporting API and Expect-CT uploaders
+/// (`content-type` must be listed literally; `*` is not accepted there).
+fn preflight() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
+}
+
+/// What happened to the reports of one body.
+#[derive(Debug, Default)]
+struct Tally {
+    filtered: usize,
+    rejected: usize,
+    host_not_allowed: usize,
+}
+
+impl App {
+    async fn ingest(
+        &self,
+        project_id: u64,
+        path_key: Option<&str>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Full<Bytes>>, Rejection> {
+        let received_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (parts, body) = request.into_parts();
+        let ip = client_ip(&parts.headers, peer, self.trust_forwarded_for);
+        self.ip_limiter.check(ip)?;
+
+        let query = auth::QueryParams::parse(parts.uri.query());
+        // One snapshot for the whole request: a reload never changes the rules mid-request.
+        let snapshot = self.projects.snapshot();
+        let key = auth::find_key(path_key, &query, &parts.headers);
+        let project = auth::authorize(&snapshot, project_id, key)?;
+
+        let encoding =
+            Encoding::from_headers(&parts.headers).ok_or(Rejection::UnsupportedEncoding)?;
+        // Held until the answer is built: bounds the bodies and messages held in memory.
+        let _permit = Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| Rejection::Overloaded {
+                retry_after: Duration::from_secs(1),
+            })?;
+        let body = validate::read_body(&parts.headers, body, self.body_limits).await?;
+        let parsed = if encoding == Encoding::Identity {
+            // At most `max_body_bytes` (1 MiB by default): parsing that inline stays well
+            // within the runtime's budget.
+            let mut plain = Vec::from(body);
+            self.parsers
+                .parse(&mut plain)
+                .map_err(Rejection::Malformed)?
+        } else {
+            // Inflating can take milliseconds (a small body may expand to
+            // `max_decompressed_bytes`), so it and the parse run on the blocking pool.
+            let parsers = Arc::clone(&self.parsers);
+            let max = self.body_limits.max_decompressed_bytes;
+            tokio::task::spawn_blocking(move || {
+                let mut plain = validate::decode(encoding, body, max)?;
+                parsers.parse(&mut plain).map_err(Rejection::Malformed)
+            })
+            .await
+            .map_err(Rejection::Worker)??
+        };
+
+        let mut tally = Tally::default();
+        let mut kept = Vec::with_capacity(parsed.items.len());
+        for item in parsed.items {
+            match item {
+                Err(error) => {
+                    tally.rejected += 1;
+                    metrics::report_error(error.reason());
+                    metrics::reports("invalid", "rejected", 1);
+                }
+                Ok(report) => match filter::judge(&project, &report) {
+                    Verdict::Keep { noise } => kept.push((report, noise)),
+                    Verdict::Filtered(reason) => {
+                        tally.filtered += 1;
+                        metrics::filtered(reason);
+                        metrics::reports(report.kind.as_str(), "filtered", 1);
+                    }
+                    Verdict::HostNotAllowed => {
+                        tally.rejected += 1;
+                        tally.host_not_allowed += 1;
+                        metrics::report_error("host_not_allowed");
+                        metrics::reports(report.kind.as_str(), "rejected", 1);
+                    }
+                },
+            }
+        }
+        if kept.is_empty() && tally.filtered == 0 && tally.host_not_allowed > 0 {
+            return Err(Rejection::HostNotAllowed);
+        }
+
+        // Only reports that will be stored count against the quota.
+        limit::check_quota(&project.limiter, project.rate, kept.len())?;
+
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| truncate(ua, MAX_USER_AGENT_LEN));
+        let stored_ip = privacy::client_ip(&project.privacy, ip);
+        let context = MessageContext {
+            project: &project,
+            received_at_ms,
+            environment: query.environment,
+            release: query.release,
+            client_ip: stored_ip,
+            user_agent,
+        };
+        let mut kinds = Vec::with_capacity(kept.len());
+        let mut messages = Vec::with_capacity(kept.len());
+        for (report, noise) in kept {
+            kinds.push(report.kind.as_str());
+            messages.push(context.message(report, noise)?);
+        }
+
+        let accepted = messages.len();
+        if accepted > 0 {
+            let publish_start = Instant::now();
+            let published = self.publisher.publish(messages).await;
+            metrics::publish(publish_start.elapsed());
+            if let Err(source) = published {
+                metrics::publish_error(source.reason());
+                return Err(Rejection::Unavailable {
+                    retry_after: self.unavailable_retry_after,
+                    source,
+                });
+            }
+        }
+        for kind in kinds {
+            metrics::reports(kind, "accepted", 1);
+        }
+        let body = serde_json::json!({ "accepted": accepted, "filtered": tally.filtered, "rejected": tally.rejected });
+        Ok(json_response(StatusCode::ACCEPTED, &body))
+    }
+}
+
+/// Fields shared by every message of one request.
+struct MessageContext<'a> {
+    project: &'a Project,
+    received_at_ms: u64,
+    environment: Option<String>,
+    release: Option<String>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl MessageContext<'_> {
+    fn message(
+        &self,
+        mut report: schemas::Report,
+        noise: Option<schemas::NoiseReason>,
+    ) -> Result<OutgoingMessage, Rejection> {
+        privacy::apply(&self.project.privacy, &mut report);
+        let fingerprint = schemas::fingerprint(self.project.id, &report);
+        let key = schemas::dedup_key(fingerprint, self.client_ip.as_deref().unwrap_or(""));
+        let message = schemas::ReportMessage {
+            v: schemas::MESSAGE_VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
+            received_at_ms: self.received_at_ms,
+            project_id: self.project.id,
+            environment: self.environment.clone(),
+            release: self.release.clone(),
+            client_ip: self.client_ip.clone(),
+            request_user_agent: self.user_agent.clone(),
+            fingerprint: format!("{fingerprint:016x}"),
+            noise: noise.map(|n| n.as_str().to_owned()),
+            report,
+        };
+        let payload = serde_json::to_vec(&message).map_err(Rejection::Encode)?;
+        Ok(OutgoingMessage {
+            key: format!("{key:016x}"),
+            payload,
+        })
+    }
+}
+
+/// The client's IP: the socket peer, or the last `X-Forwarded-For` entry (the one our own proxy
+/// appended) when `trust_forwarded_for` is set.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip.to_canonical();
+        }
+    }
+    // A dual-stack socket reports IPv4 clients as `::ffff:a.b.c.d`: key them as IPv4.
+    peer.ip().to_canonical()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let m = |p| match_path(p).map(|r| (r.project_id, r.path_key, r.label));
+        assert_eq!(m("/api/42/security/"), Some((42, None, "security")));
+        assert_eq!(m("/api/42/security"), Some((42, None, "security")));
+        assert_eq!(m("/api/42/csp-report/"), Some((42, None, "csp_report")));
+        assert_eq!(m("/api/42/csp-report"), Some((42, None, "csp_report")));
+        assert_eq!(
+            m("/api/42/security/abc/"),
+            Some((42, Some("abc"), "security_path_key"))
+        );
+        assert_eq!(
+            m("/api/42/security/abc"),
+            Some((42, Some("abc"), "security_path_key"))
+        );
+        for bad in [
+            "/",
+            "/api/x/security/",
+            "/api/42/",
+            "/api/42/store/",
+            "/api/42/security/a/b",
+            "/api//security/",
+            "/api/42/csp-report/k",
+        ] {
+            assert_eq!(m(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_gate_lets_one_line_per_interval() {
+        let gate = LogGate::new(Duration::from_secs(1));
+        assert!(gate.allow_at(0));
+        assert!(!gate.allow_at(999));
+        assert!(gate.allow_at(1000));
+        assert!(!gate.allow_at(1500));
+    }
+
+    #[test]
+    fn forwarded_for_only_when_trusted() {
+        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("3.3.3.3"));
+        assert_eq!(client_ip(&h, peer, false), peer.ip());
+        assert_eq!(
+            client_ip(&h, peer, true),
+            "3.3.3.3".parse::<IpAddr>().unwrap()
+        );
+        let mut junk = HeaderMap::new();
+        junk.insert("x-forwarded-for", HeaderValue::from_static("nope"));
+        assert_eq!(client_ip(&junk, peer, true), peer.ip());
+    }
+}

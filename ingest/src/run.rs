@@ -1,0 +1,172 @@
+//! Wiring: builds the shared state from the [`Config`], serves the public and admin listeners,
+//! runs the background tasks (projects reload, IP-limiter sweep) and shuts down in order:
+//! stop accepting -> finish in-flight requests -> flush the Kafka producer -> return.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::Admin;
+use crate::limit::IpLimiter;
+use crate::projects::{error_chain, Projects, ProjectsError};
+use crate::publish::{PublishError, Publisher};
+use crate::routes::{App, LogGate};
+use crate::server::{self, Settings, TlsError};
+use crate::validate::{BodyLimits, ParserPool};
+use crate::Config;
+
+/// The two listeners, bound by the caller (main binds the configured addresses; tests bind
+/// `127.0.0.1:0`).
+#[derive(Debug)]
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Why ingest could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot load the projects file")]
+    Projects(#[source] ProjectsError),
+    #[error("cannot set up TLS")]
+    Tls(#[source] TlsError),
+    #[error("kafka producer did not flush before the timeout")]
+    Flush(#[source] PublishError),
+}
+
+/// Serves until `shutdown` is cancelled, then drains and flushes.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    publisher: Publisher,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let projects = Arc::new(Projects::load(&config.projects_file).map_err(RunError::Projects)?);
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key).map_err(RunError::Tls)?),
+        _ => None,
+    };
+    let ip_limiter = Arc::new(IpLimiter::new(
+        config.ip_rate_per_second,
+        config.ip_burst,
+        config.ip_max_tracked.get(),
+    ));
+    let app = Arc::new(App {
+        projects: Arc::clone(&projects),
+        ip_limiter: Arc::clone(&ip_limiter),
+        parsers: Arc::new(ParserPool::new(
+            config.parser_pool_size,
+            config.parse_limits(),
+        )),
+        publisher: publisher.clone(),
+        body_limits: BodyLimits {
+            max_body_bytes: config.max_body_bytes.get(),
+            max_decompressed_bytes: config.max_decompressed_bytes.get(),
+            read_timeout: config.body_read_timeout,
+        },
+        trust_forwarded_for: config.trust_forwarded_for,
+        unavailable_retry_after: config.unavailable_retry_after,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            config.max_in_flight_requests.get(),
+        )),
+        error_logs: LogGate::new(std::time::Duration::from_secs(1)),
+    });
+    let admin = Arc::new(Admin {
+        publisher: publisher.clone(),
+        metrics,
+        ip_limiter: Arc::clone(&ip_limiter),
+        ready_timeout: config.ready_timeout,
+    });
+    let public_settings = Settings {
+        max_connections: config.max_connections.get(),
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        drain_timeout: config.drain_timeout,
+        tls,
+    };
+    // The admin listener serves a scraper and probes: a small fixed cap is plenty.
+    let admin_settings = Settings {
+        max_connections: 64,
+        tls: None,
+        ..public_settings.clone()
+    };
+
+    let tasks = TaskTracker::new();
+    let background = shutdown.child_token();
+    tasks.spawn(Arc::clone(&projects).watch(config.projects_poll_interval, background.clone()));
+    tasks.spawn(sweep_ip_limiter(
+        ip_limiter,
+        config.ip_sweep_interval,
+        background.clone(),
+    ));
+    if let (Ok(public), Ok(admin_addr)) =
+        (listeners.public.local_addr(), listeners.admin.local_addr())
+    {
+        tracing::info!(%public, admin = %admin_addr, projects = projects.snapshot().len(), "ingest serving");
+    }
+    let public = tasks.spawn(server::serve(
+        "public",
+        listeners.public,
+        app,
+        public_settings,
+        shutdown.clone(),
+    ));
+    // The admin listener outlives the public one so /metrics still answers while draining.
+    let admin_stop = CancellationToken::new();
+    let admin = tasks.spawn(server::serve(
+        "admin",
+        listeners.admin,
+        admin,
+        admin_settings,
+        admin_stop.clone(),
+    ));
+    tasks.close();
+
+    shutdown.cancelled().await;
+    tracing::info!("shutdown requested");
+    // `serve` returns once its connections drained or the drain timeout passed.
+    if let Err(error) = public.await {
+        tracing::error!(error = %error, "public server task failed");
+    }
+    let flush_timeout = config.flush_timeout;
+    let flushed = tokio::task::spawn_blocking(move || publisher.flush(flush_timeout)).await;
+    admin_stop.cancel();
+    background.cancel();
+    if let Err(error) = admin.await {
+        tracing::error!(error = %error, "admin server task failed");
+    }
+    tasks.wait().await;
+    match flushed {
+        Ok(Ok(())) => {
+            tracing::info!("kafka producer flushed, ingest stopped");
+            Ok(())
+        }
+        Ok(Err(error)) => {
+            tracing::error!(error = %error_chain(&error), "kafka flush failed; unacknowledged reports may be lost");
+            Err(RunError::Flush(error))
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "kafka flush task failed");
+            Ok(())
+        }
+    }
+}
+
+/// Periodically forgets IPs whose bucket refilled, keeping the map small.
+async fn sweep_ip_limiter(
+    limiter: Arc<IpLimiter>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => limiter.sweep(),
+        }
+    }
+}

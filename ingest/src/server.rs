@@ -1,0 +1,317 @@
+//! Accepting connections: optional TLS (rustls with the `ring` provider, PEM files), HTTP/1.1
+//! and HTTP/2 via hyper-util's auto builder, and the connection-level limits:
+//!
+//! - at most `max_connections` open connections: a semaphore permit is taken BEFORE `accept`,
+//!   so at the cap we stop accepting and new clients wait in the kernel backlog;
+//! - `header_read_timeout` for the TLS handshake and each HTTP/1 request head (hyper starts
+//!   that timer whenever it waits for a request);
+//! - `idle_timeout`: a connection with no request in flight for that long is closed;
+//! - graceful shutdown with hyper-util's `GracefulShutdown`: stop accepting, let in-flight
+//!   requests finish (HTTP/1 closes after the current response, HTTP/2 sends GOAWAY), give up
+//!   after the drain timeout (logged).
+//!
+//! The per-request body read timeout lives in [`crate::validate`]. Header sizes and HTTP/2
+//! concurrent streams per connection stay at hyper's bounded defaults (about 400 KiB of
+//! HTTP/1 read buffer, 200 streams).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+
+/// Answers one request. Implemented by the public API and the admin endpoints.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+}
+
+/// Connection limits of one listener.
+#[derive(Clone)]
+pub struct Settings {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read PEM file {path}")]
+    Pem {
+        path: String,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("invalid TLS certificate or key")]
+    Rustls(#[source] rustls::Error),
+}
+
+/// A TLS acceptor from a PEM certificate chain and private key, offering h2 and http/1.1.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pem_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| TlsError::Pem {
+            path: path.clone(),
+            source,
+        }
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_error(cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error(cert))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(TlsError::Rustls)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `listener` with `handler` until `shutdown`, then drains (bounded by the drain timeout).
+pub async fn serve<H: Handler>(
+    name: &'static str,
+    listener: TcpListener,
+    handler: Arc<H>,
+    settings: Settings,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                // The semaphore is never closed.
+                Err(_closed) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    tracing::warn!(listener = name, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            builder: Arc::clone(&builder),
+            handler: Arc::clone(&handler),
+            watcher: graceful.watcher(),
+            settings: settings.clone(),
+            peer,
+        };
+        tokio::spawn(async move {
+            metrics::connection_opened();
+            connection.run(stream).await;
+            metrics::connection_closed();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        listener = name,
+        open,
+        "stopped accepting, draining connections"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!(listener = name, "connections drained"),
+        () = tokio::time::sleep(settings.drain_timeout) => {
+            tracing::warn!(listener = name, timeout_ms = settings.drain_timeout.as_millis() as u64, "drain timed out, abandoning open connections");
+        }
+    }
+}
+
+struct Connection<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: Arc<H>,
+    watcher: Watcher,
+    settings: Settings,
+    peer: SocketAddr,
+}
+
+impl<H: Handler> Connection<H> {
+    async fn run(self, stream: tokio::net::TcpStream) {
+        match self.settings.tls.clone() {
+            None => self.serve(stream).await,
+            Some(acceptor) => match tokio::time::timeout(
+                self.settings.header_read_timeout,
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(tls)) => self.serve(tls).await,
+                Ok(Err(error)) => {
+                    metrics::connection_error("tls_handshake");
+                    tracing::debug!(%error, "tls handshake failed");
+                }
+                Err(_elapsed) => metrics::connection_error("tls_handshake_timeout"),
+            },
+        }
+    }
+
+    async fn serve<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: IO) {
+        let activity = Arc::new(Activity::new());
+        let handler = self.handler;
+        let peer = self.peer;
+        let tracked = Arc::clone(&activity);
+        let service = hyper::service::service_fn(move |request| {
+            let handler = Arc::clone(&handler);
+            let guard = tracked.begin();
+            async move {
+                let response = handler.handle(request, peer).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = self.builder.serve_connection(TokioIo::new(io), service);
+        let connection = self.watcher.watch(connection);
+        tokio::pin!(connection);
+        let idle = self.settings.idle_timeout;
+        loop {
+            let wait = activity.idle_deadline(idle);
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        metrics::connection_error("protocol");
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(wait) => {
+                    if activity.is_idle_for(idle) {
+                        tracing::debug!("closing idle connection");
+                        return; // dropping the connection closes it; nothing is in flight
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Requests in flight on a connection and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        ActivityGuard(Arc::clone(self))
+    }
+
+    fn since_last_ms(&self) -> u64 {
+        let now = self.opened.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_done_ms.load(Ordering::SeqCst))
+    }
+
+    fn is_idle_for(&self, idle: Duration) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+            && self.since_last_ms() >= idle.as_millis() as u64
+    }
+
+    /// How long to sleep before checking again.
+    fn idle_deadline(&self, idle: Duration) -> Duration {
+        let idle_ms = idle.as_millis() as u64;
+        Duration::from_millis(idle_ms.saturating_sub(self.since_last_ms()).max(1))
+    }
+}
+
+struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        let now = self.0.opened.elapsed().as_millis() as u64;
+        self.0.last_done_ms.store(now, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_tracks_in_flight_requests() {
+        let a = Arc::new(Activity::new());
+        assert!(a.is_idle_for(Duration::ZERO));
+        let guard = a.begin();
+        assert!(
+            !a.is_idle_for(Duration::ZERO),
+            "a request in flight is never idle"
+        );
+        drop(guard);
+        assert!(a.is_idle_for(Duration::ZERO));
+        assert!(
+            !a.is_idle_for(Duration::from_secs(60)),
+            "just finished a request"
+        );
+        assert!(a.idle_deadline(Duration::from_secs(60)) > Duration::from_secs(59));
+    }
+}

@@ -1,0 +1,223 @@
+//! From request body to parsed reports: read it (size cap, read timeout), undo `gzip`/`deflate`
+//! (decompressed-size cap), and parse it with a pooled [`schemas::Parser`].
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::rejection::Rejection;
+
+/// Size and time limits of a body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub read_timeout: Duration,
+}
+
+/// Reads the whole body within the limits.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limits: BodyLimits,
+) -> Result<Bytes, Rejection> {
+    let too_large = Rejection::PayloadTooLarge {
+        limit: limits.max_body_bytes,
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
+        return Err(too_large);
+    }
+    let collect = Limited::new(body, limits.max_body_bytes).collect();
+    match tokio::time::timeout(limits.read_timeout, collect).await {
+        Err(_elapsed) => Err(Rejection::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) => match error.downcast::<hyper::Error>() {
+            Ok(hyper_error) => Err(Rejection::BodyRead(*hyper_error)),
+            // `Limited` has only two error types: the inner body's and `LengthLimitError`.
+            Err(_length_limit) => Err(too_large),
+        },
+    }
+}
+
+/// The body's content encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+impl Encoding {
+    /// From the `Content-Encoding` header; `None` for anything we do not decode (415).
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let Some(value) = headers.get(http::header::CONTENT_ENCODING) else {
+            return Some(Self::Identity);
+        };
+        let value = value.to_str().ok()?.trim();
+        if value.is_empty() || value.eq_ignore_ascii_case("identity") {
+            Some(Self::Identity)
+        } else if value.eq_ignore_ascii_case("gzip") || value.eq_ignore_ascii_case("x-gzip") {
+            Some(Self::Gzip)
+        } else if value.eq_ignore_ascii_case("deflate") {
+            Some(Self::Deflate)
+        } else {
+            None
+        }
+    }
+}
+
+/// The body as plain bytes, ready for the parser (which mutates it in place).
+pub fn decode(
+    encoding: Encoding,
+    body: Bytes,
+    max_decompressed: usize,
+) -> Result<Vec<u8>, Rejection> {
+    match encoding {
+        Encoding::Identity => Ok(Vec::from(body)),
+        Encoding::Gzip => inflate(
+            flate2::read::MultiGzDecoder::new(&body[..]),
+            max_decompressed,
+        ),
+        // HTTP `deflate` is zlib-wrapped, but some clients send raw deflate: try both.
+        Encoding::Deflate => inflate(flate2::read::ZlibDecoder::new(&body[..]), max_decompressed)
+            .or_else(|first| match first {
+                Rejection::BadCompression(_) => inflate(
+                    flate2::read::DeflateDecoder::new(&body[..]),
+                    max_decompressed,
+                ),
+                other => Err(other),
+            }),
+    }
+}
+
+fn inflate(reader: impl Read, max: usize) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::new();
+    // Read one byte past the cap to tell "exactly at the cap" from "over it".
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(Rejection::BadCompression)?;
+    if out.len() > max {
+        return Err(Rejection::DecompressedTooLarge { limit: max });
+    }
+    Ok(out)
+}
+
+/// A bounded pool of parsers, so simd-json's scratch buffers are reused across requests.
+/// At most `capacity` idle parsers are kept; under more concurrency extra parsers are created
+/// and dropped after use.
+#[derive(Debug)]
+pub struct ParserPool {
+    idle: Mutex<Vec<schemas::Parser>>,
+    capacity: usize,
+    limits: schemas::ParseLimits,
+}
+
+impl ParserPool {
+    pub fn new(capacity: usize, limits: schemas::ParseLimits) -> Self {
+        Self {
+            idle: Mutex::new(Vec::with_capacity(capacity)),
+            capacity,
+            limits,
+        }
+    }
+
+    /// Parses `body` with a pooled parser.
+    pub fn parse(&self, body: &mut [u8]) -> Result<schemas::Parsed, schemas::ParseError> {
+        let mut parser = self.take();
+        let result = parser.parse(body);
+        self.give_back(parser);
+        result
+    }
+
+    fn take(&self) -> schemas::Parser {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        pooled.unwrap_or_else(|| schemas::Parser::new(self.limits))
+    }
+
+    fn give_back(&self, parser: schemas::Parser) {
+        // A poisoned lock only means another request panicked mid-push; dropping the parser is fine.
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.capacity {
+                idle.push(parser);
+            }
+        }
+    }
+
+    /// Idle parsers (for tests).
+    pub fn idle(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        Bytes::from(e.finish().unwrap())
+    }
+
+    #[test]
+    fn encodings() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Encoding::from_headers(&h), Some(Encoding::Identity));
+        for (value, want) in [
+            ("gzip", Some(Encoding::Gzip)),
+            ("Deflate", Some(Encoding::Deflate)),
+            ("br", None),
+            ("identity", Some(Encoding::Identity)),
+        ] {
+            h.insert(http::header::CONTENT_ENCODING, value.parse().unwrap());
+            assert_eq!(Encoding::from_headers(&h), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn decompression_is_capped() {
+        let data = vec![b'a'; 1000];
+        assert_eq!(decode(Encoding::Gzip, gzip(&data), 1000).unwrap(), data);
+        let err = decode(Encoding::Gzip, gzip(&data), 999).unwrap_err();
+        assert_eq!(err.reason(), "decompressed_too_large");
+        let err = decode(Encoding::Gzip, Bytes::from_static(b"not gzip"), 1000).unwrap_err();
+        assert_eq!(err.reason(), "bad_compression");
+    }
+
+    #[test]
+    fn deflate_accepts_zlib_and_raw() {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"{}").unwrap();
+        assert_eq!(
+            decode(Encoding::Deflate, Bytes::from(z.finish().unwrap()), 10).unwrap(),
+            b"{}"
+        );
+        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        r.write_all(b"{}").unwrap();
+        assert_eq!(
+            decode(Encoding::Deflate, Bytes::from(r.finish().unwrap()), 10).unwrap(),
+            b"{}"
+        );
+    }
+
+    #[test]
+    fn pool_is_bounded_and_reused() {
+        let pool = ParserPool::new(1, schemas::ParseLimits::default());
+        let _ = pool.parse(&mut b"{}".to_vec());
+        let _ = pool.parse(&mut b"{}".to_vec());
+        assert_eq!(pool.idle(), 1);
+    }
+}

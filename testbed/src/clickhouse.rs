@@ -1,0 +1,211 @@
+//! A real ClickHouse server for tests: Debian's `clickhouse-server` (18.16) with a minimal config
+//! in a temp dir, on free loopback ports, plus a dependency-free HTTP query helper.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tempfile::TempDir;
+
+use crate::process::ChildProcess;
+
+/// Where Debian's package installs the server.
+const SERVER_BINARY: &str = "/usr/sbin/clickhouse-server";
+/// Longest wait for `GET /ping` to answer `Ok.` (about 1-5 s here).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many port pairs are tried when the server fails to start.
+const START_ATTEMPTS: usize = 3;
+/// Bound on a query's answer read by [`ClickHouse::query`].
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A running ClickHouse server, killed on drop.
+#[derive(Debug)]
+pub struct ClickHouse {
+    http_port: u16,
+    // Field order matters: the process is killed before its data dir is removed.
+    process: ChildProcess,
+    dir: TempDir,
+}
+
+impl ClickHouse {
+    /// Start ClickHouse on free loopback ports and wait for `GET /ping`. `None` (after printing
+    /// `skipping: ...`) when the server is missing or cannot start; panics instead when `CI=true`.
+    pub async fn start() -> Option<Self> {
+        let binary = std::env::var_os("PALISADE_CLICKHOUSE_SERVER")
+            .map_or_else(|| PathBuf::from(SERVER_BINARY), PathBuf::from);
+        if !binary.is_file() {
+            return crate::unavailable(
+                "clickhouse-server",
+                format!(
+                    "{} not found (apt-get install clickhouse-server)",
+                    binary.display()
+                ),
+            );
+        }
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            match Self::launch(&binary).await {
+                Ok(server) => return Some(server),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        crate::unavailable("clickhouse-server", format!("{last_error:?}"))
+    }
+
+    async fn launch(binary: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("palisade-clickhouse-")
+            .tempdir()?;
+        let http_port = crate::free_port()?;
+        let tcp_port = crate::free_port()?;
+        let config = dir.path().join("config.xml");
+        std::fs::write(&config, config_xml(dir.path(), http_port, tcp_port))?;
+        std::fs::write(dir.path().join("users.xml"), USERS_XML)?;
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config-file={}", config.display()))
+            .current_dir(dir.path());
+        let mut process =
+            ChildProcess::spawn("clickhouse-server", command, &dir.path().join("stdout.log"))?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = process.exited() {
+                return Err(failure(
+                    &process,
+                    dir.path(),
+                    format!("exited during startup with {status}"),
+                ));
+            }
+            let ping = http_request(http_port, "GET", "/ping", "");
+            if ping.as_deref().is_ok_and(|body| body.trim() == "Ok.") {
+                return Ok(Self {
+                    http_port,
+                    process,
+                    dir,
+                });
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(failure(
+                    &process,
+                    dir.path(),
+                    format!("no ping within {START_TIMEOUT:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash), for HTTP clients.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The HTTP port.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The server's data dir (a temp dir removed on drop).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run `sql` over HTTP and return the body (TabSeparated unless the query says `FORMAT`).
+    /// Errors carry ClickHouse's message. Blocking I/O: run it in `spawn_blocking` when the
+    /// runtime must keep serving other tasks.
+    pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        http_request(self.http_port, "POST", "/", sql)
+    }
+
+    /// The server's error log (for debugging a failed test).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/server.err.log")).unwrap_or_default()
+    }
+
+    /// The process id, e.g. to check it is gone after drop.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+fn failure(process: &ChildProcess, dir: &Path, what: String) -> anyhow::Error {
+    let errors = std::fs::read_to_string(dir.join("log/server.err.log")).unwrap_or_default();
+    let tail: Vec<&str> = errors.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    process.failure(format!("{what}; server.err.log:\n{}", tail.join("\n")))
+}
+
+/// A minimal HTTP/1.0 exchange with the server on loopback (no client crate needed): the body of
+/// a 200 answer, an error with the body otherwise.
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed http response")?;
+    let status = head.split_whitespace().nth(1).context("no http status")?;
+    if status != "200" {
+        bail!("clickhouse answered {status}: {}", body.trim());
+    }
+    Ok(body.to_owned())
+}
+
+fn config_xml(dir: &Path, http_port: u16, tcp_port: u16) -> String {
+    let dir = dir.display();
+    format!(
+        r#"<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>{dir}/log/server.log</log>
+        <errorlog>{dir}/log/server.err.log</errorlog>
+        <size>10M</size>
+        <count>1</count>
+    </logger>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <max_connections>64</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>16</max_concurrent_queries>
+    <uncompressed_cache_size>8388608</uncompressed_cache_size>
+    <mark_cache_size>8388608</mark_cache_size>
+    <path>{dir}/data/</path>
+    <tmp_path>{dir}/tmp/</tmp_path>
+    <user_files_path>{dir}/user_files/</user_files_path>
+    <format_schema_path>{dir}/format_schemas/</format_schema_path>
+    <users_config>{dir}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+"#
+    )
+}
+
+/// One user, `default`, no password, loopback only.
+const USERS_XML: &str = r#"<?xml version="1.0"?>
+<yandex>
+    <profiles><default></default></profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas><default></default></quotas>
+</yandex>
+"#;
