@@ -206,3 +206,19 @@ pub async fn error_label(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.unwrap();
     body["error"].as_str().unwrap_or_default().to_owned()
 }
+
+/// POST a body as `application/csp-report` to `path` on the server.
+#[allow(dead_code)]
+pub async fn post(
+    server: &Server,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client()
+        .post(server.url(path))
+        .header("content-type", "application/csp-report")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
