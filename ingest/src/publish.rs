@@ -138,6 +138,9 @@ impl PublishError {
 }
 
 /// A cheap-to-clone handle on the Kafka producer.
+///
+/// Dropping the last handle purges whatever librdkafka still holds (rdkafka's `Drop`): call
+/// [`Publisher::flush`] first on shutdown.
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
