@@ -16,8 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ingest::publish::Publisher;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use schemas::{BlockedClass, ReportKind, ReportMessage, WireFormat};
@@ -26,7 +24,10 @@ use testbed::kafka::Tansu;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::Server;
 
 const PAGE: &str = include_str!("browser/page.html");
 const APP_JS: &str = include_str!("browser/app.js");
@@ -131,21 +132,12 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: S, page_headers: &str
 const POLICY: &str =
     "default-src 'self'; script-src 'self' 'report-sample'; style-src 'report-sample'; img-src 'self'";
 
-/// A running ingest for one test; dropped with the test (the runtime ends its task).
-struct Ingest {
-    addr: SocketAddr,
-    _shutdown: tokio_util::sync::DropGuard,
-    _dir: tempfile::TempDir,
-}
-
+/// Ingest on loopback publishing to `topic`, over HTTPS when `tls` is given.
 async fn start_ingest(
     brokers: &str,
     topic: &str,
     tls: Option<&testbed::tls::SelfSigned>,
-) -> Ingest {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let projects = dir.path().join("projects.toml");
-    std::fs::write(&projects, PROJECTS).expect("write projects");
+) -> Server {
     let mut args = vec!["--kafka-topic".to_owned(), topic.to_owned()];
     if let Some(tls) = tls {
         for (flag, path) in [
@@ -156,28 +148,8 @@ async fn start_ingest(
             args.push(path.to_str().expect("utf-8 temp path").to_owned());
         }
     }
-    let config = ingest::Config::for_tests(&projects, brokers, args.iter().map(String::as_str))
-        .expect("valid config");
-    let publisher = Publisher::new(&config.kafka).expect("producer");
-    let listeners = ingest::Listeners {
-        public: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        admin: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-    };
-    let addr = listeners.public.local_addr().expect("addr");
-    let metrics = PrometheusBuilder::new().build_recorder().handle();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(ingest::run(
-        config,
-        listeners,
-        publisher,
-        metrics,
-        shutdown.clone(),
-    ));
-    Ingest {
-        addr,
-        _shutdown: shutdown.drop_guard(),
-        _dir: dir,
-    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(PROJECTS, brokers, &args).await
 }
 
 /// Polls Kafka while the browser runs until every expected violation arrived (or the wait
@@ -268,7 +240,7 @@ async fn chromium_report_uri_violations_reach_kafka() {
     let ingest = start_ingest(&tansu.bootstrap(), "browser-a", None).await;
     let endpoint = format!(
         "http://{}/api/1/security/?sentry_key=browser-key",
-        ingest.addr
+        ingest.public_addr
     );
     let headers = format!("Content-Security-Policy: {POLICY}; report-uri {endpoint}\r\n");
     let page = serve_page(headers, None).await;
@@ -296,7 +268,7 @@ async fn chromium_reporting_api_batches_reach_kafka_over_https() {
     let ingest = start_ingest(&tansu.bootstrap(), "browser-b", Some(&tls)).await;
     let endpoint = format!(
         "https://{}/api/1/security/?sentry_key=browser-key",
-        ingest.addr
+        ingest.public_addr
     );
     let headers = format!(
         "Reporting-Endpoints: default=\"{endpoint}\"\r\nContent-Security-Policy: {POLICY}; report-to default\r\n"

@@ -4,17 +4,16 @@
 //!
 //! Needs tansu (skips when missing, panics with `CI=true`; see `testbed::kafka`).
 
+mod support;
+
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ingest::publish::Publisher;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use schemas::ReportMessage;
+use support::Server;
 use testbed::kafka::Tansu;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
 const PROJECTS: &str = r#"
 [[project]]
@@ -57,9 +56,6 @@ async fn in_flight_requests_finish_and_every_accepted_report_is_in_kafka() {
     };
     tansu.create_topic("drain", 2).await.expect("create topic");
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let projects = dir.path().join("projects.toml");
-    std::fs::write(&projects, PROJECTS).expect("write projects");
     let args = [
         "--kafka-topic",
         "drain",
@@ -68,22 +64,10 @@ async fn in_flight_requests_finish_and_every_accepted_report_is_in_kafka() {
         "--flush-timeout-ms",
         "2000",
     ];
-    let config = ingest::Config::for_tests(&projects, &tansu.bootstrap(), args).expect("config");
-    let publisher = Publisher::new(&config.kafka).expect("producer");
-    let listeners = ingest::Listeners {
-        public: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        admin: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-    };
-    let addr: SocketAddr = listeners.public.local_addr().expect("addr");
-    let metrics = PrometheusBuilder::new().build_recorder().handle();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(ingest::run(
-        config,
-        listeners,
-        publisher,
-        metrics,
-        shutdown.clone(),
-    ));
+    let mut server = Server::start(PROJECTS, &tansu.bootstrap(), &args).await;
+    let addr = server.public_addr;
+    let run = server.task.take().expect("the server was just started");
+    let shutdown = server.shutdown.clone();
     let url = format!("http://{addr}/api/7/security/?sentry_key=drain-key");
     let client = reqwest::Client::new();
 

@@ -79,6 +79,16 @@ impl Server {
         Server::start(projects, &closed_port(), &flags).await
     }
 
+    /// Cancels the shutdown token and waits (at most 30 s) for `run` to return its result.
+    pub async fn shutdown_and_wait(mut self) -> Result<(), RunError> {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("the task is only taken here");
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("run returns within 30 s of the shutdown")
+            .expect("the run task does not panic")
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{}", self.base, path_and_query)
     }
