@@ -77,9 +77,11 @@ client_ip = "truncate"
 TOML
 fi
 
+# Children run in their own sessions (setsid) so Ctrl-C reaches only this script, which then
+# stops them in order: ingest first (it drains and flushes to Kafka), then the broker.
 trap 'stop_all; exit 0' INT TERM
 say "starting tansu on 127.0.0.1:$kafka_port (log: $home/logs/tansu.log)"
-(cd "$home/tansu" && exec "$tansu" broker \
+(cd "$home/tansu" && exec setsid "$tansu" broker \
   --listener-url "tcp://127.0.0.1:$kafka_port" \
   --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
   --storage-engine "sqlite://tansu.db") >"$home/logs/tansu.log" 2>&1 &
@@ -94,7 +96,7 @@ PALISADE_ADMIN_ADDR="127.0.0.1:$admin_port" \
 PALISADE_PROJECTS_FILE="$home/projects.toml" \
 PALISADE_KAFKA_BROKERS="127.0.0.1:$kafka_port" \
 PALISADE_KAFKA_TOPIC="$topic" \
-  target/release/palisade-ingest >"$home/logs/ingest.log" 2>&1 &
+  setsid target/release/palisade-ingest >"$home/logs/ingest.log" 2>&1 &
 echo $! > "$home/run/ingest.pid"
 wait_port "$port" ingest "$home/logs/ingest.log"
 for _ in $(seq 1 50); do
