@@ -12,5 +12,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== deployment artefacts (compose, Dockerfile, Kubernetes, Prometheus, Grafana)"
+deploy/scripts/validate.sh
 echo "== cargo test"
 cargo test --workspace --locked "$@"

@@ -29,7 +29,11 @@ async fn main() -> ExitCode {
 }
 
 async fn start(config: Config) -> anyhow::Result<()> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    // Histograms (all in seconds) as Prometheus buckets, so percentiles can be aggregated across
+    // instances with `histogram_quantile`.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(ingest::metrics::DURATION_BUCKETS_SECONDS)?
+        .install_recorder()?;
     let public = tokio::net::TcpListener::bind(config.public_addr).await?;
     let admin = tokio::net::TcpListener::bind(config.admin_addr).await?;
     let publisher = Publisher::new(&config.kafka)?;

@@ -4,6 +4,11 @@
 
 use std::time::Duration;
 
+/// Bucket bounds of every ingest histogram (they are all durations in seconds).
+pub const DURATION_BUCKETS_SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Requests answered, by route and status code.
 pub const REQUESTS_TOTAL: &str = "ingest_requests_total";
 /// Time from request start to answer.

@@ -68,12 +68,37 @@ pub struct KafkaConfig {
         default_value = "lz4"
     )]
     pub compression: String,
+    /// Extra librdkafka properties as `key=value`, repeatable or comma-separated, for what
+    /// Palisade has no flag for: TLS and SASL to a secured cluster (`security.protocol=SASL_SSL`,
+    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=...`, `ssl.ca.location=...`). Palisade's own
+    /// settings (idempotence, `acks=all`, the flags above) are applied after them and win.
+    /// Default: none.
+    #[arg(
+        long = "kafka-property",
+        env = "PALISADE_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_parser = parse_property
+    )]
+    pub properties: Vec<(String, String)>,
+}
+
+/// Parses one `key=value` librdkafka property.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("expected key=value, got {text:?}")),
+    }
 }
 
 impl KafkaConfig {
     /// The librdkafka producer configuration these settings stand for.
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", "palisade-ingest")
@@ -266,7 +291,26 @@ mod tests {
             message_timeout_ms: 1_000,
             queue_max_messages: 1,
             compression: "lz4".to_owned(),
+            properties: Vec::new(),
         }
+    }
+
+    #[test]
+    fn extra_properties_cannot_weaken_delivery() {
+        let mut kafka = config("127.0.0.1:1");
+        kafka.properties = vec![
+            ("acks".to_owned(), "0".to_owned()),
+            ("security.protocol".to_owned(), "plaintext".to_owned()),
+        ];
+        let client = kafka.client_config();
+        assert_eq!(client.get("acks"), Some("all"));
+        assert_eq!(client.get("security.protocol"), Some("plaintext"));
+        assert_eq!(
+            parse_property(" sasl.username = u "),
+            Ok(("sasl.username".to_owned(), "u".to_owned()))
+        );
+        assert!(parse_property("novalue").is_err());
+        assert!(parse_property("=x").is_err());
     }
 
     fn message(key: &str) -> OutgoingMessage {
