@@ -351,12 +351,23 @@ mod tests {
     fn details_round_trip_whatever_the_body() {
         let cases = [
             Details::None,
-            Details::Fields(json!({"type": "corp", "id": 1}).as_object().cloned().unwrap_or_default()),
+            Details::Fields(
+                json!({"type": "corp", "id": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             Details::Unknown(json!([1, "x", null])),
             Details::Unknown(Value::Null),
             Details::Unknown(json!({"type": "inner"})),
-            Details::NetworkError(NetworkErrorDetails { phase: Some("dns".into()), ..Default::default() }),
-            Details::Certificate(CertificateDetails { hostname: "a.example".into(), ..Default::default() }),
+            Details::NetworkError(NetworkErrorDetails {
+                phase: Some("dns".into()),
+                ..Default::default()
+            }),
+            Details::Certificate(CertificateDetails {
+                hostname: "a.example".into(),
+                ..Default::default()
+            }),
         ];
         for details in cases {
             let text = serde_json::to_string(&details).expect("serialises");
@@ -368,7 +379,8 @@ mod tests {
             json!({"type": "fields", "fields": {}})
         );
         assert_eq!(
-            serde_json::to_value(Details::NetworkError(NetworkErrorDetails::default())).expect("serialises"),
+            serde_json::to_value(Details::NetworkError(NetworkErrorDetails::default()))
+                .expect("serialises"),
             json!({"type": "network-error"})
         );
     }

@@ -66,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let totals = Arc::new(Mutex::new(Totals::default()));
     let sent = Arc::new(AtomicU64::new(0));
     let reports = Arc::new(AtomicU64::new(0));
@@ -120,7 +122,11 @@ async fn main() -> anyhow::Result<()> {
                 let micros = u64::try_from(begin.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let _ = local.record(micros.clamp(1, 60_000_000));
             }
-            histogram.lock().await.add(&local).expect("same histogram bounds");
+            histogram
+                .lock()
+                .await
+                .add(&local)
+                .expect("same histogram bounds");
             let mut totals = totals.lock().await;
             for (status, n) in local_totals.statuses {
                 *totals.statuses.entry(status).or_default() += n;
@@ -140,20 +146,39 @@ async fn main() -> anyhow::Result<()> {
     let totals = totals.lock().await;
     let requests = histogram.len();
     println!("target            {url}");
-    println!("elapsed           {elapsed:.2} s, concurrency {}", args.concurrency);
-    println!("requests          {requests} ({:.0}/s)", requests as f64 / elapsed);
+    println!(
+        "elapsed           {elapsed:.2} s, concurrency {}",
+        args.concurrency
+    );
+    println!(
+        "requests          {requests} ({:.0}/s)",
+        requests as f64 / elapsed
+    );
     let accepted = reports.load(Ordering::Relaxed);
-    println!("reports accepted  {accepted} ({:.0}/s)", accepted as f64 / elapsed);
+    println!(
+        "reports accepted  {accepted} ({:.0}/s)",
+        accepted as f64 / elapsed
+    );
     for (status, n) in &totals.statuses {
         println!("status {status}        {n}");
     }
     println!("transport errors  {}", totals.errors);
     for q in [0.5, 0.9, 0.99, 0.999] {
-        println!("latency p{:<5}     {:.2} ms", q * 100.0, histogram.value_at_quantile(q) as f64 / 1000.0);
+        println!(
+            "latency p{:<5}     {:.2} ms",
+            q * 100.0,
+            histogram.value_at_quantile(q) as f64 / 1000.0
+        );
     }
-    println!("latency max       {:.2} ms", histogram.max() as f64 / 1000.0);
+    println!(
+        "latency max       {:.2} ms",
+        histogram.max() as f64 / 1000.0
+    );
     if args.watch_pid.is_some() {
-        println!("peak rss          {} MiB", peak_rss.load(Ordering::Relaxed) / 1024);
+        println!(
+            "peak rss          {} MiB",
+            peak_rss.load(Ordering::Relaxed) / 1024
+        );
     }
     Ok(())
 }
