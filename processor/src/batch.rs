@@ -3,7 +3,9 @@
 //! Commit points travel with the batch: a point recorded after some rows were pushed depends only
 //! on those rows (and earlier ones), so committing the points of a batch once its rows are written
 //! never skips an unwritten row. The consume loop checks [`Batcher::should_flush`] after every
-//! push, so a batch holds at most `max_rows` rows and `max_bytes` plus one row of bytes.
+//! tick; one tick pushes every window closed since the last one, so a batch can exceed
+//! `max_rows` / `max_bytes` by what one tick closes (bounded by `max_open_windows` per
+//! partition), and the writer splits it into inserts of at most `max_rows` rows.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;

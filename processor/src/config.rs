@@ -5,7 +5,7 @@
 //! Tests build a [`Config`] with [`Config::try_parse_from`], never by setting the environment.
 
 use std::net::SocketAddr;
-use std::num::{NonZeroUsize, ParseIntError};
+use std::num::{NonZeroU32, NonZeroUsize, ParseIntError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::batch::BatchLimits;
 use crate::dedup::DedupConfig;
+use crate::write::{RetryPolicy, WriterConfig};
 
 fn millis(s: &str) -> Result<Duration, ParseIntError> {
     s.parse::<u64>().map(Duration::from_millis)
@@ -29,6 +30,26 @@ fn positive_secs(s: &str) -> Result<Duration, String> {
         Ok(n) => Ok(Duration::from_secs(n)),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A project's shorter retention (`--project-retention PROJECT=DAYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectRetention {
+    pub project_id: u64,
+    pub days: NonZeroU32,
+}
+
+fn project_retention(s: &str) -> Result<ProjectRetention, String> {
+    let (project, days) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PROJECT=DAYS, got {s:?}"))?;
+    Ok(ProjectRetention {
+        project_id: project
+            .trim()
+            .parse()
+            .map_err(|e| format!("project: {e}"))?,
+        days: days.trim().parse().map_err(|e| format!("days: {e}"))?,
+    })
 }
 
 /// What the binary does.
@@ -198,7 +219,85 @@ pub struct Config {
     )]
     pub retention_days: u32,
 
-    /// Address of the admin listener (`/metrics`, `/healthz`). Default `127.0.0.1:9091`.
+    /// Projects whose rows are kept for fewer days than `--retention-days`, as
+    /// `PROJECT=DAYS` (repeat the flag or separate with commas). Enforced daily with ClickHouse
+    /// mutations. Default none.
+    #[arg(long = "project-retention", env = "PALISADE_PROJECT_RETENTION", value_parser = project_retention, value_delimiter = ',', global = true)]
+    pub project_retention: Vec<ProjectRetention>,
+
+    /// How often the retention job runs (first run at start-up), in seconds; 0 disables it.
+    /// Default 86400.
+    #[arg(long = "retention-interval-secs", env = "PALISADE_RETENTION_INTERVAL_SECS", default_value = "86400", value_parser = secs, global = true)]
+    pub retention_interval: Duration,
+
+    /// Attempts per ClickHouse operation before the batch is parked and the consumer paused
+    /// (the first included). Default 3.
+    #[arg(
+        long,
+        env = "PALISADE_CLICKHOUSE_RETRY_ATTEMPTS",
+        default_value = "3",
+        global = true
+    )]
+    pub clickhouse_retry_attempts: NonZeroU32,
+
+    /// Wait after the first failed attempt, doubled after each further one, in milliseconds.
+    /// Default 200.
+    #[arg(long = "clickhouse-backoff-ms", env = "PALISADE_CLICKHOUSE_BACKOFF_MS", default_value = "200", value_parser = millis, global = true)]
+    pub clickhouse_backoff: Duration,
+
+    /// Longest wait between two attempts, and between two tries of a parked batch while
+    /// ClickHouse is down, in milliseconds. Default 5000.
+    #[arg(long = "clickhouse-max-backoff-ms", env = "PALISADE_CLICKHOUSE_MAX_BACKOFF_MS", default_value = "5000", value_parser = millis, global = true)]
+    pub clickhouse_max_backoff: Duration,
+
+    /// Deadline of one ClickHouse attempt (one insert or statement), in milliseconds.
+    /// Default 30000.
+    #[arg(long = "clickhouse-timeout-ms", env = "PALISADE_CLICKHOUSE_TIMEOUT_MS", default_value = "30000", value_parser = millis, global = true)]
+    pub clickhouse_timeout: Duration,
+
+    /// Wait between two tries of a batch that failed because the deployment is wrong (unknown
+    /// table, authentication), in milliseconds. Default 30000.
+    #[arg(long = "misconfigured-retry-ms", env = "PALISADE_MISCONFIGURED_RETRY_MS", default_value = "30000", value_parser = millis, global = true)]
+    pub misconfigured_retry: Duration,
+
+    /// Most (project, hour) groups one rollup refresh statement recomputes. Default 200.
+    #[arg(
+        long,
+        env = "PALISADE_ROLLUP_GROUPS_PER_STATEMENT",
+        default_value = "200",
+        global = true
+    )]
+    pub rollup_groups_per_statement: NonZeroUsize,
+
+    /// Kafka consumer session timeout: how soon a dead processor's partitions move to another
+    /// instance, in milliseconds. Default 45000.
+    #[arg(long = "kafka-session-timeout-ms", env = "PALISADE_KAFKA_SESSION_TIMEOUT_MS", default_value = "45000", value_parser = millis, global = true)]
+    pub kafka_session_timeout: Duration,
+
+    /// Most kilobytes librdkafka prefetches per partition (`queued.max.messages.kbytes`): the
+    /// bound on what arrives while the consumer is paused. Default 16384.
+    #[arg(
+        long,
+        env = "PALISADE_KAFKA_PREFETCH_KBYTES",
+        default_value = "16384",
+        global = true
+    )]
+    pub kafka_prefetch_kbytes: NonZeroUsize,
+
+    /// On assignment, start fetching this many messages BEFORE the committed offset (dedup
+    /// ignores them as redeliveries), in messages. 0 (the default) for Kafka. Set it to at
+    /// least the producers' largest record batch (librdkafka `batch.num.messages`, 10000) for
+    /// tansu 0.6, whose fetch from an offset inside a record batch skips the rest of that batch,
+    /// which would lose records on every resume.
+    #[arg(
+        long,
+        env = "PALISADE_KAFKA_RESUME_REWIND",
+        default_value = "0",
+        global = true
+    )]
+    pub kafka_resume_rewind: u64,
+
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`). Default `127.0.0.1:9091`.
     #[arg(
         long,
         env = "PALISADE_ADMIN_ADDR",
@@ -230,6 +329,28 @@ impl Config {
             idle_close: self.idle_close,
             max_open_windows: self.max_open_windows,
         }
+    }
+
+    pub fn writer(&self) -> WriterConfig {
+        WriterConfig {
+            database: self.clickhouse_database.clone(),
+            retry: RetryPolicy {
+                max_attempts: self.clickhouse_retry_attempts,
+                initial_backoff: self.clickhouse_backoff,
+                max_backoff: self.clickhouse_max_backoff,
+            },
+            attempt_timeout: self.clickhouse_timeout,
+            rollup_groups_per_statement: self.rollup_groups_per_statement,
+        }
+    }
+
+    /// The ClickHouse client (URL and credentials; database chosen by the caller).
+    pub fn clickhouse_client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(self.clickhouse_url.as_str())
+            .with_user(self.clickhouse_user.as_str())
+            .with_password(self.clickhouse_password.as_str())
+            .with_validation(false)
     }
 
     pub fn batch_limits(&self) -> BatchLimits {
@@ -275,6 +396,27 @@ mod tests {
             (c.command(), c.window),
             (Command::Run, Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn parses_writer_and_retention_flags() {
+        let c = parse(&[
+            "--project-retention",
+            "7=30,8=10",
+            "--clickhouse-retry-attempts",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.project_retention
+                .iter()
+                .map(|r| (r.project_id, r.days.get()))
+                .collect::<Vec<_>>(),
+            vec![(7, 30), (8, 10)]
+        );
+        assert_eq!(c.writer().retry.max_attempts.get(), 5);
+        assert!(parse(&["--project-retention", "7"]).is_err());
+        assert!(parse(&["--project-retention", "7=0"]).is_err());
     }
 
     #[test]

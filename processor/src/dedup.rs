@@ -386,6 +386,17 @@ impl Dedup {
         std::mem::take(&mut self.closed)
     }
 
+    /// Time the consume loop spent NOT consuming (a blocking ClickHouse call, a back-pressure
+    /// pause) is not idleness: it moves every partition's last activity forward by `by`, so a
+    /// stalled loop does not idle-close windows whose messages are still waiting in Kafka.
+    pub fn discount_idle(&mut self, by: Duration) {
+        for state in self.partitions.values_mut() {
+            state.last_activity = state
+                .last_activity
+                .map(|at| at.checked_add(by).unwrap_or(at));
+        }
+    }
+
     /// The point to commit for a partition once every drained row has been written. `None`
     /// while the partition has closed windows not drained yet: their messages lie before the
     /// point and replay would skip them, so their rows must be in the batch first.

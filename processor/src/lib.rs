@@ -2,26 +2,36 @@
 //! (violation, client, window) with an exact count, enriches the rows and batch-writes them into
 //! ClickHouse, committing offsets only after the rows they depend on are written.
 //!
-//! Map, in data-flow order: consume (Kafka, in the binary) -> [`mod@decode`] (payload and key,
-//! or a dead-letter reason) -> [`dedup`] (per-partition windows, commit points) -> [`enrich`]
-//! (UA, URLs, directive family, GeoIP: one [`row::ReportRow`]) -> [`batch`] (rows plus the
-//! offsets to commit after them) -> [`mod@write`] (ClickHouse inserts, retries) -> commit.
-//! [`migrate`] applies the SQL in `schemas/sql/`; [`config`] and [`metrics`] are the binary's
-//! settings and metric catalog.
+//! Map, in data-flow order: [`consume`] (Kafka group consumer, rebalance events, commits) ->
+//! [`mod@decode`] (payload and key, or a dead-letter reason, see [`deadletter`]) -> [`dedup`]
+//! (per-partition windows, commit points) -> [`enrich`] (UA, URLs, directive family, GeoIP: one
+//! [`row::ReportRow`]) -> [`batch`] (rows plus the offsets to commit after them) -> [`mod@write`]
+//! (ClickHouse inserts, rollups, checkpoints, retries) -> commit. [`pipeline`] is the
+//! synchronous core of that flow and [`mod@run`] the async loop around it (back-pressure,
+//! shutdown). [`migrate`] applies the SQL in `schemas/sql/`; [`retention`] drops expired data;
+//! [`admin`] serves `/metrics`, `/healthz`, `/readyz`; [`config`] and [`metrics`] are the
+//! binary's settings and metric catalog.
 
+pub mod admin;
 pub mod batch;
 pub mod config;
+pub mod consume;
+pub mod deadletter;
 pub mod decode;
 pub mod dedup;
 pub mod enrich;
 pub mod metrics;
 pub mod migrate;
+pub mod pipeline;
+pub mod retention;
 pub mod row;
+pub mod run;
 pub mod write;
 
 pub use batch::{Batch, BatchLimits, Batcher};
 pub use config::{Command, Config};
 pub use decode::{decode, DecodeFailure, Decoded, KeySource};
-pub use dedup::{ClosedWindow, CloseReason, CommitPoint, Dedup, DedupConfig, Observed};
+pub use dedup::{CloseReason, ClosedWindow, CommitPoint, Dedup, DedupConfig, Observed};
 pub use enrich::{Enricher, Geo, GeoError};
 pub use row::ReportRow;
+pub use run::{run, RunError, Status};

@@ -1,13 +1,64 @@
-//! `palisade-processor`: placeholder composition root. It parses the configuration (so `--help`
-//! documents every setting) and exits; the consume loop is wired in the next step.
+//! `palisade-processor`: the composition root. `run` (default) consumes reports into ClickHouse
+//! until SIGTERM/SIGINT; `migrate` applies the ClickHouse migrations and exits.
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::Parser;
+use processor::{admin::Admin, run::Status, Command, Config};
+use tokio_util::sync::CancellationToken;
 
-fn main() {
-    let config = processor::Config::parse();
-    eprintln!(
-        "palisade-processor: {:?} is not wired yet; see the processor issue",
-        config.command()
-    );
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let client = config.clickhouse_client();
+    if config.command() == Command::Migrate {
+        processor::migrate::migrate(&client, &config.clickhouse_database).await?;
+        return Ok(());
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("install the metrics recorder")?;
+    let shutdown = CancellationToken::new();
+    let status = Arc::new(Status::default());
+    let listener = tokio::net::TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("bind the admin listener {}", config.admin_addr))?;
+    let writer = processor::write::Writer::new(&client, config.writer())?;
+    let admin = Admin {
+        metrics,
+        status: status.clone(),
+        writer,
+    };
+    let admin_task = tokio::spawn(admin.serve(listener, shutdown.clone()));
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = processor::run(config, status, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = admin_task.await;
+    result.context("processor failed")
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the processor");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutdown signal received");
+    shutdown.cancel();
 }

@@ -35,12 +35,19 @@ pub const BATCH_ROWS: &str = "processor_batch_rows";
 pub const BATCH_BYTES: &str = "processor_batch_bytes";
 /// Time an insert took until ClickHouse acknowledged it (including retries).
 pub const WRITE_DURATION_SECONDS: &str = "processor_write_duration_seconds";
-/// Failed insert attempts, by class (`transient`, `permanent`).
+/// Failed batch attempts (after the writer's own retries), by class (`transient`,
+/// `misconfigured`), and rows ClickHouse rejected (`permanent`).
 pub const WRITE_ERRORS_TOTAL: &str = "processor_write_errors_total";
 /// Offset commits, by result (`ok`, `error`).
 pub const COMMITS_TOTAL: &str = "processor_commits_total";
 /// Messages between the committed offset and the partition's high watermark.
 pub const CONSUMER_LAG_MESSAGES: &str = "processor_consumer_lag_messages";
+/// 1 while consumption is paused because ClickHouse refuses the pending batch (back-pressure).
+pub const PAUSED: &str = "processor_paused";
+/// Retention job passes, by job (`drop_partitions`, `delete_project`) and result (`ok`, `error`).
+pub const RETENTION_RUNS_TOTAL: &str = "processor_retention_runs_total";
+/// Partitions dropped (or projects purged) by the retention job.
+pub const RETENTION_ITEMS_TOTAL: &str = "processor_retention_items_total";
 /// User-agent cache lookups, by result (`hit`, `miss`).
 pub const UA_CACHE_LOOKUPS_TOTAL: &str = "processor_ua_cache_lookups_total";
 
@@ -109,11 +116,25 @@ pub fn batch_written(rows: usize, bytes: usize, took: Duration) {
 }
 
 pub fn write_error(class: &'static str) {
-    metrics::counter!(WRITE_ERRORS_TOTAL, "class" => class).increment(1);
+    write_errors(class, 1);
+}
+
+pub fn write_errors(class: &'static str, n: u64) {
+    metrics::counter!(WRITE_ERRORS_TOTAL, "class" => class).increment(n);
 }
 
 pub fn commit(ok: bool) {
     metrics::counter!(COMMITS_TOTAL, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+pub fn paused(paused: bool) {
+    metrics::gauge!(PAUSED).set(if paused { 1.0 } else { 0.0 });
+}
+
+pub fn retention_run(job: &'static str, ok: bool, items: usize) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(RETENTION_RUNS_TOTAL, "job" => job, "result" => result).increment(1);
+    metrics::counter!(RETENTION_ITEMS_TOTAL, "job" => job).increment(items as u64);
 }
 
 /// Per-partition lag; the label is bounded by the topic's partition count.

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "blocked_domain_index",
         sql: include_str!("../../schemas/sql/003_blocked_domain_index.sql"),
     },
+    Migration {
+        version: 4,
+        name: "checkpoints",
+        sql: include_str!("../../schemas/sql/004_checkpoints.sql"),
+    },
 ];
 
 /// The table recording applied and skipped migrations (created before anything else).

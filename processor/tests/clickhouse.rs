@@ -329,6 +329,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (1, Outcome::Applied),
             (2, Outcome::Applied),
             (3, Outcome::Skipped { requires: gate }),
+            (4, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -339,6 +340,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (1, Outcome::AlreadyApplied),
             (2, Outcome::AlreadyApplied),
             (3, Outcome::Skipped { requires: gate }),
+            (4, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
@@ -368,6 +370,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
     assert_eq!(
         tables,
         cells(&[
+            "processor_checkpoints",
             "reports",
             "rollup_hourly",
             "rollup_nel_hourly",

@@ -178,6 +178,20 @@ fn idle_partitions_close_after_the_idle_timeout() {
 }
 
 #[test]
+fn time_spent_not_consuming_is_not_idleness() {
+    let t0 = Instant::now();
+    let mut dedup = Dedup::new(config(100));
+    dedup.observe(0, 0, 1, message(1_000, None), t0);
+    // The loop was blocked for 10 minutes (a ClickHouse outage): not idle yet.
+    dedup.discount_idle(Duration::from_secs(600));
+    assert!(dedup
+        .drain_closed(t0 + Duration::from_secs(3600))
+        .is_empty());
+    let closed = dedup.drain_closed(t0 + Duration::from_secs(4200));
+    assert_eq!(closed.len(), 1);
+}
+
+#[test]
 fn the_bound_force_closes_the_oldest_windows_first() {
     let t0 = Instant::now();
     let mut dedup = Dedup::new(config(2));

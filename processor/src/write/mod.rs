@@ -1,10 +1,12 @@
-//! Writes to ClickHouse: report rows (bounded retries with backoff, isolation of rows the server
-//! rejects), exact rollup refresh, and retention by partition drop.
+//! Writes to ClickHouse: report rows ([`insert`]: bounded retries with backoff, isolation of rows
+//! the server rejects), exact rollup refresh ([`rollup`]), retention by partition drop
+//! ([`retention`]) and the commit points of the consume loop ([`checkpoint`]).
 //!
 //! Delivery: every write here is idempotent (rows carry a deterministic `row_id` into a
 //! ReplacingMergeTree; rollups are recomputed, not incremented), so the caller may retry a batch,
 //! or replay it after a restart, without changing any count. The caller commits Kafka offsets only
-//! after [`Writer::insert_rows`] and [`Writer::refresh_rollups`] both returned `Ok`.
+//! after [`Writer::insert_rows`], [`Writer::refresh_rollups`] and [`Writer::write_checkpoints`]
+//! all returned `Ok` (see `crate::run`).
 //!
 //! Errors are classified before acting ([`ErrorClass`]): transient ones are retried here up to
 //! [`RetryPolicy::max_attempts`] and then returned, so the caller can stop polling Kafka
@@ -12,16 +14,21 @@
 //! to the offending rows, which the caller dead-letters; misconfiguration (unknown table, bad
 //! credentials) is returned at once, never dead-lettered.
 
-use std::collections::BTreeSet;
+pub mod checkpoint;
+pub mod insert;
+pub mod retention;
+pub mod rollup;
+
 use std::future::Future;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::ops::Range;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::migrate::is_identifier;
-use crate::row::ReportRow;
+
+pub use checkpoint::{Checkpoint, CHECKPOINTS_TABLE};
+pub use insert::{Inserted, Rejected};
+pub use retention::DroppedPartition;
+pub use rollup::{rollup_statements, Touched};
 
 /// The table of deduplicated report rows (`schemas/sql/001_reports.sql`).
 pub const REPORTS_TABLE: &str = "reports";
@@ -33,8 +40,6 @@ pub const RETAINED_TABLES: [&str; 4] = [
     "rollup_nel_hourly",
     "rollup_policy_hourly",
 ];
-
-const SECONDS_PER_HOUR: u32 = 3600;
 
 /// Writer settings; the binary's `Config` fills them (units and defaults documented there).
 #[derive(Debug, Clone)]
@@ -103,6 +108,7 @@ pub enum Operation {
     ListPartitions,
     DropPartition,
     DeleteProject,
+    Checkpoint,
 }
 
 impl Operation {
@@ -114,6 +120,7 @@ impl Operation {
             Self::ListPartitions => "list_partitions",
             Self::DropPartition => "drop_partition",
             Self::DeleteProject => "delete_project",
+            Self::Checkpoint => "checkpoint",
         }
     }
 }
@@ -235,73 +242,6 @@ fn classify_exception_code(code: u32) -> ErrorClass {
     }
 }
 
-/// Result of [`Writer::insert_rows`].
-#[derive(Debug, Default)]
-pub struct Inserted {
-    /// Rows the server acknowledged.
-    pub rows: usize,
-    /// INSERT requests sent, retries and isolation included.
-    pub requests: u32,
-    /// Rows the server rejected permanently, by index in the input: dead-letter them.
-    pub rejected: Vec<Rejected>,
-}
-
-/// One row the server rejected permanently.
-#[derive(Debug)]
-pub struct Rejected {
-    pub index: usize,
-    pub error: WriteError,
-}
-
-/// The (project, hour) groups a batch touched: what [`Writer::refresh_rollups`] recomputes.
-///
-/// Bounded by the batch that fills it (at most one entry per row).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Touched {
-    hours: BTreeSet<(u64, u32)>,
-}
-
-impl Touched {
-    /// The groups of a batch of rows.
-    pub fn from_rows(rows: &[ReportRow]) -> Self {
-        let mut touched = Self::default();
-        for row in rows {
-            touched.add(row.project_id, row.window_start);
-        }
-        touched
-    }
-
-    /// Record a row of `project_id` whose window starts at `window_start` (unix seconds).
-    pub fn add(&mut self, project_id: u64, window_start: u32) {
-        let hour = window_start - window_start % SECONDS_PER_HOUR;
-        self.hours.insert((project_id, hour));
-    }
-
-    /// Number of (project, hour) groups.
-    pub fn len(&self) -> usize {
-        self.hours.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hours.is_empty()
-    }
-
-    /// The groups, ordered by project then hour (unix seconds).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.hours.iter().copied()
-    }
-}
-
-/// A partition dropped by [`Writer::drop_expired_partitions`].
-#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
-pub struct DroppedPartition {
-    pub table: String,
-    /// ClickHouse partition id (`YYYYMMDD` for a `Date` key).
-    pub partition_id: String,
-    /// The partition's newest day, in days since the Unix epoch.
-    pub max_day: u16,
-}
-
 /// Writes report rows, rollups and retention to one ClickHouse database.
 #[derive(Clone)]
 pub struct Writer {
@@ -331,123 +271,6 @@ impl Writer {
             .with_database(config.database.as_str())
             .with_validation(false);
         Ok(Self { client, config })
-    }
-
-    /// Insert `rows` into `reports`. Transient errors are retried per the [`RetryPolicy`] and
-    /// then returned; on a permanent error the batch is split in halves until the rejected rows
-    /// are isolated (at most `2 * rows.len() - 1` requests), the others are written, and the
-    /// rejected ones are listed in [`Inserted::rejected`].
-    ///
-    /// In RowBinary a row type that does not match the table also looks like bad data (every
-    /// row rejected): `tests/clickhouse.rs` round-trips [`ReportRow`] through the real table so
-    /// that cannot ship unnoticed; a caller seeing a whole batch rejected should alert.
-    pub async fn insert_rows(&self, rows: &[ReportRow]) -> Result<Inserted, WriteError> {
-        isolate_rejected(rows.len(), |range| self.insert_once(&rows[range])).await
-    }
-
-    async fn insert_once(&self, rows: &[ReportRow]) -> Result<u32, WriteError> {
-        let (_, attempts) = self
-            .retry(Operation::Insert, || async {
-                let mut insert = self.client.insert::<ReportRow>(REPORTS_TABLE).await?;
-                for row in rows {
-                    insert.write(row).await?;
-                }
-                insert.end().await
-            })
-            .await?;
-        Ok(attempts)
-    }
-
-    /// Recompute the rollups of every touched (project, hour) from `reports FINAL`. Idempotent;
-    /// returns the number of statements run.
-    pub async fn refresh_rollups(&self, touched: &Touched) -> Result<usize, WriteError> {
-        let statements = rollup_statements(touched, self.config.rollup_groups_per_statement);
-        for statement in &statements {
-            self.retry(Operation::RefreshRollups, || {
-                self.client.query_raw(statement).execute()
-            })
-            .await?;
-        }
-        Ok(statements.len())
-    }
-
-    /// Drop every partition, of every [`RETAINED_TABLES`] table, whose newest day is more than
-    /// `retention_days` before `today` (days since the Unix epoch, UTC: passed in so tests and
-    /// replays are deterministic). The global retention: partitions hold every project's rows.
-    pub async fn drop_expired_partitions(
-        &self,
-        retention_days: NonZeroU32,
-        today: u16,
-    ) -> Result<Vec<DroppedPartition>, WriteError> {
-        let cutoff = u32::from(today).saturating_sub(retention_days.get());
-        let tables = RETAINED_TABLES
-            .iter()
-            .map(|table| format!("'{table}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let list = format!(
-            "SELECT table, partition_id, toUInt16(max(max_date)) AS max_day \
-             FROM system.parts \
-             WHERE database = '{database}' AND active AND table IN ({tables}) \
-             GROUP BY table, partition_id HAVING max_day < {cutoff} \
-             ORDER BY table, partition_id",
-            database = self.config.database,
-        );
-        let (expired, _) = self
-            .retry(Operation::ListPartitions, || {
-                self.client.query_raw(&list).fetch_all::<DroppedPartition>()
-            })
-            .await?;
-        for partition in &expired {
-            // Values from system.parts, spliced into DDL: check them anyway.
-            if !partition
-                .partition_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                || !is_identifier(&partition.table)
-            {
-                return Err(WriteError::UnexpectedPartitionId(
-                    partition.partition_id.clone(),
-                ));
-            }
-            let drop = format!(
-                "ALTER TABLE {} DROP PARTITION ID '{}'",
-                partition.table, partition.partition_id
-            );
-            self.retry(Operation::DropPartition, || {
-                self.client.query_raw(&drop).execute()
-            })
-            .await?;
-            tracing::info!(
-                table = partition.table,
-                partition = partition.partition_id,
-                "expired partition dropped"
-            );
-        }
-        Ok(expired)
-    }
-
-    /// Per-project retention shorter than the global one: delete `project_id`'s rows older than
-    /// `before_day` (days since the Unix epoch) from every retained table, as ClickHouse
-    /// mutations (`ALTER TABLE ... DELETE`, available for MergeTree since 1.1.54388, so on
-    /// 18.16). Mutations rewrite parts in the background and return before they finish: run this
-    /// at most daily per project. A project cannot keep data LONGER than the global retention,
-    /// whose partition drops remove every project's rows.
-    pub async fn delete_project_before(
-        &self,
-        project_id: u64,
-        before_day: u16,
-    ) -> Result<(), WriteError> {
-        for table in RETAINED_TABLES {
-            let delete = format!(
-                "ALTER TABLE {table} DELETE WHERE project_id = {project_id} AND day < toDate({before_day})"
-            );
-            self.retry(Operation::DeleteProject, || {
-                self.client.query_raw(&delete).execute()
-            })
-            .await?;
-        }
-        Ok(())
     }
 
     async fn retry<T, F, Fut>(
@@ -511,115 +334,6 @@ where
         );
         tokio::time::sleep(wait).await;
     }
-}
-
-/// Write `0..len` with `try_range`; on a permanent error split the range in halves until single
-/// rejected rows are isolated. Other errors abort (rows already written stay written: the
-/// caller retries the whole batch, which is idempotent).
-async fn isolate_rejected<F, Fut>(len: usize, mut try_range: F) -> Result<Inserted, WriteError>
-where
-    F: FnMut(Range<usize>) -> Fut,
-    Fut: Future<Output = Result<u32, WriteError>>,
-{
-    let mut inserted = Inserted::default();
-    let mut pending: Vec<Range<usize>> = Vec::new();
-    if len > 0 {
-        pending.push(0..len);
-    }
-    while let Some(range) = pending.pop() {
-        match try_range(range.clone()).await {
-            Ok(requests) => {
-                inserted.rows += range.len();
-                inserted.requests += requests;
-            }
-            Err(error) if error.class() == ErrorClass::Permanent => {
-                inserted.requests += 1;
-                if range.len() == 1 {
-                    inserted.rejected.push(Rejected {
-                        index: range.start,
-                        error,
-                    });
-                } else {
-                    let middle = range.start + range.len() / 2;
-                    // Pushed right first so the left half is tried first.
-                    pending.push(middle..range.end);
-                    pending.push(range.start..middle);
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    inserted.rejected.sort_by_key(|rejected| rejected.index);
-    Ok(inserted)
-}
-
-/// The rollup statements recomputing `touched`, `per_statement` groups at a time, for every
-/// rollup table. Only numbers are spliced in.
-///
-/// The WHERE clauses use only `project_id` and `window_start`, which every version of a row
-/// shares, so `FINAL` still sees the newest version of each row (filtering a ReplacingMergeTree
-/// on a column that differs between versions could select an older one).
-pub fn rollup_statements(touched: &Touched, per_statement: NonZeroUsize) -> Vec<String> {
-    let groups: Vec<(u64, u32)> = touched.iter().collect();
-    let mut statements = Vec::new();
-    for chunk in groups.chunks(per_statement.get()) {
-        let filter = group_filter(chunk);
-        statements.push(format!(
-            "INSERT INTO rollup_hourly (project_id, day, hour, kind, disposition, \
-             directive_family, blocked_origin, noise, third_party, rows, occurrences, first_seen, \
-             last_seen) \
-             SELECT project_id, day, {HOUR} AS hour_start, kind, disposition, directive_family, \
-             blocked_origin, noise, third_party, count(), sum(occurrences), min(first_seen), \
-             max(last_seen) \
-             FROM reports FINAL WHERE {filter} \
-             GROUP BY project_id, day, hour_start, kind, disposition, directive_family, \
-             blocked_origin, noise, third_party"
-        ));
-        statements.push(format!(
-            "INSERT INTO rollup_nel_hourly (project_id, day, hour, document_host, nel_phase, \
-             nel_type, rows, occurrences, first_seen, last_seen) \
-             SELECT project_id, day, {HOUR} AS hour_start, document_host, nel_phase, nel_type, \
-             count(), sum(occurrences), min(first_seen), max(last_seen) \
-             FROM reports FINAL WHERE {filter} AND kind = 'network-error' \
-             GROUP BY project_id, day, hour_start, document_host, nel_phase, nel_type"
-        ));
-        statements.push(format!(
-            "INSERT INTO rollup_policy_hourly (project_id, day, hour, policy_hash, \
-             original_policy, rows, occurrences, first_seen, last_seen) \
-             SELECT project_id, day, {HOUR} AS hour_start, policy_hash, any(original_policy), \
-             count(), sum(occurrences), min(first_seen), max(last_seen) \
-             FROM reports FINAL WHERE {filter} AND original_policy != '' \
-             GROUP BY project_id, day, hour_start, policy_hash"
-        ));
-    }
-    statements
-}
-
-/// The hour of a row, as UTC-aligned unix seconds (independent of the server's time zone).
-const HOUR: &str = "toDateTime(intDiv(toUInt32(window_start), 3600) * 3600)";
-
-fn group_filter(groups: &[(u64, u32)]) -> String {
-    let projects: BTreeSet<u64> = groups.iter().map(|(project, _)| *project).collect();
-    let first = groups.iter().map(|(_, hour)| *hour).min().unwrap_or(0);
-    let last = groups.iter().map(|(_, hour)| *hour).max().unwrap_or(0);
-    let projects = projects
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let pairs = groups
-        .iter()
-        .map(|(project, hour)| format!("({project}, {hour})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // The coarse bounds let the primary key (project_id, window_start) skip granules; the tuple
-    // IN is the exact set.
-    format!(
-        "project_id IN ({projects}) AND window_start >= toDateTime({first}) \
-         AND window_start < toDateTime({end}) \
-         AND (project_id, intDiv(toUInt32(window_start), 3600) * 3600) IN ({pairs})",
-        end = u64::from(last) + u64::from(SECONDS_PER_HOUR),
-    )
 }
 
 #[cfg(test)]
@@ -777,92 +491,5 @@ mod tests {
             result,
             Err(WriteError::TimedOut { attempts: 2, .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn isolates_rejected_rows_and_writes_the_rest() {
-        let bad = [3usize, 4, 9];
-        let written = std::sync::Mutex::new(Vec::new());
-        let inserted = isolate_rejected(10, |range: Range<usize>| {
-            let rejects = bad.iter().any(|index| range.contains(index));
-            if !rejects {
-                written.lock().expect("not poisoned").extend(range.clone());
-            }
-            async move {
-                if rejects {
-                    Err(WriteError::ClickHouse {
-                        operation: Operation::Insert,
-                        class: ErrorClass::Permanent,
-                        attempts: 1,
-                        source: server_error("Code: 27. DB::Exception: Cannot parse input"),
-                    })
-                } else {
-                    Ok(1)
-                }
-            }
-        })
-        .await
-        .expect("only permanent errors");
-        let rejected: Vec<usize> = inserted.rejected.iter().map(|r| r.index).collect();
-        assert_eq!(rejected, bad);
-        assert_eq!(inserted.rows, 7);
-        let mut written = written.into_inner().expect("not poisoned");
-        written.sort_unstable();
-        assert_eq!(written, vec![0, 1, 2, 5, 6, 7, 8]);
-        assert!(inserted.requests < 2 * 10);
-    }
-
-    #[tokio::test]
-    async fn a_transient_error_aborts_isolation() {
-        let result = isolate_rejected(4, |_range| async {
-            Err(WriteError::TimedOut {
-                operation: Operation::Insert,
-                timeout: Duration::from_secs(1),
-                attempts: 3,
-            })
-        })
-        .await;
-        assert_eq!(
-            result.expect_err("transient").class(),
-            ErrorClass::Transient
-        );
-        let empty = isolate_rejected(0, |_range| async { Ok(1) }).await;
-        assert_eq!(empty.expect("nothing to do").requests, 0);
-    }
-
-    #[test]
-    fn touched_groups_by_project_and_utc_hour() {
-        let mut touched = Touched::default();
-        touched.add(7, 3600 * 5 + 59);
-        touched.add(7, 3600 * 5 + 3599);
-        touched.add(7, 3600 * 6);
-        touched.add(2, 3600 * 5);
-        assert_eq!(
-            touched.iter().collect::<Vec<_>>(),
-            vec![(2, 18_000), (7, 18_000), (7, 21_600)]
-        );
-    }
-
-    #[test]
-    fn rollup_statements_chunk_the_groups() {
-        let mut touched = Touched::default();
-        for hour in 0..5 {
-            touched.add(1, hour * 3600);
-        }
-        let two = NonZeroUsize::new(2).expect("non-zero");
-        let statements = rollup_statements(&touched, two);
-        // 3 chunks of groups x 3 rollup tables.
-        assert_eq!(statements.len(), 9);
-        assert!(
-            statements[0].contains("IN ((1, 0), (1, 3600))"),
-            "{}",
-            statements[0]
-        );
-        assert!(
-            statements[0].contains("window_start < toDateTime(7200)"),
-            "{}",
-            statements[0]
-        );
-        assert!(rollup_statements(&Touched::default(), two).is_empty());
     }
 }

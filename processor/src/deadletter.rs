@@ -1,0 +1,146 @@
+//! The dead-letter topic: records the processor cannot decode, and rows ClickHouse rejects
+//! permanently, are produced there with the reason in headers, so nothing is dropped silently
+//! and a partition never stops on a bad record.
+//!
+//! Headers: `reason` (a bounded label: a [`crate::DecodeFailure`] reason or
+//! `rejected_by_clickhouse`), `detail` (human text, truncated to [`MAX_DETAIL_BYTES`]),
+//! `source_topic`, `source_partition`, `source_offset` (decimal). The value is the original
+//! payload (or, for a rejected row, the row as JSON).
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// Longest `detail` header, in bytes (cut on a character boundary).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
+/// Reason label of rows ClickHouse rejected permanently.
+pub const REJECTED_BY_CLICKHOUSE: &str = "rejected_by_clickhouse";
+
+/// One record for the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub reason: &'static str,
+    pub detail: String,
+    pub partition: i32,
+    /// Offset of the source record (`-1` when the payload is a rejected row).
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("cannot create the dead-letter producer")]
+    Create(#[source] KafkaError),
+    #[error("dead-letter produce to {topic} failed")]
+    Produce {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Producer to the dead-letter topic.
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    source_topic: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetters {
+    /// A producer to `topic` for records of `source_topic`; `timeout` bounds one delivery.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        source_topic: &str,
+        timeout: Duration,
+    ) -> Result<Self, DeadLetterError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("client.id", "palisade-processor-dead-letter")
+            // tansu 0.6 loses idempotent-producer state on restart (see testbed::kafka).
+            .set("enable.idempotence", "false")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
+            .create()
+            .map_err(DeadLetterError::Create)?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+            source_topic: source_topic.to_owned(),
+            timeout,
+        })
+    }
+
+    /// Produce one record and wait for the broker's acknowledgement.
+    pub async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let headers = OwnedHeaders::new_with_capacity(5)
+            .insert(header("reason", letter.reason.as_bytes()))
+            .insert(header("detail", truncate(&letter.detail).as_bytes()))
+            .insert(header("source_topic", self.source_topic.as_bytes()))
+            .insert(header("source_partition", partition.as_bytes()))
+            .insert(header("source_offset", offset.as_bytes()));
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .payload(&letter.payload)
+            .headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key.as_slice());
+        }
+        self.producer
+            .send(record, self.timeout)
+            .await
+            .map(|_| ())
+            .map_err(|(source, _)| DeadLetterError::Produce {
+                topic: self.topic.clone(),
+                source,
+            })
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a [u8]) -> Header<'a, &'a [u8]> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// `detail` cut to [`MAX_DETAIL_BYTES`] on a character boundary.
+pub fn truncate(detail: &str) -> &str {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail;
+    }
+    let mut end = MAX_DETAIL_BYTES;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_a_char_boundary() {
+        assert_eq!(truncate("short"), "short");
+        let long = "é".repeat(MAX_DETAIL_BYTES);
+        let cut = truncate(&long);
+        assert!(cut.len() <= MAX_DETAIL_BYTES && cut.len() >= MAX_DETAIL_BYTES - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

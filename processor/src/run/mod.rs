@@ -1,0 +1,415 @@
+//! The consume loop: poll -> [`Pipeline`] -> write the batch -> rollups -> checkpoints -> Kafka
+//! commit, with dead letters, back-pressure and graceful shutdown.
+//!
+//! One batch is in flight at a time (`stages::Pending`), and the next one is not taken until the
+//! previous one is committed: the dedup replay argument needs it (see [`crate::dedup`]). A batch
+//! goes through four stages, each retried from where it failed:
+//! insert rows -> refresh rollups -> write checkpoints -> commit offsets.
+//!
+//! Back-pressure: when a stage fails after the writer's own retries, the batch is parked, every
+//! assigned partition is paused (`processor_paused` = 1), and the loop keeps calling `recv` so
+//! the consumer stays in its group (heartbeats, rebalances). Records already prefetched still
+//! arrive and are counted into the next batch, bounded by `--kafka-prefetch-kbytes` and the
+//! dedup window bound; nothing new is fetched. The parked batch is retried every
+//! `--clickhouse-max-backoff-ms` (`--misconfigured-retry-ms` for a misconfiguration), and the
+//! partitions resume once it is committed.
+//!
+//! Shutdown (the token is cancelled): stop polling -> finish the parked batch and write what
+//! the windows closed so far -> commit -> leave the group, all within `--shutdown-timeout-ms`.
+//! Open windows are not flushed: their offsets are not committed, so the next owner rebuilds them.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consume::{ConsumeError, Consumer, Event, Record, LAG_INTERVAL};
+use crate::deadletter::{DeadLetter, DeadLetterError, DeadLetters};
+use crate::dedup::CommitPoint;
+use crate::enrich::{Enricher, Geo, GeoError};
+use crate::metrics;
+use crate::migrate::{self, MigrateError};
+use crate::pipeline::{Handled, Pipeline};
+use crate::retention;
+use crate::write::{WriteError, Writer};
+
+mod stages;
+
+use stages::Pending;
+
+/// How often windows are closed, rows emitted and commit points recorded without a record.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Bound of one dead-letter delivery.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wait between two tries of a failed dead-letter produce or checkpoint lookup.
+const KAFKA_RETRY: Duration = Duration::from_secs(1);
+
+/// What the admin endpoints read: updated by the loop.
+#[derive(Debug, Default)]
+pub struct Status {
+    assigned: AtomicUsize,
+    paused: AtomicBool,
+}
+
+impl Status {
+    /// Partitions currently assigned.
+    pub fn assigned(&self) -> usize {
+        self.assigned.load(Ordering::Relaxed)
+    }
+
+    /// Whether consumption is paused because ClickHouse refuses the batch.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("migrations failed")]
+    Migrate(#[from] MigrateError),
+    #[error("cannot open the GeoIP database")]
+    Geo(#[from] GeoError),
+    #[error("shutdown did not finish within {0:?}; the last batch is written again on restart")]
+    ShutdownTimedOut(Duration),
+    #[error("shutdown while {0}")]
+    Interrupted(&'static str),
+    #[error("cannot start the processor thread or runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("the processor thread panicked")]
+    Panicked,
+}
+
+/// Consume until `shutdown` is cancelled, then write and commit the last batch.
+///
+/// The loop runs on its own thread with a current-thread runtime: it is sequential by design
+/// (one batch in flight), this keeps it off the caller's runtime (ingest's, in the end-to-end
+/// tests), and its futures need not be `Send` (rust-lang/rust#102211 makes some of the
+/// ClickHouse client's futures fail that check when spawned).
+pub async fn run(
+    config: Config,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("palisade-processor".to_owned())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => tokio::task::LocalSet::new()
+                    .block_on(&runtime, run_inner(config, status, shutdown)),
+                Err(error) => Err(RunError::Runtime(error)),
+            };
+            let _ = done.send(result);
+        })
+        .map_err(RunError::Runtime)?;
+    result.await.unwrap_or(Err(RunError::Panicked))
+}
+
+async fn run_inner(
+    config: Config,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let client = config.clickhouse_client();
+    if config.migrate_on_start {
+        migrate::migrate(&client, &config.clickhouse_database).await?;
+    }
+    let writer = Writer::new(&client, config.writer())?;
+    let enricher = Enricher::new(config.ua_cache_size, Geo::open(config.geoip_db.as_deref())?);
+    let pipeline = Pipeline::new(config.dedup(), config.batch_limits(), enricher);
+    let dead_letters = DeadLetters::new(
+        &config.kafka_brokers,
+        &config.dead_letter_topic,
+        &config.kafka_topic,
+        DEAD_LETTER_TIMEOUT,
+    )?;
+    let consumer = Consumer::subscribe(&config)?;
+
+    let retention_stop = shutdown.child_token();
+    let retention_job = tokio::task::spawn_local(retention::run(
+        writer.clone(),
+        config.clone(),
+        retention_stop.clone(),
+    ));
+
+    metrics::paused(false);
+    tracing::info!(
+        topic = config.kafka_topic,
+        group = config.kafka_group,
+        "processor started"
+    );
+    let mut worker = Worker {
+        consumer,
+        writer,
+        dead_letters,
+        pipeline,
+        pending: None,
+        paused_since: None,
+        next_tick: Instant::now(),
+        next_lag_report: Instant::now(),
+        next_error_log: Instant::now(),
+        status,
+        shutdown: shutdown.clone(),
+        group: config.kafka_group.clone(),
+        max_rows: config.batch_rows,
+        resume_rewind: i64::try_from(config.kafka_resume_rewind).unwrap_or(i64::MAX),
+        max_backoff: config.clickhouse_max_backoff,
+        misconfigured_retry: config.misconfigured_retry,
+    };
+    let consumed = worker.consume().await;
+    tracing::info!("processor stopping: writing the last batch");
+    let drained = match tokio::time::timeout(config.shutdown_timeout, worker.drain()).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(
+                timeout_ms = config.shutdown_timeout.as_millis() as u64,
+                "shutdown timed out before the last batch was committed"
+            );
+            Err(RunError::ShutdownTimedOut(config.shutdown_timeout))
+        }
+    };
+    worker.consumer.close();
+    retention_stop.cancel();
+    if tokio::time::timeout(config.shutdown_timeout, retention_job)
+        .await
+        .is_err()
+    {
+        tracing::warn!("retention job did not stop in time");
+    }
+    tracing::info!("processor stopped");
+    consumed.and(drained)
+}
+
+enum Wake {
+    Shutdown,
+    Record(Result<Record, KafkaError>),
+    Timer,
+}
+
+struct Worker {
+    consumer: Consumer,
+    writer: Writer,
+    dead_letters: DeadLetters,
+    pipeline: Pipeline,
+    pending: Option<Pending>,
+    /// When consumption was paused (back-pressure); `None` while consuming.
+    paused_since: Option<Instant>,
+    next_tick: Instant,
+    next_lag_report: Instant,
+    next_error_log: Instant,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+    group: String,
+    /// Messages re-read before a committed offset on assignment.
+    resume_rewind: i64,
+    /// Most rows per insert.
+    max_rows: std::num::NonZeroUsize,
+    max_backoff: Duration,
+    misconfigured_retry: Duration,
+}
+
+impl Worker {
+    async fn consume(&mut self) -> Result<(), RunError> {
+        loop {
+            self.handle_events().await?;
+            let now = Instant::now();
+            // While paused nothing is emitted (no batch can be taken before the parked one is
+            // committed), and idle windows must not close: their messages wait in Kafka.
+            if now >= self.next_tick && self.paused_since.is_none() {
+                self.pipeline.tick(now);
+                self.next_tick = now + TICK;
+            }
+            if self.pending.is_none() && self.pipeline.should_flush(now) {
+                self.pending = Some(Pending::new(self.pipeline.take(), now));
+            }
+            if self.pending.as_ref().is_some_and(|p| p.retry_at <= now) {
+                // The attempt blocked the loop; a pause is discounted as a whole on resume.
+                let was_paused = self.paused_since.is_some();
+                self.advance_pending().await;
+                if !was_paused {
+                    self.pipeline.discount_idle(now.elapsed());
+                }
+            }
+            if self.paused_since.is_some() {
+                self.next_tick = Instant::now() + TICK;
+            }
+            let mut wake = self.next_tick;
+            if let Some(pending) = &self.pending {
+                wake = wake.min(pending.retry_at);
+            }
+            let woke = tokio::select! {
+                biased;
+                () = self.shutdown.clone().cancelled_owned() => Wake::Shutdown,
+                record = self.consumer.recv() => Wake::Record(record),
+                () = tokio::time::sleep_until(wake.into()) => Wake::Timer,
+            };
+            match woke {
+                Wake::Shutdown => return Ok(()),
+                Wake::Timer => {}
+                Wake::Record(Ok(record)) => {
+                    self.handle_events().await?;
+                    self.handle_record(record).await?;
+                }
+                Wake::Record(Err(error)) => {
+                    // librdkafka reconnects on its own; log at most once per KAFKA_RETRY.
+                    let now = Instant::now();
+                    if self.next_error_log <= now {
+                        self.next_error_log = now + KAFKA_RETRY;
+                        tracing::warn!(%error, "kafka consumer error");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write everything closed so far and commit, without polling any more.
+    async fn drain(&mut self) -> Result<(), RunError> {
+        loop {
+            let now = Instant::now();
+            if self.pending.is_none() {
+                self.pipeline.tick(now);
+                let batch = self.pipeline.take();
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                self.pending = Some(Pending::new(batch, now));
+            }
+            if let Some(retry_at) = self.pending.as_ref().map(|p| p.retry_at) {
+                tokio::time::sleep_until(retry_at.into()).await;
+            }
+            self.advance_pending().await;
+        }
+    }
+
+    async fn handle_events(&mut self) -> Result<(), RunError> {
+        while let Some(event) = self.consumer.next_event() {
+            match event {
+                Event::Revoked(partitions) => {
+                    tracing::info!(?partitions, "partitions revoked");
+                    for partition in partitions {
+                        self.pipeline.revoke(partition);
+                        if let Some(pending) = &mut self.pending {
+                            pending.batch.commits.remove(&partition);
+                        }
+                    }
+                }
+                Event::Assigned(partitions) => {
+                    let committed = self.consumer.committed(&partitions).await?;
+                    for partition in partitions.iter().copied() {
+                        let (offset, metadata) = match committed.get(&partition) {
+                            Some((Some(offset), metadata)) => (Some(*offset), metadata.clone()),
+                            _ => (None, String::new()),
+                        };
+                        let point = match offset {
+                            Some(offset) => self.commit_point(partition, offset, &metadata).await?,
+                            None => None,
+                        };
+                        if let (Some(offset), true) = (offset, self.resume_rewind > 0) {
+                            // Offsets before the committed one are ignored by dedup as
+                            // redeliveries; see `Config::kafka_resume_rewind`.
+                            let from = offset.saturating_sub(self.resume_rewind).max(0);
+                            self.consumer.seek(partition, from).await?;
+                        }
+                        tracing::info!(
+                            partition,
+                            offset = point.map(|p| p.offset),
+                            restored = point.is_some(),
+                            "partition assigned"
+                        );
+                        self.pipeline.assign(partition, point);
+                    }
+                    if self.paused_since.is_some() {
+                        self.consumer.set_paused(&partitions, true)?;
+                    }
+                }
+            }
+            self.status
+                .assigned
+                .store(self.pipeline.assigned().count(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The commit point of a committed offset: the checkpoint row stored with exactly that
+    /// offset, else Kafka's own metadata, else none (replay from a blank horizon).
+    async fn commit_point(
+        &self,
+        partition: i32,
+        offset: i64,
+        kafka_metadata: &str,
+    ) -> Result<Option<CommitPoint>, RunError> {
+        loop {
+            match self
+                .writer
+                .read_checkpoint(&self.group, self.consumer.topic(), partition, offset)
+                .await
+            {
+                Ok(Some(metadata)) => return Ok(CommitPoint::from_committed(offset, &metadata)),
+                Ok(None) => return Ok(CommitPoint::from_committed(offset, kafka_metadata)),
+                Err(error) => {
+                    tracing::error!(%error, partition, "cannot read the checkpoint, retrying");
+                    self.wait(KAFKA_RETRY, "reading a checkpoint").await?;
+                }
+            }
+        }
+    }
+
+    async fn handle_record(&mut self, record: Record) -> Result<(), RunError> {
+        let now = Instant::now();
+        let failure = match self.pipeline.record(&record, now) {
+            Handled::Observed | Handled::NotAssigned => return Ok(()),
+            Handled::Undecodable(failure) => failure,
+        };
+        tracing::debug!(
+            reason = failure.reason,
+            partition = record.partition,
+            offset = record.offset,
+            "undecodable record dead-lettered"
+        );
+        let letter = DeadLetter {
+            reason: failure.reason,
+            detail: failure.detail,
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key,
+            payload: record.payload.unwrap_or_default(),
+        };
+        self.send_dead_letter(&letter).await?;
+        metrics::dead_lettered(letter.reason, 1);
+        self.pipeline.skip(record.partition, record.offset, now);
+        Ok(())
+    }
+
+    /// Produce a dead letter, retrying until the broker acknowledges it (it is the same Kafka
+    /// the records come from) or shutdown.
+    async fn send_dead_letter(&self, letter: &DeadLetter) -> Result<(), RunError> {
+        loop {
+            match self.dead_letters.send(letter).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::error!(%error, "dead-letter produce failed, retrying");
+                    self.wait(KAFKA_RETRY, "producing a dead letter").await?;
+                }
+            }
+        }
+    }
+
+    async fn wait(&self, delay: Duration, what: &'static str) -> Result<(), RunError> {
+        tokio::select! {
+            () = self.shutdown.clone().cancelled_owned() => Err(RunError::Interrupted(what)),
+            () = tokio::time::sleep(delay) => Ok(()),
+        }
+    }
+}

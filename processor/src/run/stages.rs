@@ -1,0 +1,203 @@
+//! The stages of writing one batch (insert rows -> refresh rollups -> write checkpoints ->
+//! commit offsets), retried from where they failed, and the back-pressure they drive.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{RunError, Worker, LAG_INTERVAL};
+use crate::batch::Batch;
+use crate::deadletter::{DeadLetter, REJECTED_BY_CLICKHOUSE};
+use crate::metrics;
+use crate::write::{Checkpoint, ErrorClass, Touched, WriteError};
+
+/// A batch being written: which stage comes next and when to try again.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) batch: Batch,
+    stage: Stage,
+    touched: Touched,
+    pub(super) retry_at: Instant,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Insert,
+    Rollups,
+    Checkpoints,
+    Commit,
+}
+
+impl Worker {
+    /// Run the pending batch's stages from where it stopped; on failure park it and pause.
+    pub(super) async fn advance_pending(&mut self) {
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        match self.run_stages(&mut pending).await {
+            Ok(()) => {
+                if self.paused_since.is_some() {
+                    self.set_paused(false);
+                }
+            }
+            Err(error) => {
+                let class = error.class();
+                metrics::write_error(class.as_str());
+                let delay = match class {
+                    ErrorClass::Misconfigured => self.misconfigured_retry,
+                    _ => self.max_backoff,
+                };
+                tracing::error!(
+                    %error,
+                    class = class.as_str(),
+                    rows = pending.batch.rows.len(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "batch not written, consumption paused"
+                );
+                pending.retry_at = Instant::now() + delay;
+                self.pending = Some(pending);
+                if self.paused_since.is_none() {
+                    self.set_paused(true);
+                }
+            }
+        }
+    }
+
+    pub(super) fn set_paused(&mut self, pause: bool) {
+        let partitions: Vec<i32> = self.pipeline.assigned().collect();
+        if let Err(error) = self.consumer.set_paused(&partitions, pause) {
+            tracing::error!(%error, pause, "cannot pause or resume partitions");
+        }
+        match (pause, self.paused_since) {
+            (true, None) => self.paused_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.pipeline.discount_idle(since.elapsed());
+                self.paused_since = None;
+            }
+            _ => {}
+        }
+        self.status.paused.store(pause, Ordering::Relaxed);
+        metrics::paused(pause);
+    }
+
+    async fn run_stages(&mut self, pending: &mut Pending) -> Result<(), StageError> {
+        if pending.stage == Stage::Insert {
+            let inserted = self
+                .writer
+                .insert_rows_in_chunks(&pending.batch.rows, self.max_rows)
+                .await?;
+            let mut rejected = inserted.rejected.iter().map(|r| r.index).peekable();
+            let mut touched = Touched::default();
+            for (index, row) in pending.batch.rows.iter().enumerate() {
+                if rejected.peek() == Some(&index) {
+                    rejected.next();
+                } else {
+                    touched.add(row.project_id, row.window_start);
+                }
+            }
+            for rejected in &inserted.rejected {
+                let row = &pending.batch.rows[rejected.index];
+                let letter = DeadLetter {
+                    reason: REJECTED_BY_CLICKHOUSE,
+                    detail: rejected.error.to_string(),
+                    partition: -1,
+                    offset: -1,
+                    key: Some(format!("{:016x}", row.dedup_key).into_bytes()),
+                    payload: serde_json::to_vec(row).unwrap_or_default(),
+                };
+                self.send_dead_letter(&letter)
+                    .await
+                    .map_err(StageError::Run)?;
+            }
+            if !inserted.rejected.is_empty() {
+                let rejected = inserted.rejected.len() as u64;
+                metrics::dead_lettered(REJECTED_BY_CLICKHOUSE, rejected);
+                metrics::write_errors(ErrorClass::Permanent.as_str(), rejected);
+                tracing::error!(rows = rejected, "clickhouse rejected rows, dead-lettered");
+            }
+            metrics::batch_written(
+                inserted.rows,
+                pending.batch.bytes,
+                pending.started.elapsed(),
+            );
+            pending.touched = touched;
+            pending.stage = Stage::Rollups;
+        }
+        if pending.stage == Stage::Rollups {
+            self.writer.refresh_rollups(&pending.touched).await?;
+            pending.stage = Stage::Checkpoints;
+        }
+        let assigned: Vec<i32> = self.pipeline.assigned().collect();
+        pending.batch.commits.retain(|p, _| assigned.contains(p));
+        if pending.stage == Stage::Checkpoints {
+            let (written_at, version) = unix_time();
+            let checkpoints: Vec<Checkpoint> = pending
+                .batch
+                .commits
+                .iter()
+                .map(|(partition, point)| Checkpoint {
+                    consumer_group: self.group.clone(),
+                    topic: self.consumer.topic().to_owned(),
+                    kafka_partition: *partition,
+                    kafka_offset: point.offset,
+                    metadata: point.metadata(),
+                    written_at,
+                    version,
+                })
+                .collect();
+            self.writer.write_checkpoints(&checkpoints).await?;
+            pending.stage = Stage::Commit;
+        }
+        let committed = self.consumer.commit(&pending.batch.commits).await;
+        metrics::commit(committed.is_ok());
+        committed.map_err(|error| StageError::Run(error.into()))?;
+        if self.next_lag_report <= Instant::now() {
+            self.next_lag_report = Instant::now() + LAG_INTERVAL;
+            let offsets = pending.batch.commits.iter().map(|(p, c)| (*p, c.offset));
+            self.consumer.report_lag(offsets.collect());
+        }
+        Ok(())
+    }
+}
+
+impl Pending {
+    pub(super) fn new(batch: Batch, now: Instant) -> Self {
+        Self {
+            batch,
+            stage: Stage::Insert,
+            touched: Touched::default(),
+            retry_at: now,
+            started: now,
+        }
+    }
+}
+
+/// A failed stage: a ClickHouse error (classified) or a Kafka/shutdown error.
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Run(RunError),
+}
+
+impl StageError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Write(error) => error.class(),
+            // A failed commit (rebalance in progress, broker away) is retried like an outage.
+            Self::Run(_) => ErrorClass::Transient,
+        }
+    }
+}
+
+/// Now as (Unix seconds, Unix milliseconds).
+fn unix_time() -> (u32, u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        u32::try_from(now.as_secs()).unwrap_or(u32::MAX),
+        u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+    )
+}

@@ -1,0 +1,139 @@
+//! Back-pressure: while ClickHouse does not answer (its process is stopped with SIGSTOP, so
+//! connections hang until the attempt timeout), the `palisade-processor` binary parks its batch,
+//! pauses its partitions (`processor_paused` = 1, `/readyz` 503), keeps its memory bounded, and
+//! recovers on its own when ClickHouse is back (SIGCONT), with exact counts. Against REAL tansu
+//! and ClickHouse (testbed).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{fixture_reports, message, wait_for, Child, Env, RECEIVED_AT_MS};
+
+/// Generous bound on the processor's resident memory during the outage.
+const MAX_RSS_KIB: u64 = 256 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_while_clickhouse_is_down_and_recovers_without_loss() {
+    let Some(env) = Env::start("chdown", 2).await else {
+        return;
+    };
+    let mut producer = env.producer();
+    let csp = fixture_reports("legacy_wrapped.json").remove(0);
+    let mut groups = BTreeSet::new();
+    let mut sent = 0u64;
+    let window_messages = |window: u64, clients: u64, copies: u64| {
+        let mut batch = Vec::new();
+        for copy in 0..copies {
+            for client in 0..clients {
+                let ip = format!("198.51.100.{client}");
+                let received = RECEIVED_AT_MS + window * 2000 + copy;
+                batch.push(message(
+                    csp.clone(),
+                    &ip,
+                    format!("{window}-{copy}-{client}"),
+                    received,
+                ));
+            }
+        }
+        batch
+    };
+
+    let flags = [
+        "--clickhouse-timeout-ms",
+        "1000",
+        "--clickhouse-retry-attempts",
+        "2",
+    ];
+    let child = Child::spawn(&env, &flags);
+    for m in window_messages(0, 20, 5) {
+        groups.insert((common::dedup_key(&m), 0));
+        producer.send(&m).await;
+        sent += 1;
+    }
+    let before = (groups.len() as u64, sent);
+    wait_for("the first batch", Duration::from_secs(60), || async {
+        let totals = env.totals().await;
+        if totals == before {
+            Ok(())
+        } else {
+            Err(format!("{totals:?}; log:\n{}", child.log_tail()))
+        }
+    })
+    .await;
+    assert_eq!(child.metric("processor_paused"), Some(0.0));
+
+    // ClickHouse stops answering; traffic continues over 10 more windows.
+    common::signal(env.clickhouse.pid(), "-STOP");
+    for window in 1..=10 {
+        let messages = window_messages(window, 50, 10);
+        for m in &messages {
+            groups.insert((common::dedup_key(m), window));
+        }
+        producer.send_all(&messages).await;
+        sent += messages.len() as u64;
+    }
+    let expected = (groups.len() as u64, sent);
+    wait_for("the consumer to pause", Duration::from_secs(60), || async {
+        match child.metric("processor_paused") {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}; log:\n{}", child.log_tail())),
+        }
+    })
+    .await;
+    let (ready, _) = common::http_get(child.admin_port, "/readyz").unwrap();
+    assert_eq!(ready, 503, "not ready while ClickHouse is down");
+
+    // Memory while paused: sampled from /proc for a few seconds, never above the bound.
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        samples.push(common::rss_kib(child.pid()).expect("the processor is running"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (min, max) = (
+        *samples.iter().min().unwrap(),
+        *samples.iter().max().unwrap(),
+    );
+    eprintln!(
+        "RSS while ClickHouse is down: {min}..{max} KiB over {} samples",
+        samples.len()
+    );
+    assert!(max < MAX_RSS_KIB, "RSS {max} KiB over the bound");
+    assert_eq!(child.metric("processor_paused"), Some(1.0), "still paused");
+
+    common::signal(env.clickhouse.pid(), "-CONT");
+    let recovered = Instant::now();
+    wait_for(
+        "exact totals after recovery",
+        Duration::from_secs(90),
+        || async {
+            let totals = env.totals().await;
+            if totals == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{totals:?} != {expected:?}; log:\n{}",
+                    child.log_tail()
+                ))
+            }
+        },
+    )
+    .await;
+    eprintln!("recovered in {:?}", recovered.elapsed());
+    wait_for(
+        "the consumer to resume",
+        Duration::from_secs(30),
+        || async {
+            match child.metric("processor_paused") {
+                Some(0.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let errors = child.metric("processor_write_errors_total").unwrap();
+    assert!(errors >= 1.0, "the outage was seen as write errors");
+}

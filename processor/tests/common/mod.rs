@@ -1,0 +1,476 @@
+//! Shared helpers of the processor's integration tests: real tansu + ClickHouse from `testbed`,
+//! report messages built from the fixtures in `tests/data/`, a keyed producer like ingest's,
+//! ClickHouse queries, the processor's `/metrics`, and bounded waits.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::{ParseLimits, Parser, Report, ReportMessage, MESSAGE_VERSION};
+use testbed::clickhouse::ClickHouse;
+use testbed::kafka::Tansu;
+
+pub const DATABASE: &str = "palisade";
+pub const PROJECT: u64 = 7;
+/// 2023-11-15 00:00:00.500 UTC: every test message is received here unless said otherwise, so
+/// windows are deterministic whatever the wall clock.
+pub const RECEIVED_AT_MS: u64 = 1_700_006_400_500;
+
+/// A broker and a ClickHouse server with fresh topics.
+pub struct Env {
+    pub kafka: Tansu,
+    pub clickhouse: ClickHouse,
+    pub client: clickhouse::Client,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub group: String,
+    pub partitions: i32,
+}
+
+impl Env {
+    /// `None` when tansu or ClickHouse is missing outside CI (testbed's rule).
+    pub async fn start(name: &str, partitions: i32) -> Option<Self> {
+        let kafka = Tansu::start().await?;
+        let clickhouse = ClickHouse::start().await?;
+        let topic = format!("{name}-reports");
+        let dead_letter_topic = format!("{name}-dead-letter");
+        kafka.create_topic(&topic, partitions).await.unwrap();
+        kafka.create_topic(&dead_letter_topic, 1).await.unwrap();
+        let client = clickhouse::Client::default()
+            .with_url(clickhouse.http_url())
+            .with_validation(false);
+        Some(Self {
+            kafka,
+            clickhouse,
+            client,
+            topic,
+            dead_letter_topic,
+            group: format!("{name}-group"),
+            partitions,
+        })
+    }
+
+    /// Processor flags for this environment with small windows and batches; a flag given in
+    /// `extra` (as `--flag value` or a bare `--flag`) replaces its default.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let (brokers, clickhouse) = (self.kafka.bootstrap(), self.clickhouse.http_url());
+        let defaults: [(&str, &str); 18] = [
+            ("--kafka-brokers", &brokers),
+            ("--kafka-topic", &self.topic),
+            ("--kafka-group", &self.group),
+            ("--dead-letter-topic", &self.dead_letter_topic),
+            ("--clickhouse-url", &clickhouse),
+            ("--clickhouse-database", DATABASE),
+            ("--window-secs", "2"),
+            ("--grace-secs", "1"),
+            ("--idle-close-secs", "1"),
+            ("--batch-age-ms", "300"),
+            ("--retention-interval-secs", "0"),
+            ("--kafka-session-timeout-ms", "6000"),
+            ("--clickhouse-timeout-ms", "5000"),
+            ("--clickhouse-backoff-ms", "100"),
+            ("--clickhouse-max-backoff-ms", "500"),
+            ("--shutdown-timeout-ms", "20000"),
+            ("--admin-addr", "127.0.0.1:0"),
+            // tansu 0.6 skips the rest of a record batch when fetching from inside it.
+            ("--kafka-resume-rewind", "10000"),
+        ];
+        let mut args = vec!["run".to_owned(), "--migrate-on-start".to_owned()];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), value.to_owned()]);
+            }
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
+    pub fn config(&self, extra: &[&str]) -> processor::Config {
+        use clap::Parser as _;
+        let args = self.args(extra);
+        processor::Config::try_parse_from(
+            std::iter::once("palisade-processor".to_owned()).chain(args),
+        )
+        .unwrap()
+    }
+
+    pub fn producer(&self) -> Producer {
+        Producer::new(&self.kafka.bootstrap(), &self.topic, self.partitions)
+    }
+
+    /// TabSeparated cells of `sql` in the test database.
+    pub async fn tsv(&self, sql: &str) -> Vec<Vec<String>> {
+        tsv(&self.client, sql).await
+    }
+
+    /// The single value of `sql`, or `None` while the query fails (e.g. before migrations).
+    pub async fn scalar(&self, sql: &str) -> Option<String> {
+        let bytes = self
+            .client
+            .clone()
+            .with_database(DATABASE)
+            .query_raw(sql)
+            .fetch_bytes("TabSeparated")
+            .ok()?
+            .collect()
+            .await
+            .ok()?;
+        Some(String::from_utf8(bytes.to_vec()).ok()?.trim().to_owned())
+    }
+
+    /// `(count(), sum(occurrences))` of `reports FINAL`, `(0, 0)` before the table exists.
+    pub async fn totals(&self) -> (u64, u64) {
+        let text = self
+            .scalar("SELECT count(), sum(occurrences) FROM reports FINAL")
+            .await
+            .unwrap_or_default();
+        let mut cells = text.split('\t').map(|c| c.parse::<u64>().unwrap_or(0));
+        (cells.next().unwrap_or(0), cells.next().unwrap_or(0))
+    }
+
+    /// Kafka's committed offsets of the processor's group, by partition.
+    pub async fn committed(&self) -> BTreeMap<i32, i64> {
+        let (bootstrap, topic, group, partitions) = (
+            self.kafka.bootstrap(),
+            self.topic.clone(),
+            self.group.clone(),
+            self.partitions,
+        );
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("group.id", group)
+                .create()
+                .unwrap();
+            let mut list = TopicPartitionList::new();
+            for partition in 0..partitions {
+                list.add_partition(&topic, partition);
+            }
+            let list = consumer
+                .committed_offsets(list, Duration::from_secs(10))
+                .unwrap();
+            list.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// Run `sql` in the test database and return the TabSeparated cells.
+pub async fn tsv(client: &clickhouse::Client, sql: &str) -> Vec<Vec<String>> {
+    let bytes = client
+        .clone()
+        .with_database(DATABASE)
+        .query_raw(sql)
+        .fetch_bytes("TabSeparated")
+        .expect("query starts")
+        .collect()
+        .await
+        .unwrap_or_else(|error| panic!("query failed: {error}\n{sql}"));
+    String::from_utf8(bytes.to_vec())
+        .expect("utf-8 answer")
+        .lines()
+        .map(|line| line.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Every report of a fixture body in `tests/data/`.
+pub fn fixture_reports(name: &str) -> Vec<Report> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    let mut body = std::fs::read(&path).unwrap();
+    Parser::new(ParseLimits::default())
+        .parse(&mut body)
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// A message like ingest publishes it.
+pub fn message(report: Report, client_ip: &str, id: String, received_at_ms: u64) -> ReportMessage {
+    ReportMessage {
+        v: MESSAGE_VERSION,
+        id,
+        received_at_ms,
+        project_id: PROJECT,
+        environment: Some("prod".into()),
+        release: Some("1.2.3".into()),
+        client_ip: Some(client_ip.to_owned()),
+        request_user_agent: Some(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/120.0.0.0 Safari/537.36"
+                .into(),
+        ),
+        fingerprint: format!("{:016x}", schemas::fingerprint(PROJECT, &report)),
+        noise: None,
+        report,
+    }
+}
+
+/// Ingest's dedup key of a message.
+pub fn dedup_key(message: &ReportMessage) -> u64 {
+    let fingerprint = u64::from_str_radix(&message.fingerprint, 16).unwrap();
+    schemas::dedup_key(fingerprint, message.client_ip.as_deref().unwrap_or(""))
+}
+
+/// Produces to the reports topic, keyed like ingest, each key on a fixed partition.
+pub struct Producer {
+    producer: FutureProducer,
+    topic: String,
+    partitions: i32,
+    /// Records produced per partition (the end offsets, tansu starting at 0).
+    pub produced: BTreeMap<i32, i64>,
+}
+
+impl Producer {
+    fn new(bootstrap: &str, topic: &str, partitions: i32) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "false")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        Self {
+            producer,
+            topic: topic.to_owned(),
+            partitions,
+            produced: BTreeMap::new(),
+        }
+    }
+
+    pub fn partition_of(&self, key: u64) -> i32 {
+        i32::try_from(key % u64::try_from(self.partitions).unwrap()).unwrap()
+    }
+
+    /// Produce one message keyed by its dedup key.
+    pub async fn send(&mut self, message: &ReportMessage) {
+        let key = dedup_key(message);
+        let partition = self.partition_of(key);
+        self.raw(
+            partition,
+            Some(format!("{key:016x}").as_bytes()),
+            &message.encode(),
+        )
+        .await;
+    }
+
+    /// Produce many messages at once (queued together, then every delivery awaited).
+    pub async fn send_all(&mut self, messages: &[ReportMessage]) {
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
+            let key = dedup_key(message);
+            let partition = self.partition_of(key);
+            let key = format!("{key:016x}");
+            let payload = message.encode();
+            let record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+                .partition(partition)
+                .key(key.as_bytes())
+                .payload(&payload);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .unwrap();
+            deliveries.push(delivery);
+            *self.produced.entry(partition).or_default() += 1;
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap().map_err(|(error, _)| error).unwrap();
+        }
+    }
+
+    /// Produce raw bytes to a partition.
+    pub async fn raw(&mut self, partition: i32, key: Option<&[u8]>, payload: &[u8]) {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .partition(partition)
+            .payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(error, _)| error)
+            .unwrap();
+        *self.produced.entry(partition).or_default() += 1;
+    }
+}
+
+/// Poll `check` every 100 ms until it returns `Some` or `timeout` passes (then panic with
+/// `what` and the last value).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// `GET http://127.0.0.1:{port}{path}` -> (status, body), or an error while nothing listens.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of an unlabelled metric (or the sum over its label sets) in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Resident set size of a process in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Signal a process with the `kill` command (unsafe code, hence libc, is forbidden).
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// The processor binary as a child process (killed on drop), with its admin port.
+pub struct Child {
+    pub process: testbed::process::ChildProcess,
+    pub admin_port: u16,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Child {
+    /// Start `palisade-processor` with `env.args(extra)` and a free admin port.
+    pub fn spawn(env: &Env, extra: &[&str]) -> Self {
+        let log_dir = tempfile::tempdir().unwrap();
+        let admin_port = testbed::free_port().unwrap();
+        let admin = format!("127.0.0.1:{admin_port}");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-processor"));
+        let mut extra = extra.to_vec();
+        extra.extend(["--admin-addr", &admin]);
+        command
+            .args(env.args(&extra))
+            .env("RUST_LOG", "info,rdkafka=warn");
+        let process = testbed::process::ChildProcess::spawn(
+            "palisade-processor",
+            command,
+            &log_dir.path().join("processor.log"),
+        )
+        .unwrap();
+        Self {
+            process,
+            admin_port,
+            _log_dir: log_dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// The value of a metric on `/metrics`, `None` while the listener is not up.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (status, body) = http_get(self.admin_port, "/metrics").ok()?;
+        if status != 200 {
+            return None;
+        }
+        Some(metric(&body, name).unwrap_or(0.0))
+    }
+
+    /// The whole log without ANSI colour codes.
+    pub fn log_text(&self) -> String {
+        let raw = std::fs::read_to_string(self.process.log_path()).unwrap_or_default();
+        let mut text = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // Skip `ESC [ ... m`.
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                text.push(c);
+            }
+        }
+        text
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail(testbed::process::LOG_TAIL_LINES)
+    }
+}
+
+/// Wait (bounded) for a child to exit and return its status.
+pub async fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.process.exited() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the processor did not exit within {timeout:?}: {}",
+            child.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

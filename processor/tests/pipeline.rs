@@ -1,0 +1,242 @@
+//! The whole processor in-process against REAL tansu and ClickHouse (testbed): report messages
+//! are produced straight into Kafka keyed like ingest, and the rows are checked with FINAL.
+//!
+//! Guards: floods collapse to one row with the exact count; distinct clients stay separate;
+//! every report kind lands; undecodable records go to the dead-letter topic with their reason
+//! and never stop their partition; rollups are exact; a cancelled run commits the end offsets.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{fixture_reports, message, wait_for, Env, RECEIVED_AT_MS};
+use tokio_util::sync::CancellationToken;
+
+const FIXTURES: [&str; 15] = [
+    "chrome_reports_batch.json",
+    "nel_network_error.json",
+    "expect_ct.json",
+    "hpkp.json",
+    "expect_staple.json",
+    "xss_auditor.json",
+    "safari_single_csp.json",
+    "unwrapped_legacy.json",
+    "legacy_wrapped.json",
+    "crash.json",
+    "deprecation.json",
+    "intervention.json",
+    "coep.json",
+    "permissions_policy_feature_id.json",
+    "test_report.json",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_collapse_kinds_land_and_bad_records_are_dead_lettered() {
+    let Some(env) = Env::start("pipeline", 2).await else {
+        return;
+    };
+    let mut producer = env.producer();
+
+    // Undecodable records first on every partition: what follows them must still be processed.
+    for partition in 0..env.partitions {
+        producer.raw(partition, None, b"{not json").await;
+        producer
+            .raw(
+                partition,
+                Some(b"0000000000000001"),
+                br#"{"v": 99, "id": "future"}"#,
+            )
+            .await;
+    }
+
+    let mut expected: BTreeMap<u64, u64> = BTreeMap::new(); // dedup key -> occurrences
+    let mut kinds = BTreeSet::new();
+    let mut sent = 0u64;
+    let csp = fixture_reports("legacy_wrapped.json").remove(0);
+    // A flood: the same violation from the same client, 50 times.
+    for i in 0..50 {
+        let m = message(
+            csp.clone(),
+            "192.0.2.1",
+            format!("flood-{i}"),
+            RECEIVED_AT_MS + i,
+        );
+        *expected.entry(common::dedup_key(&m)).or_default() += 1;
+        producer.send(&m).await;
+        sent += 1;
+    }
+    let flood_key = common::dedup_key(&message(csp.clone(), "192.0.2.1", String::new(), 0));
+    // The same violation from three other clients, 5 times each: three more rows.
+    for client in ["192.0.2.2", "192.0.2.3", "2001:db8::"] {
+        for i in 0..5 {
+            let m = message(
+                csp.clone(),
+                client,
+                format!("{client}-{i}"),
+                RECEIVED_AT_MS + 100,
+            );
+            *expected.entry(common::dedup_key(&m)).or_default() += 1;
+            producer.send(&m).await;
+            sent += 1;
+        }
+    }
+    // Every kind, twice each (one row per report with occurrences 2).
+    for (f, fixture) in FIXTURES.iter().enumerate() {
+        for (r, report) in fixture_reports(fixture).into_iter().enumerate() {
+            kinds.insert(report.kind.as_str().to_owned());
+            for copy in 0..2 {
+                let m = message(
+                    report.clone(),
+                    "198.51.100.7",
+                    format!("k-{f}-{r}-{copy}"),
+                    RECEIVED_AT_MS + 200,
+                );
+                *expected.entry(common::dedup_key(&m)).or_default() += 1;
+                producer.send(&m).await;
+                sent += 1;
+            }
+        }
+    }
+    assert!(kinds.len() >= 12, "fixtures cover the kinds: {kinds:?}");
+
+    let shutdown = CancellationToken::new();
+    let status = Arc::new(processor::Status::default());
+    let run = tokio::spawn(processor::run(
+        env.config(&[]),
+        status.clone(),
+        shutdown.clone(),
+    ));
+
+    let rows = expected.len() as u64;
+    wait_for("every report counted", Duration::from_secs(60), || async {
+        let totals = env.totals().await;
+        if totals == (rows, sent) {
+            Ok(())
+        } else {
+            Err(format!("{totals:?} != {:?}", (rows, sent)))
+        }
+    })
+    .await;
+
+    // The flood is one row with the exact count; the other clients are separate rows.
+    let flood = env
+        .tsv(&format!(
+            "SELECT occurrences, client_ip, message_id FROM reports FINAL WHERE dedup_key = {flood_key}"
+        ))
+        .await;
+    assert_eq!(
+        flood,
+        vec![vec!["50".to_owned(), "192.0.2.1".into(), "flood-0".into()]]
+    );
+    let stored: BTreeMap<u64, u64> = env
+        .tsv("SELECT dedup_key, occurrences FROM reports FINAL")
+        .await
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect();
+    assert_eq!(
+        stored, expected,
+        "one row per dedup key with its exact count"
+    );
+
+    let stored_kinds: BTreeSet<String> = env
+        .tsv("SELECT DISTINCT kind FROM reports FINAL")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(stored_kinds, kinds);
+    // Enrichment reached the row: directive family and the UA of the request.
+    let enriched = env
+        .tsv(&format!(
+            "SELECT directive_family, ua_family, window_start = toDateTime({}) \
+             FROM reports FINAL WHERE dedup_key = {flood_key}",
+            RECEIVED_AT_MS / 2000 * 2
+        ))
+        .await;
+    assert_eq!(
+        enriched,
+        vec![vec!["script-src".to_owned(), "Chrome".into(), "1".into()]]
+    );
+
+    // Dead letters: both undecodable records of both partitions, with their reasons.
+    let letters = testbed::kafka::consume(
+        &env.kafka.bootstrap(),
+        &env.dead_letter_topic,
+        4,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let mut reasons: Vec<(String, String, String)> = letters
+        .iter()
+        .map(|l| {
+            let header =
+                |name| String::from_utf8_lossy(l.header(name).unwrap_or_default()).into_owned();
+            (
+                header("source_partition"),
+                header("source_offset"),
+                header("reason"),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            ("0".to_owned(), "0".to_owned(), "corrupt".to_owned()),
+            ("0".into(), "1".into(), "unsupported_version".into()),
+            ("1".into(), "0".into(), "corrupt".into()),
+            ("1".into(), "1".into(), "unsupported_version".into()),
+        ]
+    );
+    assert!(letters.iter().any(|l| l.payload == b"{not json"));
+
+    // Shutdown commits the end of every partition (all windows closed by the idle timeout).
+    wait_for("end offsets committed", Duration::from_secs(20), || async {
+        let committed = env.committed().await;
+        if committed == producer.produced {
+            Ok(())
+        } else {
+            Err(format!("{committed:?} != {:?}", producer.produced))
+        }
+    })
+    .await;
+    // Rollups are refreshed before the commit, so they are complete by now, and exact.
+    let rollup = env
+        .scalar("SELECT sum(rows), sum(occurrences) FROM rollup_hourly FINAL")
+        .await
+        .unwrap();
+    assert_eq!(rollup, format!("{rows}\t{sent}"));
+    let nel: u64 = expected_nel(&env).await;
+    let nel_rollup = env
+        .scalar("SELECT sum(occurrences) FROM rollup_nel_hourly FINAL")
+        .await
+        .unwrap();
+    assert_eq!(nel_rollup, nel.to_string());
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("run stops")
+        .expect("no panic")
+        .expect("clean shutdown");
+    assert_eq!(
+        env.totals().await,
+        (rows, sent),
+        "nothing changed at shutdown"
+    );
+}
+
+/// `sum(occurrences)` of the network-error rows, read from `reports` (checked against the NEL
+/// rollup).
+async fn expected_nel(env: &Env) -> u64 {
+    env.scalar("SELECT sum(occurrences) FROM reports FINAL WHERE kind = 'network-error'")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
+}
