@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole Palisade pipeline locally on loopback, servers included, until Ctrl-C:
-# tansu (Kafka-compatible broker, persistent sqlite storage) and ingest. Installs what is missing
-# first (deploy/scripts/setup.sh), builds the release binaries, prints the endpoint, a demo key
-# and the headers a site would set, sends a few real-world reports through it and shows where
-# they went. Re-running is safe: leftovers of an earlier run are stopped first.
+# tansu (Kafka-compatible broker, persistent sqlite storage), ClickHouse (Debian's package, data
+# kept between runs), the migrations, ingest and the processor. Installs what is missing first
+# (deploy/scripts/setup.sh), builds the release binaries, prints the endpoint, a demo key and the
+# headers a site would set, sends the repository's real-world report fixtures through it and
+# shows a summary query's result from ClickHouse. Re-running is safe: leftovers of an earlier run
+# are stopped first, topics and migrations that exist are kept.
 #
 # State, logs and the demo projects file live in .palisade/ (override with PALISADE_HOME):
-#   .palisade/logs/tansu.log, .palisade/logs/ingest.log, .palisade/projects.toml
-# Ports (override with env): PALISADE_PORT=8080 (reports), PALISADE_ADMIN_PORT=9190 (health,
-# metrics), PALISADE_KAFKA_PORT=19092 (tansu).
+#   .palisade/logs/{tansu,clickhouse,ingest,processor}.log, .palisade/projects.toml
+# Ports (override with env): PALISADE_PORT=8080 (reports), PALISADE_ADMIN_PORT=9190 (ingest
+# health/metrics), PALISADE_PROCESSOR_ADMIN_PORT=9191, PALISADE_KAFKA_PORT=19092 (tansu),
+# PALISADE_CLICKHOUSE_PORT=18123 (ClickHouse HTTP; its native port is 19000).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -17,9 +20,13 @@ home="${PALISADE_HOME:-$root/.palisade}"
 port="${PALISADE_PORT:-8080}"
 admin_port="${PALISADE_ADMIN_PORT:-9190}"
 kafka_port="${PALISADE_KAFKA_PORT:-19092}"
+processor_admin_port="${PALISADE_PROCESSOR_ADMIN_PORT:-9191}"
+ch_port="${PALISADE_CLICKHOUSE_PORT:-18123}"
+ch_tcp_port="${PALISADE_CLICKHOUSE_TCP_PORT:-19000}"
 topic="palisade-reports"
+dead_letter_topic="palisade-reports-dead-letter"
 demo_key="demo-public-key-0001"
-mkdir -p "$home/logs" "$home/run" "$home/tansu"
+mkdir -p "$home/logs" "$home/run" "$home/tansu" "$home/clickhouse"
 
 say() { printf '\033[1m[palisade]\033[0m %s\n' "$*"; }
 
@@ -38,7 +45,9 @@ stop_pidfile() {
 stop_all() {
   say "stopping"
   stop_pidfile "$home/run/ingest.pid"
+  stop_pidfile "$home/run/processor.pid"
   stop_pidfile "$home/run/tansu.pid"
+  stop_pidfile "$home/run/clickhouse.pid"
 }
 
 wait_port() {
@@ -53,14 +62,13 @@ wait_port() {
 }
 
 # Leftovers of an earlier run (killed terminal, crash) are stopped first.
-stop_pidfile "$home/run/ingest.pid"
-stop_pidfile "$home/run/tansu.pid"
+for name in ingest processor tansu clickhouse; do stop_pidfile "$home/run/$name.pid"; done
 
 say "checking prerequisites (first run installs packages and builds tansu: ~20 min)"
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
 
 say "building palisade (release)"
-cargo build --release --locked -p ingest 2>&1 | tail -n 3
+cargo build --release --locked -p ingest -p processor 2>&1 | tail -n 3
 
 if [ ! -f "$home/projects.toml" ]; then
   cat > "$home/projects.toml" <<TOML
@@ -87,8 +95,80 @@ say "starting tansu on 127.0.0.1:$kafka_port (log: $home/logs/tansu.log)"
   --storage-engine "sqlite://tansu.db") >"$home/logs/tansu.log" 2>&1 &
 echo $! > "$home/run/tansu.pid"
 wait_port "$kafka_port" tansu "$home/logs/tansu.log"
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 "$topic" \
-  >>"$home/logs/tansu.log" 2>&1 || true   # already there on a re-run
+for t in "$topic:4" "$dead_letter_topic:1"; do
+  "$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions "${t##*:}" "${t%%:*}" \
+    >>"$home/logs/tansu.log" 2>&1 || true   # already there on a re-run
+done
+
+say "starting ClickHouse on 127.0.0.1:$ch_port (log: $home/logs/clickhouse.log)"
+ch="$home/clickhouse"
+mkdir -p "$ch/data" "$ch/tmp" "$ch/user_files" "$ch/format_schemas" "$ch/log"
+cat > "$ch/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$ch/log/server.log</log>
+        <errorlog>$ch/log/server.err.log</errorlog>
+        <size>10M</size>
+        <count>2</count>
+    </logger>
+    <http_port>$ch_port</http_port>
+    <tcp_port>$ch_tcp_port</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <max_connections>64</max_connections>
+    <path>$ch/data/</path>
+    <tmp_path>$ch/tmp/</tmp_path>
+    <user_files_path>$ch/user_files/</user_files_path>
+    <format_schema_path>$ch/format_schemas/</format_schema_path>
+    <users_config>$ch/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <mark_cache_size>67108864</mark_cache_size>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+XML
+cat > "$ch/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <profiles><default></default></profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas><default></default></quotas>
+</yandex>
+XML
+clickhouse_server="$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)"
+setsid "$clickhouse_server" --config-file="$ch/config.xml" >"$home/logs/clickhouse.log" 2>&1 &
+echo $! > "$home/run/clickhouse.pid"
+wait_port "$ch_port" ClickHouse "$ch/log/server.err.log"
+ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }
+for _ in $(seq 1 100); do [ "$(ch_query 'SELECT 1' 2>/dev/null)" = 1 ] && break; sleep 0.2; done
+
+# tansu 0.6 loses the rest of a record batch when a consumer resumes inside it, so the processor
+# rereads up to this many messages before its committed offset (deduplicated) on assignment.
+processor_env=(
+  PALISADE_KAFKA_BROKERS="127.0.0.1:$kafka_port"
+  PALISADE_KAFKA_TOPIC="$topic"
+  PALISADE_DEAD_LETTER_TOPIC="$dead_letter_topic"
+  PALISADE_CLICKHOUSE_URL="http://127.0.0.1:$ch_port"
+  PALISADE_ADMIN_ADDR="127.0.0.1:$processor_admin_port"
+)
+say "applying ClickHouse migrations"
+env "${processor_env[@]}" target/release/palisade-processor migrate >>"$home/logs/processor.log" 2>&1 \
+  || { say "migrations failed; last lines of $home/logs/processor.log:"; tail -n 20 "$home/logs/processor.log"; exit 1; }
+
+say "starting the processor (log: $home/logs/processor.log)"
+# Short windows so the demo's rows appear quickly; production keeps the 60 s default.
+env "${processor_env[@]}" setsid target/release/palisade-processor run \
+  --kafka-resume-rewind 10000 --window-secs 10 --grace-secs 2 --idle-close-secs 5 \
+  >>"$home/logs/processor.log" 2>&1 &
+echo $! > "$home/run/processor.pid"
 
 say "starting ingest on 127.0.0.1:$port (log: $home/logs/ingest.log)"
 PALISADE_PUBLIC_ADDR="127.0.0.1:$port" \
@@ -109,7 +189,10 @@ cat <<INFO
 
   Endpoint        $endpoint
   Demo key        $demo_key  (project 1, in $home/projects.toml)
-  Health/metrics  http://127.0.0.1:$admin_port/healthz  /readyz  /metrics
+  Health/metrics  http://127.0.0.1:$admin_port/healthz  /readyz  /metrics   (ingest)
+                  http://127.0.0.1:$processor_admin_port/healthz  /readyz  /metrics   (processor)
+  ClickHouse      http://127.0.0.1:$ch_port/  database palisade, table reports
+                  e.g. curl 'http://127.0.0.1:$ch_port/' --data-binary 'SELECT kind, sum(occurrences) FROM palisade.reports FINAL GROUP BY kind'
 
   Headers a site would set:
     Content-Security-Policy: default-src 'self'; report-uri $endpoint; report-to palisade
@@ -130,6 +213,15 @@ for f in schemas/tests/fixtures/*.json; do
 done
 say "sent $sent bodies; what ingest counted (reports by kind and outcome):"
 curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep -E '^ingest_reports_total' | sed 's/^/  /' || true
+
+say "waiting for the processor to write them to ClickHouse (windows close after a few seconds)"
+summary="SELECT kind, count() AS \`rows\`, sum(occurrences) AS reports FROM palisade.reports FINAL GROUP BY kind ORDER BY reports DESC FORMAT PrettyCompactMonoBlock"
+for _ in $(seq 1 60); do
+  rows="$(ch_query 'SELECT count() FROM palisade.reports' 2>/dev/null || echo 0)"
+  [ "${rows:-0}" -gt 0 ] && sleep 3 && break
+  sleep 1
+done
+ch_query "$summary" | sed 's/^/  /' || say "ClickHouse query failed; see $home/logs/processor.log"
 
 say "running; Ctrl-C stops everything"
 wait

@@ -297,6 +297,20 @@ pub struct Config {
     )]
     pub kafka_resume_rewind: u64,
 
+    /// Extra librdkafka properties as `key=value`, repeatable or comma-separated, for what
+    /// Palisade has no flag for: TLS and SASL to a secured cluster (`security.protocol=SASL_SSL`,
+    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=...`, `ssl.ca.location=...`). Applied to the
+    /// consumer and the dead-letter producer before Palisade's own settings, which win.
+    /// Default: none.
+    #[arg(
+        long = "kafka-property",
+        env = "PALISADE_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        value_parser = parse_kafka_property,
+        global = true
+    )]
+    pub kafka_properties: Vec<(String, String)>,
+
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`). Default `127.0.0.1:9091`.
     #[arg(
         long,
@@ -316,7 +330,27 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// Parses one `key=value` librdkafka property.
+fn parse_kafka_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("expected key=value, got {text:?}")),
+    }
+}
+
 impl Config {
+    /// A librdkafka configuration holding the `--kafka-property` settings, for the caller to add
+    /// its own (which override them).
+    pub fn kafka_client_config(&self) -> rdkafka::ClientConfig {
+        let mut client = rdkafka::ClientConfig::new();
+        for (key, value) in &self.kafka_properties {
+            client.set(key, value);
+        }
+        client
+    }
+
     /// The subcommand, `run` when none was given.
     pub fn command(&self) -> Command {
         self.command.unwrap_or(Command::Run)
@@ -384,6 +418,19 @@ mod tests {
         );
         assert_eq!(limits.max_age, Duration::from_secs(1));
         assert!(c.geoip_db.is_none() && !c.migrate_on_start);
+    }
+
+    #[test]
+    fn kafka_properties_are_key_value_pairs() {
+        let c = parse(&[
+            "--kafka-property",
+            "security.protocol=SASL_SSL,sasl.username=u",
+        ])
+        .unwrap();
+        let client = c.kafka_client_config();
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("sasl.username"), Some("u"));
+        assert!(parse(&["--kafka-property", "novalue"]).is_err());
     }
 
     #[test]

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -134,7 +133,8 @@ impl Consumer {
             topic: config.kafka_topic.clone(),
             events: sender,
         };
-        let inner: StreamConsumer<RebalanceContext> = ClientConfig::new()
+        let inner: StreamConsumer<RebalanceContext> = config
+            .kafka_client_config()
             .set("bootstrap.servers", &config.kafka_brokers)
             .set("group.id", &config.kafka_group)
             .set("client.id", "palisade-processor")

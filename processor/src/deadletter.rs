@@ -62,13 +62,15 @@ impl std::fmt::Debug for DeadLetters {
 
 impl DeadLetters {
     /// A producer to `topic` for records of `source_topic`; `timeout` bounds one delivery.
+    /// `base` holds extra librdkafka settings (TLS, SASL) that the producer's own override.
     pub fn new(
+        mut base: ClientConfig,
         brokers: &str,
         topic: &str,
         source_topic: &str,
         timeout: Duration,
     ) -> Result<Self, DeadLetterError> {
-        let producer = ClientConfig::new()
+        let producer = base
             .set("bootstrap.servers", brokers)
             .set("client.id", "palisade-processor-dead-letter")
             // tansu 0.6 loses idempotent-producer state on restart (see testbed::kafka).

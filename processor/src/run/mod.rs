@@ -130,6 +130,7 @@ async fn run_inner(
     let enricher = Enricher::new(config.ua_cache_size, Geo::open(config.geoip_db.as_deref())?);
     let pipeline = Pipeline::new(config.dedup(), config.batch_limits(), enricher);
     let dead_letters = DeadLetters::new(
+        config.kafka_client_config(),
         &config.kafka_brokers,
         &config.dead_letter_topic,
         &config.kafka_topic,
