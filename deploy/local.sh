@@ -202,6 +202,7 @@ cat <<INFO
 
 INFO
 
+before="$(ch_query 'SELECT sum(occurrences) FROM palisade.reports FINAL' 2>/dev/null || echo 0)"
 say "sending real-world reports from schemas/tests/fixtures"
 sent=0
 for f in schemas/tests/fixtures/*.json; do
@@ -215,12 +216,21 @@ say "sent $sent bodies; what ingest counted (reports by kind and outcome):"
 curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep -E '^ingest_reports_total' | sed 's/^/  /' || true
 
 say "waiting for the processor to write them to ClickHouse (windows close after a few seconds)"
-summary="SELECT kind, count() AS \`rows\`, sum(occurrences) AS reports FROM palisade.reports FINAL GROUP BY kind ORDER BY reports DESC FORMAT PrettyCompactMonoBlock"
+# The stored total grows by this run's reports, then stays put: wait for that (at most 60 s).
+stored() { ch_query 'SELECT sum(occurrences) FROM palisade.reports FINAL' 2>/dev/null || echo 0; }
+last="$(stored)"; steady=0
 for _ in $(seq 1 60); do
-  rows="$(ch_query 'SELECT count() FROM palisade.reports' 2>/dev/null || echo 0)"
-  [ "${rows:-0}" -gt 0 ] && sleep 3 && break
   sleep 1
+  now="$(stored)"
+  if [ "$now" = "$last" ] && [ "${now:-0}" -gt "${before:-0}" ]; then
+    steady=$((steady + 1)); [ "$steady" -ge 4 ] && break
+  else
+    steady=0
+  fi
+  last="$now"
 done
+say "reports stored in ClickHouse: $((${last:-0} - ${before:-0})) from this run, ${last:-0} in all; by kind:"
+summary="SELECT kind, count() AS \`rows\`, sum(occurrences) AS reports FROM palisade.reports FINAL GROUP BY kind ORDER BY reports DESC FORMAT PrettyCompactMonoBlock"
 ch_query "$summary" | sed 's/^/  /' || say "ClickHouse query failed; see $home/logs/processor.log"
 
 say "running; Ctrl-C stops everything"

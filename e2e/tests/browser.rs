@@ -1,6 +1,6 @@
-//! A real headless Chromium (testbed::chromium) loads a page served by this test whose CSP it
-//! violates six ways (`browser/page.html`, copied from ingest's browser test), and the reports
-//! travel the whole pipeline: Chromium -> ingest -> tansu -> processor -> ClickHouse rows with
+//! A real headless Chromium (testbed::chromium) loads the CSP test page (`testbed::page`, shared
+//! with ingest's browser test) that violates its policy six ways, and the reports travel the
+//! whole pipeline: Chromium -> ingest -> tansu -> processor -> ClickHouse rows with
 //! the right directives and blocked classes.
 //!
 //! - A: `report-uri` over plain HTTP (legacy `application/csp-report` POSTs).
@@ -15,114 +15,26 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use support::Stack;
 use testbed::chromium::{Chromium, Options};
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-
-const PAGE: &str = include_str!("browser/page.html");
-const APP_JS: &str = include_str!("browser/app.js");
-
-/// Noise filtering off: the inline violations' `source-file` is the page on 127.0.0.1, which
-/// the default noise list drops (injectors report from localhost).
-const PROJECTS: &str = r#"
-[[project]]
-id = 1
-name = "browser"
-quota = { per_second = 1000, burst = 1000 }
-keys = [{ public_key = "browser-key" }]
-filters = { default_noise = false }
-"#;
-
-/// The page's policy, without its reporting directive.
-const POLICY: &str = "default-src 'self'; script-src 'self' 'report-sample'; \
-                      style-src 'report-sample'; img-src 'self'";
+use testbed::page::{POLICY, PROJECTS, VIOLATIONS};
 
 /// How long the browser stays open while the test polls ClickHouse.
 const REPORT_WAIT: Duration = Duration::from_secs(60);
 
 /// What the page violates, as stored: (effective directive, directive family, blocked class).
 fn expected_rows() -> BTreeSet<(String, String, String)> {
-    [
-        ("style-src-elem", "style-src", "inline"),
-        ("style-src-attr", "style-src", "inline"),
-        ("script-src-elem", "script-src", "inline"),
-        ("script-src", "script-src", "eval"),
-        ("img-src", "img-src", "url"),
-        ("script-src-elem", "script-src", "url"),
-    ]
-    .into_iter()
-    .map(|(d, f, c)| (d.to_owned(), f.to_owned(), c.to_owned()))
-    .collect()
+    VIOLATIONS
+        .into_iter()
+        .map(|(d, f, c)| (d.to_owned(), f.to_owned(), c.to_owned()))
+        .collect()
 }
 
-/// Serves `page.html` (with `headers`) and `app.js` on loopback, over TLS when `tls` is given.
+/// Serves the test page with `headers`, over TLS when `tls` is given.
 async fn serve_page(headers: String, tls: Option<&testbed::tls::SelfSigned>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tls.map(page_tls);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let headers = headers.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                match acceptor {
-                    None => answer(stream, &headers).await,
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            answer(stream, &headers).await;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-fn page_tls(tls: &testbed::tls::SelfSigned) -> TlsAcceptor {
-    let cert = CertificateDer::from(tls.cert_der.clone());
-    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-    TlsAcceptor::from(Arc::new(config))
-}
-
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: S, page_headers: &str) {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-        return; // a speculative connection closed without a request
-    }
-    let mut line = String::new();
-    while reader.read_line(&mut line).await.is_ok_and(|n| n > 2) {
-        line.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, extra, body) = match path {
-        "/" => ("200 OK", "text/html; charset=utf-8", page_headers, PAGE),
-        "/app.js" => ("200 OK", "text/javascript", "", APP_JS),
-        _ => ("404 Not Found", "text/plain", "", "not found"),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n{extra}\r\n{body}",
-        body.len()
-    );
-    let mut stream = reader.into_inner();
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    testbed::page::serve(headers, tls).await.unwrap()
 }
 
 /// Polls ClickHouse while the browser runs until every expected violation is a row (or the

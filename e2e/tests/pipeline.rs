@@ -6,8 +6,6 @@
 //! Skipped (with `skipping: ...` on stderr) when tansu or ClickHouse is missing, except in CI.
 #![allow(clippy::unwrap_used)]
 
-#[path = "pipeline/bodies.rs"]
-mod bodies;
 #[path = "pipeline/queries.rs"]
 mod queries;
 mod support;
@@ -15,9 +13,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bodies::*;
 use queries::{query_files, render, Param};
 use support::Stack;
+use testbed::bodies::{
+    BATCH, EXPECT_CT, EXPECT_STAPLE, HPKP, LEGACY_UNWRAPPED, LEGACY_WRAPPED, SAFARI_SINGLE, XSS,
+};
 
 const KEY: &str = "shop-key";
 const PROJECT: u64 = 1;

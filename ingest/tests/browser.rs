@@ -1,5 +1,6 @@
-//! A real headless Chromium (testbed::chromium) loads a page served by this test whose CSP it
-//! violates six ways (`browser/page.html`), and the reports it sends reach Kafka through ingest:
+//! A real headless Chromium (testbed::chromium) loads the CSP test page (`testbed::page`, shared
+//! with the e2e browser test) that violates its policy six ways, and the reports it sends reach
+//! Kafka through ingest:
 //!
 //! - A: `report-uri` over plain HTTP: one legacy `application/csp-report` POST per violation.
 //! - B: `report-to` + `Reporting-Endpoints` to ingest over HTTPS (self-signed, Chromium runs with
@@ -12,125 +13,37 @@
 //! endpoint. Needs tansu and Chromium (skips when missing, panics with `CI=true`).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use schemas::{BlockedClass, ReportKind, ReportMessage, WireFormat};
 use testbed::chromium::{Chromium, Options};
 use testbed::kafka::Tansu;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use testbed::page::{BLOCKED_URL_PREFIX, POLICY, PROJECTS, VIOLATIONS};
 
 mod support;
 
 use support::Server;
 
-const PAGE: &str = include_str!("browser/page.html");
-const APP_JS: &str = include_str!("browser/app.js");
-
-/// Noise filtering is off: the inline violations' `source-file` is the page on 127.0.0.1, which
-/// the default noise list drops (injectors report from localhost). They are kept, tagged.
-const PROJECTS: &str = r#"
-[[project]]
-id = 1
-name = "browser"
-quota = { per_second = 1000, burst = 1000 }
-keys = [{ public_key = "browser-key" }]
-filters = { default_noise = false }
-"#;
-
 /// How long the browser stays open while the test polls Kafka.
 const REPORT_WAIT: Duration = Duration::from_secs(30);
 
-/// What the page violates: (effective directive, blocked class).
-fn expected_violations() -> HashSet<(String, BlockedClass)> {
-    [
-        ("style-src-elem", BlockedClass::Inline),
-        ("style-src-attr", BlockedClass::Inline),
-        ("script-src-elem", BlockedClass::Inline),
-        ("script-src", BlockedClass::Eval),
-        ("img-src", BlockedClass::Url),
-        ("script-src-elem", BlockedClass::Url),
-    ]
-    .into_iter()
-    .map(|(directive, class)| (directive.to_owned(), class))
-    .collect()
+/// What the page violates: (effective directive, blocked class keyword).
+fn expected_violations() -> HashSet<(String, &'static str)> {
+    VIOLATIONS
+        .into_iter()
+        .map(|(directive, _family, class)| (directive.to_owned(), class))
+        .collect()
 }
 
-/// Serves `page.html` (with the given response headers) and `app.js` on a loopback port, over
-/// TLS when `tls` is given, one task per connection, for as long as the test's runtime lives.
-async fn serve_page(headers: String, tls: Option<&testbed::tls::SelfSigned>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
+/// Serves the test page with `headers`, over TLS when `tls` is given.
+async fn serve_page(
+    headers: String,
+    tls: Option<&testbed::tls::SelfSigned>,
+) -> std::net::SocketAddr {
+    testbed::page::serve(headers, tls)
         .await
-        .expect("bind page server");
-    let addr = listener.local_addr().expect("page server addr");
-    let acceptor = tls.map(page_tls);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let headers = headers.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                match acceptor {
-                    None => answer(stream, &headers).await,
-                    Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            answer(stream, &headers).await;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
+        .expect("page server starts")
 }
-
-/// TLS for the page server: the test certificate, HTTP/1.1 only (no ALPN `h2`).
-fn page_tls(tls: &testbed::tls::SelfSigned) -> TlsAcceptor {
-    let cert = CertificateDer::from(tls.cert_der.clone());
-    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).expect("test key parses");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .expect("certificate and key match");
-    TlsAcceptor::from(Arc::new(config))
-}
-
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(stream: S, page_headers: &str) {
-    let mut reader = BufReader::new(stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-        return; // a speculative connection closed without a request
-    }
-    // Skip the request headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line).await.is_ok_and(|n| n > 2) {
-        line.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, extra, body) = match path {
-        "/" => ("200 OK", "text/html; charset=utf-8", page_headers, PAGE),
-        "/app.js" => ("200 OK", "text/javascript", "", APP_JS),
-        _ => ("404 Not Found", "text/plain", "", "not found"),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{extra}\r\n{body}",
-        body.len()
-    );
-    let mut stream = reader.into_inner();
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// The page's policy, without its reporting directive.
-const POLICY: &str =
-    "default-src 'self'; script-src 'self' 'report-sample'; style-src 'report-sample'; img-src 'self'";
 
 /// Ingest on loopback publishing to `topic`, over HTTPS when `tls` is given.
 async fn start_ingest(
@@ -187,14 +100,14 @@ async fn wait_for_reports(
     }
 }
 
-fn violations(messages: &[ReportMessage]) -> HashSet<(String, BlockedClass)> {
+fn violations(messages: &[ReportMessage]) -> HashSet<(String, &'static str)> {
     messages
         .iter()
         .filter(|m| m.report.kind == ReportKind::CspViolation)
         .filter_map(|m| {
             Some((
                 m.report.effective_directive.clone()?,
-                m.report.blocked_class,
+                m.report.blocked_class.as_str(),
             ))
         })
         .collect()
@@ -219,10 +132,7 @@ fn check(messages: &[ReportMessage], wire: WireFormat, page: &str) {
             .is_some_and(|ua| ua.contains("Chrome")));
         if report.blocked_class == BlockedClass::Url {
             let blocked = report.blocked_url.as_deref().unwrap_or_default();
-            assert!(
-                blocked.starts_with("https://127.0.0.2:9/blocked."),
-                "{report:?}"
-            );
+            assert!(blocked.starts_with(BLOCKED_URL_PREFIX), "{report:?}");
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use processor::migrate::{self, MigrateError, Migration, Outcome};
 use processor::row::ReportRow;
 use processor::write::{RetryPolicy, Touched, Writer, WriterConfig};
-use testbed::clickhouse::ClickHouse;
+use testbed::clickhouse::{render, ClickHouse, Param};
 
 const DATABASE: &str = "palisade_test";
 /// 2023-11-15 00:00:00 UTC: the start of the data set's first hour (and of its day).
@@ -47,21 +47,12 @@ fn writer(client: &clickhouse::Client) -> Writer {
     .expect("valid database name")
 }
 
-/// Run `sql` in the test database and return the TabSeparated cells.
+/// Run `sql` in the test database and return the TabSeparated cells, unescaped.
 async fn tsv(client: &clickhouse::Client, sql: &str) -> Vec<Vec<String>> {
-    let bytes = client
-        .clone()
-        .with_database(DATABASE)
-        .query_raw(sql)
-        .fetch_bytes("TabSeparated")
-        .expect("query starts")
-        .collect()
+    testbed::clickhouse::tsv(client, DATABASE, sql)
         .await
-        .unwrap_or_else(|error| panic!("query failed: {error}\n{sql}"));
-    String::from_utf8(bytes.to_vec())
-        .expect("utf-8 answer")
-        .lines()
-        .map(|line| line.split('\t').map(unescape).collect())
+        .into_iter()
+        .map(|row| row.iter().map(|cell| unescape(cell)).collect())
         .collect()
 }
 
@@ -94,46 +85,6 @@ async fn one(client: &clickhouse::Client, sql: &str) -> String {
 /// How the server prints a DateTime (its own time zone), for expectations.
 async fn datetime(client: &clickhouse::Client, secs: u32) -> String {
     one(client, &format!("SELECT toString(toDateTime({secs}))")).await
-}
-
-/// A query parameter value for [`render`].
-#[derive(Debug, Clone, Copy)]
-enum Param<'a> {
-    UInt(u64),
-    DateTime(u32),
-    Str(&'a str),
-}
-
-/// Substitute `{name:Type}` placeholders with literals: ClickHouse 18.16 has no server-side
-/// query parameters (documented convention in `schemas/sql/README.md`). Panics on a missing
-/// parameter or a type mismatch, so a query file and its test cannot drift apart silently.
-fn render(sql: &str, params: &[(&str, Param<'_>)]) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let close = rest[open..].find('}').expect("placeholder is closed") + open;
-        let (name, kind) = rest[open + 1..close]
-            .split_once(':')
-            .expect("placeholder is {name:Type}");
-        let value = params
-            .iter()
-            .find(|(param, _)| *param == name.trim())
-            .unwrap_or_else(|| panic!("missing parameter {name}"))
-            .1;
-        let literal = match (kind.trim(), value) {
-            ("UInt64" | "UInt32", Param::UInt(number)) => number.to_string(),
-            ("DateTime", Param::DateTime(secs)) => format!("toDateTime({secs})"),
-            ("String", Param::Str(text)) => {
-                format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
-            }
-            (kind, value) => panic!("parameter {name}: {value:?} does not fit {kind}"),
-        };
-        out.push_str(&literal);
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn query_file(name: &str) -> String {
@@ -581,8 +532,8 @@ async fn check_queries(client: &clickhouse::Client) {
     use Param::{DateTime, Str, UInt};
     let range = [
         ("project_id", UInt(PROJECT)),
-        ("since", DateTime(H0)),
-        ("until", DateTime(H0 + 2 * HOUR)),
+        ("since", DateTime(H0.into())),
+        ("until", DateTime((H0 + 2 * HOUR).into())),
     ];
     let with = |extra: &[(&'static str, Param<'static>)]| {
         let mut params = range.to_vec();
@@ -608,7 +559,10 @@ async fn check_queries(client: &clickhouse::Client) {
     let new = run_query(
         client,
         "02_new_blocked_origins_since.sql",
-        &[("project_id", UInt(PROJECT)), ("since", DateTime(H0))],
+        &[
+            ("project_id", UInt(PROJECT)),
+            ("since", DateTime(H0.into())),
+        ],
     )
     .await;
     let expected = vec![
@@ -754,7 +708,7 @@ async fn check_queries(client: &clickhouse::Client) {
         "11_hourly_spikes.sql",
         &[
             ("project_id", UInt(PROJECT)),
-            ("hour", DateTime(H0 + HOUR)),
+            ("hour", DateTime((H0 + HOUR).into())),
             ("min_occurrences", UInt(5)),
             ("factor", UInt(2)),
         ],

@@ -106,20 +106,11 @@ async fn pauses_while_clickhouse_is_down_and_recovers_without_loss() {
 
     common::signal(env.clickhouse.pid(), "-CONT");
     let recovered = Instant::now();
-    wait_for(
+    env.wait_for_totals(
         "exact totals after recovery",
         Duration::from_secs(90),
-        || async {
-            let totals = env.totals().await;
-            if totals == expected {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{totals:?} != {expected:?}; log:\n{}",
-                    child.log_tail()
-                ))
-            }
-        },
+        expected,
+        &child,
     )
     .await;
     eprintln!("recovered in {:?}", recovered.elapsed());

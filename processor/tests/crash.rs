@@ -94,44 +94,20 @@ async fn sigkill_mid_batch_then_restart_counts_exactly() {
 
     // 3: resumes from the committed offsets and their checkpoints, ends exact.
     let third = Child::spawn(&env, &flags);
-    wait_for(
+    env.wait_for_totals(
         "exact totals after the restart",
         Duration::from_secs(120),
-        || async {
-            let totals = env.totals().await;
-            if totals == expected {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{totals:?} != {expected:?}; log:\n{}",
-                    third.log_tail()
-                ))
-            }
-        },
+        expected,
+        &third,
     )
     .await;
     // Every row has the full count of its window, and the rollups agree.
-    let partial = env
-        .scalar(&format!(
-            "SELECT countIf(occurrences != {PER_WINDOW}) FROM reports FINAL"
-        ))
-        .await
-        .unwrap();
+    let partial = env.partial_windows(PER_WINDOW).await;
     assert_eq!(partial, "0");
     // Rollups are refreshed after the insert and before the commit: wait for the end offsets.
-    wait_for("end offsets committed", Duration::from_secs(30), || async {
-        let committed = env.committed().await;
-        if committed == producer.produced {
-            Ok(())
-        } else {
-            Err(format!("{committed:?} != {:?}", producer.produced))
-        }
-    })
-    .await;
-    let rollup = env
-        .scalar("SELECT sum(rows), sum(occurrences) FROM rollup_hourly FINAL")
-        .await
-        .unwrap();
+    env.wait_for_end_offsets(&producer, Duration::from_secs(30))
+        .await;
+    let rollup = env.rollup_totals().await;
     assert_eq!(rollup, format!("{}\t{}", expected.0, expected.1));
     assert!(
         third.log_text().contains("restored=true"),

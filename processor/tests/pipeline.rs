@@ -196,20 +196,10 @@ async fn floods_collapse_kinds_land_and_bad_records_are_dead_lettered() {
     assert!(letters.iter().any(|l| l.payload == b"{not json"));
 
     // Shutdown commits the end of every partition (all windows closed by the idle timeout).
-    wait_for("end offsets committed", Duration::from_secs(20), || async {
-        let committed = env.committed().await;
-        if committed == producer.produced {
-            Ok(())
-        } else {
-            Err(format!("{committed:?} != {:?}", producer.produced))
-        }
-    })
-    .await;
+    env.wait_for_end_offsets(&producer, Duration::from_secs(20))
+        .await;
     // Rollups are refreshed before the commit, so they are complete by now, and exact.
-    let rollup = env
-        .scalar("SELECT sum(rows), sum(occurrences) FROM rollup_hourly FINAL")
-        .await
-        .unwrap();
+    let rollup = env.rollup_totals().await;
     assert_eq!(rollup, format!("{rows}\t{sent}"));
     let nel: u64 = expected_nel(&env).await;
     let nel_rollup = env

@@ -66,32 +66,10 @@ async fn two_instances_share_partitions_and_one_leaving_loses_nothing() {
     let status = common::wait_exit(&mut second, Duration::from_secs(60)).await;
     assert!(status.success(), "{}", second.log_tail());
     let expected = (groups.len() as u64, sent);
-    wait_for("exact totals", Duration::from_secs(120), || async {
-        let totals = env.totals().await;
-        if totals == expected {
-            Ok(())
-        } else {
-            Err(format!(
-                "{totals:?} != {expected:?}; log:\n{}",
-                first.log_tail()
-            ))
-        }
-    })
-    .await;
-    let partial = env
-        .scalar(&format!(
-            "SELECT countIf(occurrences != {PER_WINDOW}) FROM reports FINAL"
-        ))
-        .await
-        .unwrap();
+    env.wait_for_totals("exact totals", Duration::from_secs(120), expected, &first)
+        .await;
+    let partial = env.partial_windows(PER_WINDOW).await;
     assert_eq!(partial, "0", "every window has its full count");
-    wait_for("end offsets committed", Duration::from_secs(30), || async {
-        let committed = env.committed().await;
-        if committed == producer.produced {
-            Ok(())
-        } else {
-            Err(format!("{committed:?} != {:?}", producer.produced))
-        }
-    })
-    .await;
+    env.wait_for_end_offsets(&producer, Duration::from_secs(30))
+        .await;
 }

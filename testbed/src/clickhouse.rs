@@ -1,5 +1,7 @@
 //! A real ClickHouse server for tests: Debian's `clickhouse-server` (18.16) with a minimal config
-//! in a temp dir, on free loopback ports, plus a dependency-free HTTP query helper.
+//! in a temp dir, on free loopback ports, plus a dependency-free HTTP query helper, [`tsv`] (a
+//! query through the `clickhouse` client, as cells) and [`render`], the parameter substitution
+//! of the analyst queries in `schemas/sql/queries/`.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -131,6 +133,73 @@ impl ClickHouse {
     }
 }
 
+/// Run `sql` in `database` through `client` and return the TabSeparated cells of each line,
+/// still escaped (`\\`, `\t`, ...: callers comparing text with such characters unescape them).
+/// Panics with the query on any error: a test helper.
+pub async fn tsv(client: &clickhouse::Client, database: &str, sql: &str) -> Vec<Vec<String>> {
+    let bytes = client
+        .clone()
+        .with_database(database)
+        .query_raw(sql)
+        .fetch_bytes("TabSeparated")
+        .unwrap_or_else(|error| panic!("query does not start: {error}\n{sql}"))
+        .collect()
+        .await
+        .unwrap_or_else(|error| panic!("query failed: {error}\n{sql}"));
+    String::from_utf8(bytes.to_vec())
+        .unwrap_or_else(|error| panic!("answer is not utf-8: {error}\n{sql}"))
+        .lines()
+        .map(|line| line.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// A query parameter value for [`render`].
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// For `UInt64` and `UInt32` placeholders.
+    UInt(u64),
+    /// Unix seconds, for `DateTime` placeholders.
+    DateTime(u64),
+    /// For `String` placeholders (quoted and escaped).
+    Str(&'a str),
+}
+
+/// Substitute `{name:Type}` placeholders with literals: ClickHouse 18.16 has no server-side
+/// query parameters (documented convention in `schemas/sql/README.md`). Unused parameters are
+/// fine. Panics on a malformed placeholder, a missing parameter or a type mismatch, so a query
+/// file and its test cannot drift apart silently.
+pub fn render(sql: &str, params: &[(&str, Param<'_>)]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..]
+            .find('}')
+            .unwrap_or_else(|| panic!("placeholder is not closed: {}", &rest[open..]))
+            + open;
+        let (name, kind) = rest[open + 1..close]
+            .split_once(':')
+            .unwrap_or_else(|| panic!("placeholder is not {{name:Type}}: {}", &rest[open..=close]));
+        let value = params
+            .iter()
+            .find(|(param, _)| *param == name.trim())
+            .unwrap_or_else(|| panic!("missing parameter {name}"))
+            .1;
+        let literal = match (kind.trim(), value) {
+            ("UInt64" | "UInt32", Param::UInt(number)) => number.to_string(),
+            ("DateTime", Param::DateTime(secs)) => format!("toDateTime({secs})"),
+            ("String", Param::Str(text)) => {
+                format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            (kind, value) => panic!("parameter {name}: {value:?} does not fit {kind}"),
+        };
+        out.push_str(&literal);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn failure(process: &ChildProcess, dir: &Path, what: String) -> anyhow::Error {
     let errors = std::fs::read_to_string(dir.join("log/server.err.log")).unwrap_or_default();
     let tail: Vec<&str> = errors.lines().rev().take(20).collect();
@@ -209,3 +278,39 @@ const USERS_XML: &str = r#"<?xml version="1.0"?>
     <quotas><default></default></quotas>
 </yandex>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::{render, Param};
+
+    #[test]
+    fn render_substitutes_every_placeholder_kind() {
+        let sql =
+            "SELECT {limit:UInt64}, {since: DateTime}, {host:String} WHERE x = {limit:UInt32}";
+        let rendered = render(
+            sql,
+            &[
+                ("limit", Param::UInt(5)),
+                ("since", Param::DateTime(1_700_006_400)),
+                ("host", Param::Str(r"it's\x")),
+                ("unused", Param::UInt(1)),
+            ],
+        );
+        assert_eq!(
+            rendered,
+            r"SELECT 5, toDateTime(1700006400), 'it\'s\\x' WHERE x = 5"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "missing parameter limit")]
+    fn render_panics_on_a_missing_parameter() {
+        render("SELECT {limit:UInt64}", &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit String")]
+    fn render_panics_on_a_type_mismatch() {
+        render("SELECT {host:String}", &[("host", Param::UInt(1))]);
+    }
+}

@@ -2,18 +2,28 @@
 //! loopback ports, in temp dirs, for Palisade's integration tests, and kills them on drop.
 //!
 //! Map: [`kafka`] (tansu broker, topics, a test consumer) ; [`clickhouse`] (server + a tiny HTTP
-//! query helper) ; [`chromium`] (headless browser process) ; [`tls`] (self-signed certificates) ;
-//! [`free_port`] ; [`process`] (child processes with logs, killed and reaped on drop).
+//! query helper + the analyst queries' parameter substitution) ; [`chromium`] (headless browser
+//! process) ; [`page`] (the CSP test page the browser loads, and its server) ; [`tls`]
+//! (self-signed certificates) ; [`free_port`] ; [`process`] (child processes with logs, killed
+//! and reaped on drop).
+//!
+//! Shared test inputs and helpers of the ingest, processor and e2e suites: [`bodies`] (report
+//! bodies of every kind) ; [`wait`] (bounded polling) ; [`metrics`] (the test binary's global
+//! Prometheus recorder).
 //!
 //! The CI rule: when a tool is missing or cannot start, a constructor returns `None` after
 //! printing `skipping: ...` to stderr, so a developer without the tool still runs the rest of the
 //! suite; with `CI=true` in the environment it panics instead, so CI never goes green by skipping.
 
+pub mod bodies;
 pub mod chromium;
 pub mod clickhouse;
 pub mod kafka;
+pub mod metrics;
+pub mod page;
 pub mod process;
 pub mod tls;
+pub mod wait;
 
 use std::fmt::Display;
 use std::net::{Ipv4Addr, TcpListener};

@@ -221,3 +221,54 @@ fn free_ports_are_bindable() {
     let port = testbed::free_port().expect("free port");
     TcpListener::bind(("127.0.0.1", port)).expect("port is free");
 }
+
+/// `GET path` over plain HTTP/1.0 from a blocking thread; the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect to page server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send request");
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).expect("read response");
+        response
+    })
+    .await
+    .expect("request thread")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_server_serves_the_page_with_its_headers_and_the_script() {
+    let headers = format!("Content-Security-Policy: {}\r\n", testbed::page::POLICY);
+    let addr = testbed::page::serve(headers, None)
+        .await
+        .expect("page server");
+
+    let page = http_get(addr, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "\r\nContent-Security-Policy: {}\r\n",
+            testbed::page::POLICY
+        )),
+        "{page}"
+    );
+    assert!(page.ends_with(testbed::page::PAGE_HTML), "{page}");
+    assert!(page.contains("<script src=\"/app.js\"></script>"));
+
+    let script = http_get(addr, "/app.js").await;
+    assert!(
+        script.contains("Content-Type: text/javascript\r\n"),
+        "{script}"
+    );
+    assert!(script.ends_with(testbed::page::APP_JS), "{script}");
+    assert!(script.contains("eval(\"1 + 1\")"));
+
+    let missing = http_get(addr, "/nothing").await;
+    assert!(
+        missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{missing}"
+    );
+}

@@ -1,4 +1,7 @@
-//! The analyst queries of `schemas/sql/queries/` and their parameter substitution.
+//! The analyst queries of `schemas/sql/queries/`; their parameter substitution is
+//! `testbed::clickhouse::render`, shared with `processor/tests/clickhouse.rs`.
+
+pub use testbed::clickhouse::{render, Param};
 
 /// Every `schemas/sql/queries/*.sql`, sorted by name.
 pub fn query_files() -> Vec<std::path::PathBuf> {
@@ -10,42 +13,4 @@ pub fn query_files() -> Vec<std::path::PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// A query parameter value for [`render`].
-#[derive(Debug, Clone, Copy)]
-pub enum Param<'a> {
-    UInt(u64),
-    DateTime(u64),
-    Str(&'a str),
-}
-
-/// Substitute `{name:Type}` placeholders with literals, the convention of
-/// `schemas/sql/README.md` (ClickHouse 18.16 has no server-side query parameters), as
-/// `processor/tests/clickhouse.rs` does. Unused parameters are fine; a missing one panics.
-pub fn render(sql: &str, params: &[(&str, Param<'_>)]) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let close = rest[open..].find('}').unwrap() + open;
-        let (name, kind) = rest[open + 1..close].split_once(':').unwrap();
-        let value = params
-            .iter()
-            .find(|(param, _)| *param == name.trim())
-            .unwrap_or_else(|| panic!("missing parameter {name}"))
-            .1;
-        let literal = match (kind.trim(), value) {
-            ("UInt64" | "UInt32", Param::UInt(number)) => number.to_string(),
-            ("DateTime", Param::DateTime(secs)) => format!("toDateTime({secs})"),
-            ("String", Param::Str(text)) => {
-                format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
-            }
-            (kind, value) => panic!("parameter {name}: {value:?} does not fit {kind}"),
-        };
-        out.push_str(&literal);
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    out
 }

@@ -3,13 +3,13 @@
 //! ClickHouse queries and bounded waits.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::future::Future;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use testbed::clickhouse::ClickHouse;
 use testbed::kafka::Tansu;
+pub use testbed::metrics::handle as metrics_handle;
+pub use testbed::wait::wait_for;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,19 +17,6 @@ use tokio_util::sync::CancellationToken;
 pub const DATABASE: &str = "palisade";
 pub const TOPIC: &str = "reports";
 pub const DEAD_LETTER_TOPIC: &str = "reports-dead-letter";
-
-/// The process-wide recorder (one global recorder per test binary, shared by both services).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).unwrap();
-            handle
-        })
-        .clone()
-}
 
 /// Kafka, ClickHouse, ingest and the processor, stopped on drop.
 pub struct Stack {
@@ -122,21 +109,7 @@ impl Stack {
 
     /// TabSeparated cells of `sql` in the test database.
     pub async fn tsv(&self, sql: &str) -> Vec<Vec<String>> {
-        let bytes = self
-            .client
-            .clone()
-            .with_database(DATABASE)
-            .query_raw(sql)
-            .fetch_bytes("TabSeparated")
-            .unwrap()
-            .collect()
-            .await
-            .unwrap_or_else(|error| panic!("query failed: {error}\n{sql}"));
-        String::from_utf8(bytes.to_vec())
-            .unwrap()
-            .lines()
-            .map(|line| line.split('\t').map(str::to_owned).collect())
-            .collect()
+        testbed::clickhouse::tsv(&self.client, DATABASE, sql).await
     }
 
     /// The single number `sql` answers, 0 while it fails (tables not created yet).
@@ -222,24 +195,6 @@ fn processor_config(brokers: &str, clickhouse: &str) -> processor::Config {
         "10000",
     ])
     .unwrap()
-}
-
-/// Poll `check` every 100 ms until `Ok` or `timeout` (then panic with the last error).
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// Unix seconds now.

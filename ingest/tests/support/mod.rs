@@ -3,28 +3,16 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use ingest::publish::Publisher;
 use ingest::{Config, Listeners, RunError};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The process-wide recorder (metrics macros report to one global recorder per test binary).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).unwrap();
-            handle
-        })
-        .clone()
-}
+pub use testbed::metrics::handle as metrics_handle;
 
 /// A running ingest server, shut down on drop.
 #[derive(Debug)]

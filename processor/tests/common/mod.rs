@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemas::{ParseLimits, Parser, Report, ReportMessage, MESSAGE_VERSION};
 use testbed::clickhouse::ClickHouse;
 use testbed::kafka::Tansu;
+pub use testbed::wait::wait_for;
 
 pub const DATABASE: &str = "palisade";
 pub const PROJECT: u64 = 7;
@@ -135,6 +135,60 @@ impl Env {
         (cells.next().unwrap_or(0), cells.next().unwrap_or(0))
     }
 
+    /// Wait (bounded) until `reports FINAL` holds exactly `expected` (rows, occurrences); the
+    /// timeout message carries the log tail of `child`, the instance expected to get there.
+    pub async fn wait_for_totals(
+        &self,
+        what: &str,
+        timeout: Duration,
+        expected: (u64, u64),
+        child: &Child,
+    ) {
+        wait_for(what, timeout, || async {
+            let totals = self.totals().await;
+            if totals == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{totals:?} != {expected:?}; log:\n{}",
+                    child.log_tail()
+                ))
+            }
+        })
+        .await;
+    }
+
+    /// How many rows of `reports FINAL` do not count exactly `per_window` occurrences (`"0"`
+    /// when every window has its full count).
+    pub async fn partial_windows(&self, per_window: u64) -> String {
+        self.scalar(&format!(
+            "SELECT countIf(occurrences != {per_window}) FROM reports FINAL"
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// `sum(rows)<TAB>sum(occurrences)` of `rollup_hourly FINAL`.
+    pub async fn rollup_totals(&self) -> String {
+        self.scalar("SELECT sum(rows), sum(occurrences) FROM rollup_hourly FINAL")
+            .await
+            .unwrap()
+    }
+
+    /// Wait (bounded) until the group's committed offsets are the end offsets of everything
+    /// `producer` wrote, partition by partition.
+    pub async fn wait_for_end_offsets(&self, producer: &Producer, timeout: Duration) {
+        wait_for("end offsets committed", timeout, || async {
+            let committed = self.committed().await;
+            if committed == producer.produced {
+                Ok(())
+            } else {
+                Err(format!("{committed:?} != {:?}", producer.produced))
+            }
+        })
+        .await;
+    }
+
     /// Kafka's committed offsets of the processor's group, by partition.
     pub async fn committed(&self) -> BTreeMap<i32, i64> {
         let (bootstrap, topic, group, partitions) = (
@@ -171,20 +225,7 @@ impl Env {
 
 /// Run `sql` in the test database and return the TabSeparated cells.
 pub async fn tsv(client: &clickhouse::Client, sql: &str) -> Vec<Vec<String>> {
-    let bytes = client
-        .clone()
-        .with_database(DATABASE)
-        .query_raw(sql)
-        .fetch_bytes("TabSeparated")
-        .expect("query starts")
-        .collect()
-        .await
-        .unwrap_or_else(|error| panic!("query failed: {error}\n{sql}"));
-    String::from_utf8(bytes.to_vec())
-        .expect("utf-8 answer")
-        .lines()
-        .map(|line| line.split('\t').map(str::to_owned).collect())
-        .collect()
+    testbed::clickhouse::tsv(client, DATABASE, sql).await
 }
 
 /// Every report of a fixture body in `tests/data/`.
@@ -309,25 +350,6 @@ impl Producer {
             .map_err(|(error, _)| error)
             .unwrap();
         *self.produced.entry(partition).or_default() += 1;
-    }
-}
-
-/// Poll `check` every 100 ms until it returns `Some` or `timeout` passes (then panic with
-/// `what` and the last value).
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
     }
 }
 

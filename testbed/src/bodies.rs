@@ -1,6 +1,7 @@
-//! Report bodies of every kind, the ones ingest's own Kafka test posts
-//! (`ingest/tests/kafka.rs`).
+//! Sample report bodies of every kind a browser sends, as posted to ingest by ingest's Kafka
+//! test and the end-to-end pipeline test (one set, so both check the same inputs).
 
+/// A legacy `report-uri` CSP report with a query, a fragment and a referrer (privacy stripping).
 pub const LEGACY_WRAPPED: &str = r#"{"csp-report":{
     "document-uri":"https://shop.example/cart?session=secret#top",
     "referrer":"https://search.example/?q=shoes",
@@ -11,9 +12,11 @@ pub const LEGACY_WRAPPED: &str = r#"{"csp-report":{
     "disposition":"enforce","status-code":200,
     "source-file":"https://shop.example/app.js?v=3","line-number":10,"column-number":5}}"#;
 
+/// Old WebKit / proxies: the legacy keys without the wrapper object.
 pub const LEGACY_UNWRAPPED: &str = r#"{"document-uri":"https://shop.example/unwrapped",
     "blocked-uri":"inline","violated-directive":"style-src"}"#;
 
+/// One Reporting API batch with every type Chromium sends, plus one we do not know.
 pub const BATCH: &str = r#"[
  {"type":"csp-violation","age":10,"url":"https://shop.example/b","user_agent":"UA/1",
   "body":{"documentURL":"https://shop.example/b","blockedURL":"https://cdn.other.example/lib.js",
@@ -51,6 +54,7 @@ pub const BATCH: &str = r#"[
           "effectiveDirective":"script-src-elem"}}
 ]"#;
 
+/// Safari 16.4+: one Reporting API object, under the legacy content type.
 pub const SAFARI_SINGLE: &str = r#"{"type":"csp-violation","url":"https://shop.example/safari",
   "body":{"documentURL":"https://shop.example/safari","blockedURL":"eval",
           "effectiveDirective":"script-src","disposition":"enforce",
