@@ -8,10 +8,11 @@
 # are stopped first, topics and migrations that exist are kept.
 #
 # State, logs and the demo projects file live in .palisade/ (override with PALISADE_HOME):
-#   .palisade/logs/{tansu,clickhouse,ingest,processor}.log, .palisade/projects.toml
+#   .palisade/logs/{tansu,clickhouse,ingest,processor,demo}.log, .palisade/projects.toml
 # Ports (override with env): PALISADE_PORT=8080 (reports), PALISADE_ADMIN_PORT=9190 (ingest
 # health/metrics), PALISADE_PROCESSOR_ADMIN_PORT=9191, PALISADE_KAFKA_PORT=19092 (tansu),
-# PALISADE_CLICKHOUSE_PORT=18123 (ClickHouse HTTP; its native port is 19000).
+# PALISADE_CLICKHOUSE_PORT=18123 (ClickHouse HTTP; its native port is 19000),
+# PALISADE_DEMO_PORT=8090 (a page that violates its CSP on purpose, deploy/demo/).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -21,11 +22,13 @@ port="${PALISADE_PORT:-8080}"
 admin_port="${PALISADE_ADMIN_PORT:-9190}"
 kafka_port="${PALISADE_KAFKA_PORT:-19092}"
 processor_admin_port="${PALISADE_PROCESSOR_ADMIN_PORT:-9191}"
+demo_port="${PALISADE_DEMO_PORT:-8090}"
 ch_port="${PALISADE_CLICKHOUSE_PORT:-18123}"
 ch_tcp_port="${PALISADE_CLICKHOUSE_TCP_PORT:-19000}"
 topic="palisade-reports"
 dead_letter_topic="palisade-reports-dead-letter"
 demo_key="demo-public-key-0001"
+demo_page_key="demo-page-key-0002"
 mkdir -p "$home/logs" "$home/run" "$home/tansu" "$home/clickhouse"
 
 say() { printf '\033[1m[palisade]\033[0m %s\n' "$*"; }
@@ -44,6 +47,7 @@ stop_pidfile() {
 
 stop_all() {
   say "stopping"
+  stop_pidfile "$home/run/demo.pid"
   stop_pidfile "$home/run/ingest.pid"
   stop_pidfile "$home/run/processor.pid"
   stop_pidfile "$home/run/tansu.pid"
@@ -62,7 +66,7 @@ wait_port() {
 }
 
 # Leftovers of an earlier run (killed terminal, crash) are stopped first.
-for name in ingest processor tansu clickhouse; do stop_pidfile "$home/run/$name.pid"; done
+for name in demo ingest processor tansu clickhouse; do stop_pidfile "$home/run/$name.pid"; done
 
 say "checking prerequisites (first run installs packages and builds tansu: ~20 min)"
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
@@ -82,6 +86,15 @@ allowed_hosts = []
 
 [project.privacy]
 client_ip = "truncate"
+
+# The demo page (deploy/demo/) is served from 127.0.0.1, which the default noise filters treat as
+# an injector (its reports would be answered 2xx and dropped), so its project keeps noise.
+[[project]]
+id = 2
+name = "demo-page"
+keys = [{ public_key = "$demo_page_key" }]
+quota = { per_second = 100, burst = 1000 }
+filters = { default_noise = false }
 TOML
 fi
 
@@ -185,10 +198,16 @@ for _ in $(seq 1 50); do
 done
 
 endpoint="http://127.0.0.1:$port/api/1/security/?sentry_key=$demo_key"
+demo_endpoint="http://127.0.0.1:$port/api/2/security/?sentry_key=$demo_page_key"
+setsid python3 deploy/demo/serve.py "$demo_port" "$demo_endpoint" >"$home/logs/demo.log" 2>&1 &
+echo $! > "$home/run/demo.pid"
+wait_port "$demo_port" "demo page" "$home/logs/demo.log"
 cat <<INFO
 
   Endpoint        $endpoint
   Demo key        $demo_key  (project 1, in $home/projects.toml)
+  Demo page       http://127.0.0.1:$demo_port/  open it in a browser and click: its CSP reports
+                  to project 2 ($demo_page_key), which keeps 127.0.0.1 reports the noise filter drops
   Health/metrics  http://127.0.0.1:$admin_port/healthz  /readyz  /metrics   (ingest)
                   http://127.0.0.1:$processor_admin_port/healthz  /readyz  /metrics   (processor)
   ClickHouse      http://127.0.0.1:$ch_port/  database palisade, table reports

@@ -1,6 +1,7 @@
 //! The processor's configuration: one clap struct, every field with its unit and default, so
 //! `palisade-processor --help` is the reference. `palisade-processor [run]` consumes;
-//! `palisade-processor migrate` applies the ClickHouse migrations and exits.
+//! `palisade-processor migrate` applies the ClickHouse migrations and exits;
+//! `palisade-processor recent --project N` prints a project's recent violations.
 //!
 //! Tests build a [`Config`] with [`Config::try_parse_from`], never by setting the environment.
 
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::batch::BatchLimits;
 use crate::dedup::DedupConfig;
+use crate::recent::RecentArgs;
 use crate::write::{RetryPolicy, WriterConfig};
 
 fn millis(s: &str) -> Result<Duration, ParseIntError> {
@@ -53,12 +55,14 @@ fn project_retention(s: &str) -> Result<ProjectRetention, String> {
 }
 
 /// What the binary does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Consume reports and write them to ClickHouse (the default).
     Run,
     /// Apply the pending ClickHouse migrations, then exit.
     Migrate,
+    /// Print a project's recent violation groups (exact counts) from ClickHouse, then exit.
+    Recent(RecentArgs),
 }
 
 /// Configuration of `palisade-processor`.
@@ -353,7 +357,7 @@ impl Config {
 
     /// The subcommand, `run` when none was given.
     pub fn command(&self) -> Command {
-        self.command.unwrap_or(Command::Run)
+        self.command.clone().unwrap_or(Command::Run)
     }
 
     pub fn dedup(&self) -> DedupConfig {
@@ -443,6 +447,29 @@ mod tests {
             (c.command(), c.window),
             (Command::Run, Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn recent_is_a_subcommand_with_its_own_flags() {
+        let c = parse(&[
+            "recent",
+            "--project",
+            "3",
+            "--since-hours",
+            "48",
+            "--format",
+            "tsv",
+            "--clickhouse-database",
+            "other",
+        ])
+        .unwrap();
+        let Command::Recent(args) = c.command() else {
+            panic!("not recent: {:?}", c.command());
+        };
+        assert_eq!((args.project, args.since_hours, args.limit), (3, 48, 20));
+        assert_eq!(args.format, crate::recent::Format::Tsv);
+        assert_eq!(c.clickhouse_database, "other");
+        assert!(parse(&["recent"]).is_err(), "--project is required");
     }
 
     #[test]

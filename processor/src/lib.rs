@@ -9,7 +9,8 @@
 //! (ClickHouse inserts, rollups, checkpoints, retries) -> commit. [`pipeline`] is the
 //! synchronous core of that flow and [`mod@run`] the async loop around it (back-pressure,
 //! shutdown). [`migrate`] applies the SQL in `schemas/sql/`; [`retention`] drops expired data;
-//! [`admin`] serves `/metrics`, `/healthz`, `/readyz`; [`config`] and [`metrics`] are the
+//! [`admin`] serves `/metrics`, `/healthz`, `/readyz`; [`recent`] prints a project's recent
+//! violations for `palisade-processor recent`; [`config`] and [`metrics`] are the
 //! binary's settings and metric catalog.
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod enrich;
 pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
+pub mod recent;
 pub mod retention;
 pub mod row;
 pub mod run;

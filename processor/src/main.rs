@@ -1,5 +1,6 @@
 //! `palisade-processor`: the composition root. `run` (default) consumes reports into ClickHouse
-//! until SIGTERM/SIGINT; `migrate` applies the ClickHouse migrations and exits.
+//! until SIGTERM/SIGINT; `migrate` applies the ClickHouse migrations and exits; `recent` prints
+//! a project's recent violations and exits.
 
 use std::sync::Arc;
 
@@ -7,22 +8,47 @@ use anyhow::Context as _;
 use clap::Parser;
 use processor::{admin::Admin, run::Status, Command, Config};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // `recent` prints its answer on stdout, so its logs go to stderr.
+    let writer = if matches!(config.command(), Command::Recent(_)) {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     if config.log_json {
         logs.json().init();
     } else {
         logs.init();
     }
     let client = config.clickhouse_client();
-    if config.command() == Command::Migrate {
-        processor::migrate::migrate(&client, &config.clickhouse_database).await?;
-        return Ok(());
+    match config.command() {
+        Command::Run => {}
+        Command::Migrate => {
+            processor::migrate::migrate(&client, &config.clickhouse_database).await?;
+            return Ok(());
+        }
+        Command::Recent(args) => {
+            let text = processor::recent::recent(
+                &client,
+                &config.clickhouse_url,
+                &config.clickhouse_database,
+                &args,
+                processor::recent::now_unix(),
+                config.clickhouse_timeout,
+            )
+            .await?;
+            print!("{text}");
+            return Ok(());
+        }
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
