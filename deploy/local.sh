@@ -115,49 +115,7 @@ done
 
 say "starting ClickHouse on 127.0.0.1:$ch_port (log: $home/logs/clickhouse.log)"
 ch="$home/clickhouse"
-mkdir -p "$ch/data" "$ch/tmp" "$ch/user_files" "$ch/format_schemas" "$ch/log"
-cat > "$ch/config.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>$ch/log/server.log</log>
-        <errorlog>$ch/log/server.err.log</errorlog>
-        <size>10M</size>
-        <count>2</count>
-    </logger>
-    <http_port>$ch_port</http_port>
-    <tcp_port>$ch_tcp_port</tcp_port>
-    <listen_host>127.0.0.1</listen_host>
-    <max_connections>64</max_connections>
-    <path>$ch/data/</path>
-    <tmp_path>$ch/tmp/</tmp_path>
-    <user_files_path>$ch/user_files/</user_files_path>
-    <format_schema_path>$ch/format_schemas/</format_schema_path>
-    <users_config>$ch/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <mark_cache_size>67108864</mark_cache_size>
-    <mlock_executable>false</mlock_executable>
-</yandex>
-XML
-cat > "$ch/users.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-    <profiles><default></default></profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>127.0.0.1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas><default></default></quotas>
-</yandex>
-XML
-clickhouse_server="$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)"
-setsid "$clickhouse_server" --config-file="$ch/config.xml" >"$home/logs/clickhouse.log" 2>&1 &
+setsid deploy/scripts/clickhouse.sh "$ch" "$ch_port" "$ch_tcp_port" >"$home/logs/clickhouse.log" 2>&1 &
 echo $! > "$home/run/clickhouse.pid"
 wait_port "$ch_port" ClickHouse "$ch/log/server.err.log"
 ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Measures ingest throughput, latency and memory on this machine: starts tansu (memory storage)
 # and a release ingest on loopback, runs the load generator against it for a bounded time, and
-# prints its report plus ingest's own counters. Everything it starts is stopped at the end.
+# prints its report plus ingest's own counters. Then, unless PALISADE_LOAD_PROCESSOR=0, starts
+# ClickHouse and a release processor on the topic the run filled and measures how fast it drains
+# it into ClickHouse (messages/s, peak memory), checking that sum(occurrences) equals the
+# reports ingest accepted. Everything it starts is stopped at the end.
 #
-#   deploy/scripts/load.sh [duration-secs=20] [concurrency=32] [body=mixed|legacy|batch]
+#   deploy/scripts/load.sh [duration-secs=20] [concurrency=32] [body=mixed|legacy|batch] [distinct=1000]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 duration="${1:-20}"
 concurrency="${2:-32}"
 body="${3:-mixed}"
+distinct="${4:-1000}"
 work="$(mktemp -d)"
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
-cargo build --release --locked -p ingest -p benches >/dev/null
+cargo build --release --locked -p ingest -p processor -p benches >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"
+ch_port="$(free_port)"; ch_tcp_port="$(free_port)"; processor_admin_port="$(free_port)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -26,6 +31,7 @@ trap cleanup EXIT
 pids+=($!)
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
 "$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 load >/dev/null
+"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 load-dead-letter >/dev/null
 
 cat > "$work/projects.toml" <<TOML
 [[project]]
@@ -43,7 +49,47 @@ for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/
 echo "idle ingest rss: $(awk '/VmRSS/ {print int($2/1024) " MiB"}' /proc/$ingest_pid/status)"
 
 target/release/palisade-load --url "http://127.0.0.1:$port/api/1/security/?sentry_key=load-key" \
-  --concurrency "$concurrency" --duration-secs "$duration" --body "$body" --watch-pid "$ingest_pid"
+  --concurrency "$concurrency" --duration-secs "$duration" --body "$body" --distinct "$distinct" \
+  --watch-pid "$ingest_pid"
 echo "ingest counters:"
-curl -fsS "http://127.0.0.1:$admin_port/metrics" \
-  | grep -E '^ingest_(reports_total|rejections_total|publish_errors_total)' | sed 's/^/  /'
+metrics="$(curl -fsS "http://127.0.0.1:$admin_port/metrics")"
+grep -E '^ingest_(reports_total|rejections_total|publish_errors_total)' <<<"$metrics" | sed 's/^/  /'
+accepted="$(grep -E '^ingest_reports_total\{.*outcome="accepted"' <<<"$metrics" | awk '{s += $2} END {printf "%d", s}')"
+[ "${PALISADE_LOAD_PROCESSOR:-1}" = 0 ] && exit 0
+
+echo "== processor: draining $accepted reports into ClickHouse"
+deploy/scripts/clickhouse.sh "$work/clickhouse" "$ch_port" "$ch_tcp_port" >"$work/clickhouse.log" 2>&1 &
+pids+=($!)
+ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }
+for _ in $(seq 1 100); do [ "$(ch_query 'SELECT 1' 2>/dev/null)" = 1 ] && break; sleep 0.2; done
+export PALISADE_KAFKA_BROKERS="127.0.0.1:$kafka_port" PALISADE_KAFKA_TOPIC=load \
+  PALISADE_DEAD_LETTER_TOPIC=load-dead-letter PALISADE_CLICKHOUSE_URL="http://127.0.0.1:$ch_port" \
+  PALISADE_ADMIN_ADDR="127.0.0.1:$processor_admin_port"
+target/release/palisade-processor migrate >"$work/processor.log" 2>&1
+started="$(date +%s.%N)"
+# Windows close on idle after 5 s once the topic is drained; the rewind is for tansu (see README).
+target/release/palisade-processor run --kafka-resume-rewind 10000 --idle-close-secs 5 \
+  >>"$work/processor.log" 2>&1 &
+processor_pid=$!
+pids+=("$processor_pid")
+peak=0; consumed=0; drained=""
+for _ in $(seq 1 1200); do
+  sleep 0.25
+  rss="$(awk '/VmRSS/ {print $2}' "/proc/$processor_pid/status" 2>/dev/null || echo 0)"
+  [ "${rss:-0}" -gt "$peak" ] && peak="$rss"
+  consumed="$(curl -fsS "http://127.0.0.1:$processor_admin_port/metrics" 2>/dev/null \
+    | awk '/^processor_messages_consumed_total / {print int($2)}')"
+  if [ -z "$drained" ] && [ "${consumed:-0}" -ge "$accepted" ]; then
+    drained="$(date +%s.%N)"
+  fi
+  stored="$(ch_query 'SELECT sum(occurrences) FROM palisade.reports FINAL' 2>/dev/null || echo 0)"
+  [ "${stored:-0}" -ge "$accepted" ] && break
+done
+finished="$(date +%s.%N)"
+rows="$(ch_query 'SELECT count() FROM palisade.reports FINAL')"
+awk -v a="$accepted" -v s="$started" -v d="${drained:-$finished}" -v f="$finished" \
+  'BEGIN { printf "consumed          %d messages in %.2f s (%.0f/s)\n", a, d - s, a / (d - s);
+           printf "stored            after %.2f s (includes the 5 s idle close)\n", f - s }'
+echo "rows in ClickHouse $rows (sum(occurrences) $stored, ingest accepted $accepted)"
+echo "processor peak rss $((peak / 1024)) MiB"
+[ "${stored:-0}" -eq "$accepted" ] || { echo "MISMATCH: stored $stored != accepted $accepted"; exit 1; }

@@ -266,7 +266,8 @@ impl Publisher {
         })
     }
 
-    /// Messages enqueued but not yet acknowledged (for the queue-depth gauge).
+    /// Messages enqueued but not yet acknowledged, plus librdkafka requests and callbacks still
+    /// in flight (`rd_kafka_outq_len`), for the queue-depth gauge.
     pub fn queue_depth(&self) -> usize {
         usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
@@ -372,7 +373,9 @@ mod tests {
             started.elapsed()
         );
         // The first message stays queued until its timeout: it is counted as in flight.
-        assert_eq!(publisher.queue_depth(), 1);
+        // (librdkafka's out-queue length also counts protocol requests and callbacks in flight,
+        // e.g. the idempotent producer's id request, so it can be more than 1 here: seen 4.)
+        assert!(publisher.queue_depth() >= 1, "{}", publisher.queue_depth());
     }
 
     #[tokio::test]

@@ -35,6 +35,10 @@ struct Args {
     /// Body kind: `legacy` (one CSP report per request), `batch` (Reporting API, 3 reports), `mixed`.
     #[arg(long, default_value = "mixed")]
     body: String,
+    /// Vary the document path over this many values (`/page-0` .. `/page-{N-1}`), so reports
+    /// have up to N distinct fingerprints instead of one flood. Default 1 (identical bodies).
+    #[arg(long, default_value_t = 1)]
+    distinct: usize,
     /// Sample the resident memory (VmRSS) of this process id every 100 ms and print the peak.
     #[arg(long)]
     watch_pid: Option<u32>,
@@ -93,13 +97,22 @@ async fn main() -> anyhow::Result<()> {
         let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
         let (histogram, totals) = (histogram.clone(), totals.clone());
         let (sent, reports, limit) = (sent.clone(), reports.clone(), args.requests);
+        let distinct = args.distinct.max(1);
         workers.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("static histogram bounds are valid");
             let mut local_totals = Totals::default();
             let mut i = worker;
             while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < limit {
-                let (body, count) = bodies[i % bodies.len()];
+                let (template, count) = bodies[i % bodies.len()];
+                let body = if distinct > 1 {
+                    template.replace(
+                        "https://shop.example.com/",
+                        &format!("https://shop.example.com/page-{}/", i % distinct),
+                    )
+                } else {
+                    template.to_owned()
+                };
                 i += 1;
                 let begin = Instant::now();
                 let answer = client
