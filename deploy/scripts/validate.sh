@@ -314,35 +314,7 @@ else
   mkdir -p "$ch_dir"
   port_http="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   port_tcp="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-  cat > "$ch_dir/config.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-    <logger><level>warning</level><log>$ch_dir/server.log</log><errorlog>$ch_dir/server.err.log</errorlog></logger>
-    <http_port>$port_http</http_port>
-    <tcp_port>$port_tcp</tcp_port>
-    <listen_host>127.0.0.1</listen_host>
-    <max_concurrent_queries>8</max_concurrent_queries>
-    <mark_cache_size>8388608</mark_cache_size>
-    <path>$ch_dir/data/</path>
-    <tmp_path>$ch_dir/tmp/</tmp_path>
-    <user_files_path>$ch_dir/user_files/</user_files_path>
-    <format_schema_path>$ch_dir/format_schemas/</format_schema_path>
-    <users_config>$ch_dir/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <mlock_executable>false</mlock_executable>
-</yandex>
-XML
-  cat > "$ch_dir/users.xml" <<'XML'
-<?xml version="1.0"?>
-<yandex>
-    <profiles><default></default></profiles>
-    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-        <profile>default</profile><quota>default</quota></default></users>
-    <quotas><default></default></quotas>
-</yandex>
-XML
-  (cd "$ch_dir" && exec "$ch_server" --config-file="$ch_dir/config.xml") >"$ch_dir/stdout.log" 2>&1 &
+  deploy/scripts/clickhouse.sh "$ch_dir" "$port_http" "$port_tcp" >"$ch_dir/stdout.log" 2>&1 &
   ch_pid=$!
   up=""
   for _ in $(seq 1 100); do
@@ -351,7 +323,7 @@ XML
   done
   chq() { clickhouse-client --host 127.0.0.1 --port "$port_tcp" "$@"; }
   if [ -z "$up" ]; then
-    fail "clickhouse-server did not start"; tail -n 20 "$ch_dir/server.err.log" 2>/dev/null || true
+    fail "clickhouse-server did not start"; tail -n 20 "$ch_dir/log/server.err.log" 2>/dev/null || true
   else
     version="$(chq --query 'SELECT version()')"
     chq --query 'CREATE DATABASE palisade'

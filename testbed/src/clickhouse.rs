@@ -230,54 +230,19 @@ fn http_request(port: u16, method: &str, path: &str, body: &str) -> anyhow::Resu
     Ok(body.to_owned())
 }
 
+/// The server config shared with the local stack (`deploy/clickhouse/config.xml`), for a server
+/// whose data, logs and users file live in `dir`.
 fn config_xml(dir: &Path, http_port: u16, tcp_port: u16) -> String {
-    let dir = dir.display();
-    format!(
-        r#"<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>{dir}/log/server.log</log>
-        <errorlog>{dir}/log/server.err.log</errorlog>
-        <size>10M</size>
-        <count>1</count>
-    </logger>
-    <http_port>{http_port}</http_port>
-    <tcp_port>{tcp_port}</tcp_port>
-    <listen_host>127.0.0.1</listen_host>
-    <max_connections>64</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>16</max_concurrent_queries>
-    <uncompressed_cache_size>8388608</uncompressed_cache_size>
-    <mark_cache_size>8388608</mark_cache_size>
-    <path>{dir}/data/</path>
-    <tmp_path>{dir}/tmp/</tmp_path>
-    <user_files_path>{dir}/user_files/</user_files_path>
-    <format_schema_path>{dir}/format_schemas/</format_schema_path>
-    <users_config>{dir}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <mlock_executable>false</mlock_executable>
-</yandex>
-"#
-    )
+    CONFIG_TEMPLATE
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@HTTP_PORT@", &http_port.to_string())
+        .replace("@TCP_PORT@", &tcp_port.to_string())
 }
 
-/// One user, `default`, no password, loopback only.
-const USERS_XML: &str = r#"<?xml version="1.0"?>
-<yandex>
-    <profiles><default></default></profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>127.0.0.1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas><default></default></quotas>
-</yandex>
-"#;
+const CONFIG_TEMPLATE: &str = include_str!("../../deploy/clickhouse/config.xml");
+
+/// One user, `default`, no password, loopback only (`deploy/clickhouse/users.xml`).
+const USERS_XML: &str = include_str!("../../deploy/clickhouse/users.xml");
 
 #[cfg(test)]
 mod tests {
