@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Palisade's local stack and tests need, skipping whatever is already there:
-# Debian packages (ClickHouse 18.16, Chromium, build tools for librdkafka) and the tansu broker,
+# Debian packages (ClickHouse 18.16, ZooKeeper, Chromium, build tools for librdkafka) and the tansu broker,
 # built once with cargo into a cache directory and reused afterwards (~16-25 min the first time).
 #
 # Environment:
@@ -24,6 +24,8 @@ command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc g++)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_pkgs+=(zlib1g-dev)
+# ZooKeeper for the ClickHouse cluster test (processor/tests/cluster.rs: two shards, replicated tables).
+[ -f /usr/share/java/zookeeper.jar ] || need_pkgs+=(zookeeper)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

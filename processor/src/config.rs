@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::batch::BatchLimits;
 use crate::dedup::DedupConfig;
+use crate::migrate::{ClusterName, Topology};
 use crate::recent::RecentArgs;
 use crate::write::{RetryPolicy, WriterConfig};
 
@@ -145,6 +146,13 @@ pub struct Config {
         global = true
     )]
     pub clickhouse_database: String,
+
+    /// ClickHouse cluster (a `remote_servers` name) the schema is spread over. With it, `migrate`
+    /// creates replicated `*_local` tables and Distributed tables under the usual names, every
+    /// statement `ON CLUSTER`; inserts wait for every shard (`insert_distributed_sync`);
+    /// retention drops partitions on every node. Default: none (a single node).
+    #[arg(long, env = "PALISADE_CLICKHOUSE_CLUSTER", global = true)]
+    pub clickhouse_cluster: Option<ClusterName>,
 
     /// Apply pending migrations before consuming. Default off.
     #[arg(long, env = "PALISADE_MIGRATE_ON_START", global = true)]
@@ -382,13 +390,21 @@ impl Config {
         }
     }
 
-    /// The ClickHouse client (URL and credentials; database chosen by the caller).
+    /// Single node, or the `--clickhouse-cluster`.
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.clickhouse_cluster.clone())
+    }
+
+    /// The ClickHouse client (URL and credentials, and the cluster's settings; database chosen
+    /// by the caller).
     pub fn clickhouse_client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(self.clickhouse_url.as_str())
-            .with_user(self.clickhouse_user.as_str())
-            .with_password(self.clickhouse_password.as_str())
-            .with_validation(false)
+        self.topology().configure(
+            clickhouse::Client::default()
+                .with_url(self.clickhouse_url.as_str())
+                .with_user(self.clickhouse_user.as_str())
+                .with_password(self.clickhouse_password.as_str())
+                .with_validation(false),
+        )
     }
 
     pub fn batch_limits(&self) -> BatchLimits {
@@ -491,6 +507,17 @@ mod tests {
         assert_eq!(c.writer().retry.max_attempts.get(), 5);
         assert!(parse(&["--project-retention", "7"]).is_err());
         assert!(parse(&["--project-retention", "7=0"]).is_err());
+    }
+
+    #[test]
+    fn the_cluster_is_optional_and_an_identifier() {
+        assert_eq!(
+            parse(&["migrate"]).unwrap().topology(),
+            Topology::SingleNode
+        );
+        let c = parse(&["migrate", "--clickhouse-cluster", "palisade"]).unwrap();
+        assert_eq!(c.topology(), Topology::Cluster("palisade".parse().unwrap()));
+        assert!(parse(&["--clickhouse-cluster", "a;b"]).is_err());
     }
 
     #[test]

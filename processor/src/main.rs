@@ -33,7 +33,12 @@ async fn main() -> anyhow::Result<()> {
     match config.command() {
         Command::Run => {}
         Command::Migrate => {
-            processor::migrate::migrate(&client, &config.clickhouse_database).await?;
+            processor::migrate::migrate_to(
+                &client,
+                &config.clickhouse_database,
+                &config.topology(),
+            )
+            .await?;
             return Ok(());
         }
         Command::Recent(args) => {

@@ -10,11 +10,20 @@
 //!   migration must never be edited: add a new one);
 //! - a file whose header has `-- requires: MAJOR.MINOR` is skipped, and recorded as skipped, on
 //!   older servers (`SELECT version()`); it is applied by a later run on a new enough server.
+//!
+//! On a cluster ([`Topology::Cluster`], `--clickhouse-cluster`) every statement, the database
+//! and `schema_migrations` included, is rendered by [`cluster`] (replicated local tables,
+//! Distributed tables under the original names, DDL `ON CLUSTER`) before it runs; checksums and
+//! `-- requires:` gates are those of the files, whatever the topology.
+
+pub mod cluster;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
+
+pub use cluster::{ClusterName, InvalidClusterName, RenderError, Topology};
 
 /// One embedded migration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +64,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ///
 /// MergeTree, not Replacing: two processors migrating at once may both record a version, and
 /// [`migrate`] reduces the records per version (applied beats skipped) when it reads them.
-const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
      (version UInt32, name String, applied_at DateTime, checksum String, status String) \
      ENGINE = MergeTree ORDER BY version";
 
@@ -88,6 +97,15 @@ pub enum MigrateError {
     InvalidDatabaseName(String),
     #[error("cannot parse the server version {0:?}")]
     ServerVersion(String),
+    #[error("migration {version} ({name}) cannot be rendered for the cluster")]
+    Render {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: RenderError,
+    },
+    #[error("database {database} already holds a single-node schema (schema_migrations is {engine}): the cluster variant needs a fresh database")]
+    TopologyMismatch { database: String, engine: String },
     #[error("migration {version} has an invalid `-- requires:` header {value:?}")]
     InvalidRequires { version: u32, value: String },
     #[error("clickhouse query failed while {step}")]
@@ -136,7 +154,8 @@ impl fmt::Display for ServerVersion {
     }
 }
 
-/// Apply every pending migration of [`MIGRATIONS`] to `database` (created if missing).
+/// Apply every pending migration of [`MIGRATIONS`] to `database` (created if missing) on a
+/// single node.
 ///
 /// Returns one [`Applied`] per migration, in order. Safe to run concurrently from several
 /// processors and to re-run after a failure (see the module doc).
@@ -144,7 +163,17 @@ pub async fn migrate(
     client: &clickhouse::Client,
     database: &str,
 ) -> Result<Vec<Applied>, MigrateError> {
-    migrate_with(client, database, MIGRATIONS).await
+    migrate_to(client, database, &Topology::SingleNode).await
+}
+
+/// [`migrate`] on `topology`: a single node, or every node of a cluster (through the node
+/// `client` points at).
+pub async fn migrate_to(
+    client: &clickhouse::Client,
+    database: &str,
+    topology: &Topology,
+) -> Result<Vec<Applied>, MigrateError> {
+    apply(client, database, topology, MIGRATIONS).await
 }
 
 /// [`migrate`] with an explicit migration list (tests use it to exercise checksums and gates).
@@ -153,16 +182,42 @@ pub async fn migrate_with(
     database: &str,
     migrations: &[Migration],
 ) -> Result<Vec<Applied>, MigrateError> {
+    apply(client, database, &Topology::SingleNode, migrations).await
+}
+
+async fn apply(
+    client: &clickhouse::Client,
+    database: &str,
+    topology: &Topology,
+    migrations: &[Migration],
+) -> Result<Vec<Applied>, MigrateError> {
     if !is_identifier(database) {
         return Err(MigrateError::InvalidDatabaseName(database.to_owned()));
     }
+    // Rendered up front: a migration the cluster variant cannot express fails the run before
+    // anything is changed.
+    let mut rendered = Vec::with_capacity(migrations.len());
+    for migration in migrations {
+        let statements = cluster::render(migration.sql, database, topology).map_err(|source| {
+            MigrateError::Render {
+                version: migration.version,
+                name: migration.name,
+                source,
+            }
+        })?;
+        rendered.push(statements);
+    }
+    let create_database = match topology.cluster() {
+        None => format!("CREATE DATABASE IF NOT EXISTS {database}"),
+        Some(cluster) => format!("CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}"),
+    };
     // `system` always exists, so this works whatever database the caller's client points at.
     let server = client
         .clone()
         .with_database("system")
         .with_validation(false);
     server
-        .query_raw(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .query_raw(&create_database)
         .execute()
         .await
         .map_err(|source| query_error("creating the database", source))?;
@@ -174,21 +229,40 @@ pub async fn migrate_with(
     let server_version =
         ServerVersion::parse(&raw_version).ok_or(MigrateError::ServerVersion(raw_version))?;
 
-    let db = client
-        .clone()
-        .with_database(database)
-        .with_validation(false);
-    db.query_raw(CREATE_MIGRATIONS_TABLE)
-        .execute()
-        .await
-        .map_err(|source| query_error("creating schema_migrations", source))?;
+    if topology.cluster().is_some() {
+        refuse_single_node_schema(&server, database).await?;
+    }
+
+    // On a cluster, records are inserted through the Distributed table synchronously, so the
+    // next run reads them from any node.
+    let db = topology.configure(
+        client
+            .clone()
+            .with_database(database)
+            .with_validation(false),
+    );
+    let create_records =
+        cluster::render(CREATE_MIGRATIONS_TABLE, database, topology).map_err(|source| {
+            MigrateError::Render {
+                version: 0,
+                name: "schema_migrations",
+                source,
+            }
+        })?;
+    for statement in &create_records {
+        db.query_raw(statement)
+            .execute()
+            .await
+            .map_err(|source| query_error("creating schema_migrations", source))?;
+    }
     let recorded = read_records(&db).await?;
 
     let mut outcomes = Vec::with_capacity(migrations.len());
-    for migration in migrations {
+    for (migration, statements) in migrations.iter().zip(&rendered) {
         let outcome = run_one(
             &db,
             migration,
+            statements,
             server_version,
             recorded.get(&migration.version),
         )
@@ -206,6 +280,31 @@ pub async fn migrate_with(
         });
     }
     Ok(outcomes)
+}
+
+/// A cluster migration against a database whose `schema_migrations` is a plain table (a
+/// single-node schema) would find every migration recorded and change nothing: refuse it.
+async fn refuse_single_node_schema(
+    server: &clickhouse::Client,
+    database: &str,
+) -> Result<(), MigrateError> {
+    #[derive(Debug, clickhouse::Row, Deserialize)]
+    struct EngineRow {
+        engine: String,
+    }
+    let engines: Vec<EngineRow> = server
+        .query("SELECT engine FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+        .bind(database)
+        .fetch_all()
+        .await
+        .map_err(|source| query_error("reading the engine of schema_migrations", source))?;
+    match engines.into_iter().next() {
+        Some(row) if row.engine != "Distributed" => Err(MigrateError::TopologyMismatch {
+            database: database.to_owned(),
+            engine: row.engine,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What `schema_migrations` says about one version, reduced over duplicate records.
@@ -242,6 +341,7 @@ async fn read_records(db: &clickhouse::Client) -> Result<BTreeMap<u32, Record>, 
 async fn run_one(
     db: &clickhouse::Client,
     migration: &Migration,
+    statements: &[String],
     server_version: ServerVersion,
     record: Option<&Record>,
 ) -> Result<Outcome, MigrateError> {
@@ -270,7 +370,7 @@ async fn run_one(
         return Ok(Outcome::Skipped { requires });
     }
 
-    for (index, statement) in split_statements(migration.sql).into_iter().enumerate() {
+    for (index, statement) in statements.iter().enumerate() {
         db.query_raw(statement)
             .execute()
             .await

@@ -34,8 +34,13 @@ pub async fn run(writer: Writer, config: Config, stop: CancellationToken) {
 
 /// One pass for `today` (days since the epoch).
 pub async fn run_once(writer: &Writer, config: &Config, today: u16) {
+    // On a cluster the partitions of every shard's local tables (see `write::retention`).
+    let topology = config.topology();
     if let Some(days) = NonZeroU32::new(config.retention_days) {
-        match writer.drop_expired_partitions(days, today).await {
+        match writer
+            .drop_expired_partitions_on(&topology, days, today)
+            .await
+        {
             Ok(dropped) => metrics::retention_run("drop_partitions", true, dropped.len()),
             Err(error) => {
                 metrics::retention_run("drop_partitions", false, 0);
@@ -47,7 +52,7 @@ pub async fn run_once(writer: &Writer, config: &Config, today: u16) {
         let before = u32::from(today).saturating_sub(project.days.get());
         let before = u16::try_from(before).unwrap_or(0);
         match writer
-            .delete_project_before(project.project_id, before)
+            .delete_project_before_on(&topology, project.project_id, before)
             .await
         {
             Ok(()) => metrics::retention_run("delete_project", true, 1),

@@ -2,7 +2,8 @@
 //! loopback ports, in temp dirs, for Palisade's integration tests, and kills them on drop.
 //!
 //! Map: [`kafka`] (tansu broker, topics, a test consumer) ; [`clickhouse`] (server + a tiny HTTP
-//! query helper + the analyst queries' parameter substitution) ; [`chromium`] (headless browser
+//! query helper + the analyst queries' parameter substitution) ; [`cluster`] (ZooKeeper + two
+//! ClickHouse shards) ; [`chromium`] (headless browser
 //! process) ; [`page`] (the CSP test page the browser loads, and its server) ; [`tls`]
 //! (self-signed certificates) ; [`free_port`] ; [`process`] (child processes with logs, killed
 //! and reaped on drop).
@@ -18,6 +19,7 @@
 pub mod bodies;
 pub mod chromium;
 pub mod clickhouse;
+pub mod cluster;
 pub mod kafka;
 pub mod metrics;
 pub mod page;

@@ -1,6 +1,8 @@
 //! Commit points in ClickHouse (`processor_checkpoints`, `schemas/sql/004_checkpoints.sql`):
 //! tansu 0.6 drops Kafka commit metadata, so the dedup state that goes with a committed offset
 //! is written here before the Kafka commit and looked up by that exact offset on assignment.
+//! On a cluster the table is Distributed, sharded by (group, topic, partition): all points of a
+//! partition on one shard, so `ORDER BY version DESC LIMIT 1` still finds the latest.
 
 use serde::{Deserialize, Serialize};
 

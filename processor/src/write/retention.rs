@@ -1,12 +1,16 @@
 //! Retention without TTL (ClickHouse 18.16): drop expired day partitions, delete a project's
 //! older rows with mutations.
+//!
+//! On a cluster ([`Topology::Cluster`]) both act on the replicated `*_local` tables of every
+//! shard (`ON CLUSTER`), never on the Distributed tables, and the partitions are listed from every
+//! shard (`cluster(name, system, parts)`). On a single node the statements are unchanged.
 
 use std::num::NonZeroU32;
 
 use serde::Deserialize;
 
 use super::{Operation, WriteError, Writer, RETAINED_TABLES};
-use crate::migrate::is_identifier;
+use crate::migrate::{is_identifier, Topology};
 
 /// A partition dropped by [`Writer::drop_expired_partitions`].
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
@@ -27,20 +31,20 @@ impl Writer {
         retention_days: NonZeroU32,
         today: u16,
     ) -> Result<Vec<DroppedPartition>, WriteError> {
+        self.drop_expired_partitions_on(&Topology::SingleNode, retention_days, today)
+            .await
+    }
+
+    /// [`Writer::drop_expired_partitions`] on `topology` (on a cluster: the `*_local` tables of
+    /// every shard; the returned `table`s are those).
+    pub async fn drop_expired_partitions_on(
+        &self,
+        topology: &Topology,
+        retention_days: NonZeroU32,
+        today: u16,
+    ) -> Result<Vec<DroppedPartition>, WriteError> {
         let cutoff = u32::from(today).saturating_sub(retention_days.get());
-        let tables = RETAINED_TABLES
-            .iter()
-            .map(|table| format!("'{table}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let list = format!(
-            "SELECT table, partition_id, toUInt16(max(max_date)) AS max_day \
-             FROM system.parts \
-             WHERE database = '{database}' AND active AND table IN ({tables}) \
-             GROUP BY table, partition_id HAVING max_day < {cutoff} \
-             ORDER BY table, partition_id",
-            database = self.config.database,
-        );
+        let list = list_expired_sql(&self.config.database, topology, cutoff);
         let (expired, _) = self
             .retry(Operation::ListPartitions, || {
                 self.client.query_raw(&list).fetch_all::<DroppedPartition>()
@@ -58,9 +62,11 @@ impl Writer {
                     partition.partition_id.clone(),
                 ));
             }
-            let drop = format!(
-                "ALTER TABLE {} DROP PARTITION ID '{}'",
-                partition.table, partition.partition_id
+            let drop = drop_partition_sql(
+                &self.config.database,
+                topology,
+                &partition.table,
+                &partition.partition_id,
             );
             self.retry(Operation::DropPartition, || {
                 self.client.query_raw(&drop).execute()
@@ -86,9 +92,25 @@ impl Writer {
         project_id: u64,
         before_day: u16,
     ) -> Result<(), WriteError> {
+        self.delete_project_before_on(&Topology::SingleNode, project_id, before_day)
+            .await
+    }
+
+    /// [`Writer::delete_project_before`] on `topology` (on a cluster: mutations of the
+    /// `*_local` tables of every shard).
+    pub async fn delete_project_before_on(
+        &self,
+        topology: &Topology,
+        project_id: u64,
+        before_day: u16,
+    ) -> Result<(), WriteError> {
         for table in RETAINED_TABLES {
-            let delete = format!(
-                "ALTER TABLE {table} DELETE WHERE project_id = {project_id} AND day < toDate({before_day})"
+            let delete = delete_project_sql(
+                &self.config.database,
+                topology,
+                table,
+                project_id,
+                before_day,
             );
             self.retry(Operation::DeleteProject, || {
                 self.client.query_raw(&delete).execute()
@@ -96,5 +118,109 @@ impl Writer {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The active partitions of the retained tables whose newest day is before `cutoff`.
+fn list_expired_sql(database: &str, topology: &Topology, cutoff: u32) -> String {
+    let tables = RETAINED_TABLES
+        .iter()
+        .map(|table| format!("'{}'", topology.local_table(table)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let parts = match topology.cluster() {
+        None => "system.parts".to_owned(),
+        Some(cluster) => format!("cluster('{cluster}', system, parts)"),
+    };
+    format!(
+        "SELECT table, partition_id, toUInt16(max(max_date)) AS max_day \
+         FROM {parts} \
+         WHERE database = '{database}' AND active AND table IN ({tables}) \
+         GROUP BY table, partition_id HAVING max_day < {cutoff} \
+         ORDER BY table, partition_id"
+    )
+}
+
+/// Drop one partition of `table` (as listed: already the local table on a cluster).
+fn drop_partition_sql(
+    database: &str,
+    topology: &Topology,
+    table: &str,
+    partition_id: &str,
+) -> String {
+    match topology.cluster() {
+        None => format!("ALTER TABLE {table} DROP PARTITION ID '{partition_id}'"),
+        Some(cluster) => format!(
+            "ALTER TABLE {database}.{table} ON CLUSTER {cluster} DROP PARTITION ID '{partition_id}'"
+        ),
+    }
+}
+
+/// Delete a project's rows before `before_day` from `table` (a retained table's usual name).
+fn delete_project_sql(
+    database: &str,
+    topology: &Topology,
+    table: &str,
+    project_id: u64,
+    before_day: u16,
+) -> String {
+    let target = match topology.cluster() {
+        None => table.to_owned(),
+        Some(cluster) => format!(
+            "{database}.{local} ON CLUSTER {cluster}",
+            local = topology.local_table(table)
+        ),
+    };
+    format!(
+        "ALTER TABLE {target} DELETE WHERE project_id = {project_id} AND day < toDate({before_day})"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> Topology {
+        Topology::Cluster("c1".parse().expect("valid name"))
+    }
+
+    #[test]
+    fn single_node_statements_are_unchanged() {
+        assert_eq!(
+            list_expired_sql("palisade", &Topology::SingleNode, 19_000),
+            "SELECT table, partition_id, toUInt16(max(max_date)) AS max_day \
+             FROM system.parts \
+             WHERE database = 'palisade' AND active AND table IN ('reports', 'rollup_hourly', \
+             'rollup_nel_hourly', 'rollup_policy_hourly') \
+             GROUP BY table, partition_id HAVING max_day < 19000 \
+             ORDER BY table, partition_id"
+        );
+        assert_eq!(
+            drop_partition_sql("palisade", &Topology::SingleNode, "reports", "20231115"),
+            "ALTER TABLE reports DROP PARTITION ID '20231115'"
+        );
+        assert_eq!(
+            delete_project_sql("palisade", &Topology::SingleNode, "reports", 7, 19_000),
+            "ALTER TABLE reports DELETE WHERE project_id = 7 AND day < toDate(19000)"
+        );
+    }
+
+    #[test]
+    fn cluster_statements_target_the_local_tables_of_every_shard() {
+        let list = list_expired_sql("palisade", &cluster(), 19_000);
+        assert!(list.contains("FROM cluster('c1', system, parts)"), "{list}");
+        assert!(
+            list.contains("table IN ('reports_local', 'rollup_hourly_local', "),
+            "{list}"
+        );
+        assert_eq!(
+            drop_partition_sql("palisade", &cluster(), "reports_local", "20231115"),
+            "ALTER TABLE palisade.reports_local ON CLUSTER c1 DROP PARTITION ID '20231115'"
+        );
+        assert_eq!(
+            delete_project_sql("palisade", &cluster(), "rollup_hourly", 7, 19_000),
+            "ALTER TABLE palisade.rollup_hourly_local ON CLUSTER c1 DELETE WHERE project_id = 7 \
+             AND day < toDate(19000)"
+        );
     }
 }

@@ -1,4 +1,10 @@
 //! Exact rollups: recompute the touched (project, hour) groups from `reports FINAL`.
+//!
+//! The same statements serve a cluster (`migrate::cluster`): there `reports` and the rollups are
+//! Distributed tables. `reports` is sharded by `row_id`, so every version of a row is on one shard
+//! and `FINAL` (applied by each shard to its own rows) plus the initiator's merge of the shards'
+//! partial aggregates is exact; each rollup is sharded by `(project_id, hour)`, so a recomputed
+//! group replaces its previous version on the same shard.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
