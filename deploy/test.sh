@@ -16,3 +16,5 @@ echo "== deployment artefacts (compose, Dockerfile, Kubernetes, Prometheus, Graf
 deploy/scripts/validate.sh
 echo "== cargo test"
 cargo test --workspace --locked "$@"
+echo "== benchmarks build and run once (criterion's test mode; figures come from cargo bench)"
+cargo test -p benches --benches --locked

@@ -6,7 +6,14 @@
 # it into ClickHouse (messages/s, peak memory), checking that sum(occurrences) equals the
 # reports ingest accepted. Everything it starts is stopped at the end.
 #
-#   deploy/scripts/load.sh [duration-secs=20] [concurrency=32] [body=mixed|legacy|batch] [distinct=1000]
+#   deploy/scripts/load.sh [duration-secs=20] [concurrency=32] [profile=mixed|legacy|batch|corpus] [distinct=1000]
+#
+# PALISADE_LOAD_FLAGS adds flags to palisade-load (e.g. "--mode h2" or "--rate 2000"; see
+# `palisade-load --help`), PALISADE_LOAD_INGEST_FLAGS flags to ingest. One million client IPs:
+#   PALISADE_LOAD_PROCESSOR=0 PALISADE_LOAD_INGEST_FLAGS=--trust-forwarded-for \
+#   PALISADE_LOAD_FLAGS="--client-ips 1000000 --requests 1000000" deploy/scripts/load.sh 600 32 legacy 1
+# deploy/scripts/baseline.sh compares ingest's CPU per request with a
+# minimal hyper server under the same load.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -42,15 +49,15 @@ quota = { per_second = 1000000, burst = 1000000 }
 TOML
 target/release/palisade-ingest --public-addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin_port" \
   --projects-file "$work/projects.toml" --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
-  --ip-rate-per-second 1000000 --ip-burst 1000000 >"$work/ingest.log" 2>&1 &
+  --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_LOAD_INGEST_FLAGS:-} >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 pids+=("$ingest_pid")
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 echo "idle ingest rss: $(awk '/VmRSS/ {print int($2/1024) " MiB"}' /proc/$ingest_pid/status)"
 
 target/release/palisade-load --url "http://127.0.0.1:$port/api/1/security/?sentry_key=load-key" \
-  --concurrency "$concurrency" --duration-secs "$duration" --body "$body" --distinct "$distinct" \
-  --watch-pid "$ingest_pid"
+  --concurrency "$concurrency" --duration-secs "$duration" --profile "$body" --distinct "$distinct" \
+  --watch-pid "$ingest_pid" ${PALISADE_LOAD_FLAGS:-}
 echo "ingest counters:"
 metrics="$(curl -fsS "http://127.0.0.1:$admin_port/metrics")"
 grep -E '^ingest_(reports_total|rejections_total|publish_errors_total)' <<<"$metrics" | sed 's/^/  /'

@@ -19,9 +19,10 @@ pub enum Verdict {
 
 /// Decides one report's fate for `project`.
 pub fn judge(project: &Project, report: &Report) -> Verdict {
-    let document_host = document_host(report);
+    // Only projects with an allow-list pay for parsing the document URL (a full URL parse is
+    // the costliest step of judging a report).
     if !project.allowed_hosts.is_empty()
-        && !document_host
+        && !document_host(report)
             .as_deref()
             .is_some_and(|h| any_match(&project.allowed_hosts, h))
     {

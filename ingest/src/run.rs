@@ -75,6 +75,7 @@ pub async fn run(
         )),
         error_logs: LogGate::new(std::time::Duration::from_secs(1)),
     });
+    let upkeep_handle = metrics.clone();
     let admin = Arc::new(Admin {
         publisher: publisher.clone(),
         metrics,
@@ -98,6 +99,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let background = shutdown.child_token();
     tasks.spawn(Arc::clone(&projects).watch(config.projects_poll_interval, background.clone()));
+    tasks.spawn(metrics_upkeep(upkeep_handle, background.clone()));
     tasks.spawn(sweep_ip_limiter(
         ip_limiter,
         config.ip_sweep_interval,
@@ -152,6 +154,22 @@ pub async fn run(
         Err(join) => {
             tracing::error!(error = %join, "kafka flush task failed");
             Ok(())
+        }
+    }
+}
+
+/// How often the Prometheus recorder folds recorded histogram samples into its buckets.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the recorder's upkeep every [`METRICS_UPKEEP_EVERY`]. `install_recorder` leaves this to
+/// the caller: without it every histogram sample (two per request) is kept until the next
+/// `/metrics` scrape, so memory grows with traffic when nobody scrapes.
+async fn metrics_upkeep(handle: PrometheusHandle, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => handle.run_upkeep(),
         }
     }
 }

@@ -36,27 +36,25 @@ pub fn classify(raw: Option<&str>) -> (BlockedClass, Option<String>) {
     let Some(raw) = raw.map(str::trim) else {
         return (BlockedClass::SelfOrigin, None);
     };
-    let lower = raw.to_ascii_lowercase();
-    let keyword = match lower.as_str() {
-        "" | "self" | "'self'" => return (BlockedClass::SelfOrigin, None),
-        "null" => return (BlockedClass::None, None),
-        "inline" | "'unsafe-inline'" => Some(BlockedClass::Inline),
-        "eval" | "'unsafe-eval'" => Some(BlockedClass::Eval),
-        "wasm-eval" | "'wasm-unsafe-eval'" => Some(BlockedClass::WasmEval),
-        "trusted-types-policy" => Some(BlockedClass::TrustedTypesPolicy),
-        "trusted-types-sink" => Some(BlockedClass::TrustedTypesSink),
-        _ => None,
-    };
-    if let Some(class) = keyword {
-        return (class, Some(lower));
+    // Compared without lowercasing first: most values are URLs, and this runs for every report.
+    let is = |word: &str| raw.eq_ignore_ascii_case(word);
+    if is("") || is("self") || is("'self'") {
+        return (BlockedClass::SelfOrigin, None);
     }
-    match scheme_of(raw) {
-        Some(scheme) => {
-            let class = class_of_scheme(&scheme);
-            (class, Some(raw.to_owned()))
-        }
+    if is("null") {
+        return (BlockedClass::None, None);
+    }
+    let keyword = KEYWORDS
+        .iter()
+        .find(|(spellings, _)| spellings.iter().any(|word| is(word)));
+    if let Some((_, class)) = keyword {
+        return (*class, Some(raw.to_ascii_lowercase()));
+    }
+    match raw_scheme(raw) {
+        Some(scheme) => (class_of_scheme(scheme), Some(raw.to_owned())),
         None if is_scheme_word(raw) => {
             // A bare scheme (`data`, `about`, `chrome-extension`): store it as `scheme:`.
+            let lower = raw.to_ascii_lowercase();
             let class = class_of_scheme(&lower);
             (class, Some(format!("{lower}:")))
         }
@@ -64,13 +62,29 @@ pub fn classify(raw: Option<&str>) -> (BlockedClass, Option<String>) {
     }
 }
 
+/// Keyword spellings (any ASCII case) and their class; the stored value is the spelling
+/// lowercased.
+const KEYWORDS: &[(&[&str], BlockedClass)] = &[
+    (&["inline", "'unsafe-inline'"], BlockedClass::Inline),
+    (&["eval", "'unsafe-eval'"], BlockedClass::Eval),
+    (&["wasm-eval", "'wasm-unsafe-eval'"], BlockedClass::WasmEval),
+    (&["trusted-types-policy"], BlockedClass::TrustedTypesPolicy),
+    (&["trusted-types-sink"], BlockedClass::TrustedTypesSink),
+];
+
+/// `scheme` in any ASCII case.
 fn class_of_scheme(scheme: &str) -> BlockedClass {
-    match scheme {
-        "http" | "https" | "ws" | "wss" => BlockedClass::Url,
-        "data" => BlockedClass::Data,
-        "blob" => BlockedClass::Blob,
-        s if EXTENSION_SCHEMES.contains(&s) => BlockedClass::Extension,
-        _ => BlockedClass::OtherScheme,
+    let is = |word: &str| scheme.eq_ignore_ascii_case(word);
+    if is("http") || is("https") || is("ws") || is("wss") {
+        BlockedClass::Url
+    } else if is("data") {
+        BlockedClass::Data
+    } else if is("blob") {
+        BlockedClass::Blob
+    } else if EXTENSION_SCHEMES.iter().any(|s| is(s)) {
+        BlockedClass::Extension
+    } else {
+        BlockedClass::OtherScheme
     }
 }
 
@@ -83,8 +97,13 @@ pub fn is_scheme_word(word: &str) -> bool {
 
 /// The lowercase scheme of `value` when it starts with `scheme:`.
 pub fn scheme_of(value: &str) -> Option<String> {
+    raw_scheme(value).map(str::to_ascii_lowercase)
+}
+
+/// The scheme of `value` as written (any case) when it starts with `scheme:`.
+fn raw_scheme(value: &str) -> Option<&str> {
     let (scheme, _) = value.split_once(':')?;
-    is_scheme_word(scheme).then(|| scheme.to_ascii_lowercase())
+    is_scheme_word(scheme).then_some(scheme)
 }
 
 /// The scheme of `value`, or the whole value lowercased when it is a bare scheme word.
@@ -111,10 +130,12 @@ pub fn host_of(value: &str) -> Option<String> {
 /// `filesystem:` stay apart).
 pub fn origin_key(class: BlockedClass, blocked_url: Option<&str>) -> String {
     match (class, blocked_url) {
-        (BlockedClass::Url, Some(url)) => match url::Url::parse(url) {
-            Ok(parsed) if parsed.has_host() => parsed.origin().ascii_serialization(),
-            _ => strip_query(url).to_owned(),
-        },
+        (BlockedClass::Url, Some(url)) => {
+            plain_url_origin(url).unwrap_or_else(|| match url::Url::parse(url) {
+                Ok(parsed) if parsed.has_host() => parsed.origin().ascii_serialization(),
+                _ => strip_query(url).to_owned(),
+            })
+        }
         (BlockedClass::Extension | BlockedClass::OtherScheme, Some(url)) => {
             match scheme_or_word(url) {
                 Some(scheme) => format!("{scheme}:"),
@@ -123,6 +144,69 @@ pub fn origin_key(class: BlockedClass, blocked_url: Option<&str>) -> String {
         }
         (class, _) => class.as_str().to_owned(),
     }
+}
+
+/// `scheme://host[:port]` (port only when not the scheme's default) of a plain http(s)/ws(s)
+/// URL, computed without [`url::Url::parse`]; `None` when the authority is anything but plain
+/// ASCII `host[:port]` (then the parser decides). Byte for byte what
+/// `Url::parse(url)?.origin().ascii_serialization()` gives for the URLs it accepts: the WHATWG
+/// parser only lowercases such a host and drops a default port. It refuses what the parser
+/// would change or reject: userinfo, IP literals and hosts ending in a number (IPv4 parsing),
+/// `xn--` labels (IDNA), empty labels, percent-escapes, backslashes, whitespace, odd ports.
+fn plain_url_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme.as_bytes() {
+        s if s.eq_ignore_ascii_case(b"http") || s.eq_ignore_ascii_case(b"ws") => 80,
+        s if s.eq_ignore_ascii_case(b"https") || s.eq_ignore_ascii_case(b"wss") => 443,
+        _ => return None,
+    };
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let plain_label = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
+    };
+    // A last label starting with a digit may be an IPv4 address (or "ends in a number", which
+    // the parser refuses): leave those to it.
+    let last = host.rsplit('.').next()?;
+    if !host.split('.').all(plain_label) || !last.bytes().next()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(port) => {
+            let plain = !port.is_empty()
+                && port.len() <= 5
+                && !port.starts_with('0')
+                && port.bytes().all(|b| b.is_ascii_digit());
+            let value: u32 = if plain {
+                port.parse().ok()?
+            } else {
+                return None;
+            };
+            if value > 65_535 {
+                return None;
+            }
+            (value != default_port).then_some(port)
+        }
+    };
+    let mut origin = String::with_capacity(scheme.len() + 3 + host.len() + 6);
+    origin.push_str(&scheme.to_ascii_lowercase());
+    origin.push_str("://");
+    origin.push_str(host);
+    origin.make_ascii_lowercase();
+    if let Some(port) = port {
+        origin.push(':');
+        origin.push_str(port);
+    }
+    Some(origin)
 }
 
 /// `url` without its query string and fragment.
@@ -227,6 +311,92 @@ mod tests {
         assert_eq!(key("about"), "about:");
         assert_eq!(key("chrome-extension://abc/x.js"), "chrome-extension:");
         assert_eq!(key(""), "self-origin");
+    }
+
+    /// Guards the fast path of `origin_key`: wherever `plain_url_origin` answers, it answers
+    /// exactly what the WHATWG parser does (the fingerprint depends on it), and it does answer
+    /// for the common plain URLs.
+    #[test]
+    fn plain_origins_match_the_url_parser() {
+        let by_parser = |url: &str| match url::Url::parse(url) {
+            Ok(parsed) if parsed.has_host() => Some(parsed.origin().ascii_serialization()),
+            _ => None,
+        };
+        let schemes = [
+            "http",
+            "https",
+            "ws",
+            "wss",
+            "HTTPS",
+            "Http",
+            "ftp",
+            "file",
+            "blob:https",
+        ];
+        let hosts = [
+            "cdn.example",
+            "CDN.Example.COM",
+            "a-b.c-d.example",
+            "localhost",
+            "x",
+            "45.55.25.245",
+            "1.2.3.04",
+            "example.1",
+            "example.0x1f",
+            "a..b",
+            ".a.b",
+            "a.b.",
+            "xn--nxasmq6b.example",
+            "XN--abc.example",
+            "b\u{e9}b\u{e9}.example",
+            "a%41.example",
+            "[::1]",
+            "u:p@host.example",
+            "a b.example",
+            "a\tb.example",
+            "a_b.example",
+            "",
+            "host.example\n",
+        ];
+        let ports = [
+            "", ":80", ":443", ":8080", ":0", ":080", ":65535", ":65536", ":", ":8a", ":99999",
+        ];
+        let rests = [
+            "",
+            "/",
+            "/a.js?x=1#f",
+            "?q",
+            "#f",
+            "\\x",
+            "/%zz/ \u{e9}",
+            "/a\tb",
+        ];
+        let mut answered = 0;
+        let mut cases = 0;
+        for scheme in schemes {
+            for host in hosts {
+                for port in ports {
+                    for rest in rests {
+                        let url = format!("{scheme}://{host}{port}{rest}");
+                        cases += 1;
+                        if let Some(fast) = plain_url_origin(&url) {
+                            answered += 1;
+                            assert_eq!(Some(fast), by_parser(&url), "{url:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(answered > 0, "fast path answered {answered} of {cases}");
+        assert_eq!(
+            plain_url_origin("https://CDN.example:443/a.js?x=1").as_deref(),
+            Some("https://cdn.example")
+        );
+        assert_eq!(
+            plain_url_origin("http://cdn.example:8080").as_deref(),
+            Some("http://cdn.example:8080")
+        );
+        assert_eq!(plain_url_origin("http://45.55.25.245/"), None);
     }
 
     #[test]

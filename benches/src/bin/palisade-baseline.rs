@@ -1,0 +1,90 @@
+//! `palisade-baseline`: the floor any HTTP edge pays. A minimal hyper 1 server on the same
+//! runtime as ingest (`#[tokio::main]`: multi-threaded, one worker per core) and the same
+//! connection handling (hyper-util `auto`: HTTP/1.1 keep-alive and h2c), that reads each
+//! request's whole body and answers 204. Load it like ingest and compare CPU per request
+//! (`deploy/scripts/baseline.sh`). Runs until SIGINT/SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+/// Minimal HTTP server answering 204 after reading the body.
+#[derive(Debug, Parser)]
+#[command(name = "palisade-baseline", about)]
+struct Args {
+    /// Listen address. Default `127.0.0.1:8081`.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+    /// Largest body read, in bytes (then 413), as ingest's `--max-body-bytes`. Default 1048576.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    eprintln!("palisade-baseline listening on {}", listener.local_addr()?);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let limit = args.max_body_bytes;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: keep serving the open connections.
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| answer(request, limit));
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let status = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(body) => {
+            std::hint::black_box(body.to_bytes());
+            StatusCode::NO_CONTENT
+        }
+        Err(_) => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, () = term => {} }
+}

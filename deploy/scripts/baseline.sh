@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Ingest's CPU per request against the floor any HTTP edge pays: runs the SAME load (HTTP/1.1
+# keep-alive, the `legacy` profile of ~700-byte legacy CSP reports, same concurrency and
+# duration) against `palisade-baseline` (a minimal hyper server that reads the body and answers
+# 204) and against a release ingest publishing to tansu (acks=all, so every 202 waited for
+# Kafka), first closed loop (saturation), then open loop at a fixed rate both sustain. Prints
+# throughput, latency and CPU-us per request of each, and the ratio ingest / baseline.
+# CPU is utime+stime of the server process (/proc/PID/stat), so the ratio holds on a noisy
+# machine better than wall-clock figures; tansu and the load generator are reported apart.
+#
+#   deploy/scripts/baseline.sh [duration-secs=15] [concurrency=32] [rate=half the slower closed-loop throughput]
+#
+# Environment: PALISADE_PIN=0 disables CPU pinning (default on when taskset exists and the
+# machine has at least 2 cores: servers on CPU 0, load generator and tansu on the others);
+# PALISADE_PROFILE (default legacy) and PALISADE_MODE (default keepalive) change the load;
+# PALISADE_INGEST_FLAGS adds ingest flags (e.g. "--kafka-linger-ms 20"); PALISADE_NO_BUILD=1
+# uses the release binaries as they are.
+# Everything it starts is stopped at the end.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+duration="${1:-15}"
+concurrency="${2:-32}"
+fixed_rate="${3:-}"
+profile="${PALISADE_PROFILE:-legacy}"
+mode="${PALISADE_MODE:-keepalive}"
+work="$(mktemp -d)"
+tansu="$(deploy/scripts/setup.sh | tail -n 1)"
+[ "${PALISADE_NO_BUILD:-0}" = 1 ] || cargo build --release --locked -p ingest -p benches --bins >/dev/null
+
+server_cpus=""; client_cpus=""
+if [ "${PALISADE_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  server_cpus="taskset -c 0"; client_cpus="taskset -c 1-$(($(nproc) - 1))"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"; base_port="$(free_port)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+(cd "$work" && exec $client_cpus "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/) \
+  >"$work/tansu.log" 2>&1 &
+tansu_pid=$!
+pids+=("$tansu_pid")
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
+"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 load >/dev/null
+
+cat > "$work/projects.toml" <<TOML
+[[project]]
+id = 1
+name = "load"
+keys = [{ public_key = "load-key" }]
+quota = { per_second = 1000000, burst = 1000000 }
+TOML
+$server_cpus target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
+  --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
+  --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
+  --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_INGEST_FLAGS:-} >"$work/ingest.log" 2>&1 &
+ingest_pid=$!
+pids+=("$ingest_pid")
+$server_cpus target/release/palisade-baseline --addr "127.0.0.1:$base_port" >"$work/baseline.log" 2>&1 &
+baseline_pid=$!
+pids+=("$baseline_pid")
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$base_port") 2>/dev/null && break; sleep 0.1; done
+
+ingest_url="http://127.0.0.1:$port/api/1/security/?sentry_key=load-key"
+base_url="http://127.0.0.1:$base_port/api/1/security/?sentry_key=load-key"
+load() { # name url pid seconds [extra flags...]
+  local name="$1" url="$2" pid="$3" seconds="$4"; shift 4
+  $client_cpus target/release/palisade-load --url "$url" --mode "$mode" --profile "$profile" \
+    --concurrency "$concurrency" --duration-secs "$seconds" --watch-pid "$pid" \
+    --watch-pid "$tansu_pid" --json "$@" >"$work/$name.json"
+  echo "  $name: $(jq -r '"\(.requests_per_second|floor) req/s, statuses \(.statuses|tostring), errors \(.transport_errors|tostring)"' "$work/$name.json")" >&2
+}
+
+echo "== warm-up (3 s each, not counted)" >&2
+load warm-base "$base_url" "$baseline_pid" 3
+load warm-ingest "$ingest_url" "$ingest_pid" 3
+echo "== closed loop, ${duration} s, concurrency $concurrency, $mode, profile $profile" >&2
+load closed-base "$base_url" "$baseline_pid" "$duration"
+load closed-ingest "$ingest_url" "$ingest_pid" "$duration"
+if [ -z "$fixed_rate" ]; then
+  fixed_rate="$(jq -s 'map(.requests_per_second) | min / 2 | floor' "$work/closed-base.json" "$work/closed-ingest.json")"
+fi
+echo "== open loop at $fixed_rate requests/s" >&2
+load rate-base "$base_url" "$baseline_pid" "$duration" --rate "$fixed_rate"
+load rate-ingest "$ingest_url" "$ingest_pid" "$duration" --rate "$fixed_rate"
+
+python3 - "$work" "$fixed_rate" <<'PY'
+import json, sys
+work, rate = sys.argv[1], sys.argv[2]
+def get(name):
+    return json.load(open(f"{work}/{name}.json"))
+rows = []
+print()
+print(f"{'run':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'server cpu-us/req':>19}{'tansu cpu-us/req':>18}{'gen cpu s':>10}{'non-2xx':>9}")
+for scenario in ("closed", "rate"):
+    figures = {}
+    for target in ("base", "ingest"):
+        s = get(f"{scenario}-{target}")
+        server, tansu = s["watched"][0], s["watched"][1]
+        bad = sum(n for code, n in s["statuses"].items() if not 200 <= int(code) < 300) + sum(s["transport_errors"].values())
+        label = f"{scenario} {'baseline' if target == 'base' else 'ingest'}"
+        print(f"{label:<22}{s['requests_per_second']:>9.0f}{s['latency_ms']['p50']:>9.3f}{s['latency_ms']['p99']:>9.3f}{s['latency_ms']['p99_9']:>10.3f}"
+              f"{server['cpu_us_per_request'] or 0:>19.1f}{tansu['cpu_us_per_request'] or 0:>18.1f}{s['generator_cpu_seconds'] or 0:>10.2f}{bad:>9}")
+        figures[target] = (s["requests_per_second"], server["cpu_us_per_request"] or float("nan"))
+    (bt, bc), (it, ic) = figures["base"], figures["ingest"]
+    name = "closed loop (saturation)" if scenario == "closed" else f"open loop at {rate}/s"
+    print(f"  ratio ingest/baseline, {name}: cpu per request {ic / bc:.2f}x, throughput {it / bt:.2f}x")
+ingest = get("closed-ingest")["watched"][0]
+print(f"ingest peak rss {(ingest['peak_rss_kib'] or 0) // 1024} MiB")
+PY
