@@ -7,11 +7,13 @@
 //! map all share ONE overflow bucket (counted in `ingest_ip_limiter_overflow_total`) until the
 //! periodic [`IpLimiter::sweep`] (`retain_recent()`) forgets IPs whose bucket refilled. Under a
 //! flood of distinct IPs the overflow bucket throttles the newcomers together, and memory stays
-//! at `max_tracked` entries (plus at most one per concurrently racing request).
+//! at `max_tracked` entries: every insertion of a new IP happens under one mutex that re-checks
+//! the size, so racing requests cannot push the map past the cap (known IPs never take it).
 
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -29,6 +31,9 @@ pub struct CappedStore<K: Hash + Eq + Clone> {
     map: DashMapStateStore<K>,
     overflow: InMemoryState,
     cap: usize,
+    /// Serialises insertions of new keys so the size check and the insert are one step.
+    /// (`retain_recent` only removes, so it needs no lock.)
+    insert: Mutex<()>,
 }
 
 impl<K: Hash + Eq + Clone> CappedStore<K> {
@@ -37,12 +42,16 @@ impl<K: Hash + Eq + Clone> CappedStore<K> {
             map: DashMapStateStore::default(),
             overflow: InMemoryState::default(),
             cap,
+            insert: Mutex::new(()),
         }
     }
 
-    /// Whether a request for `key` would use the overflow state.
-    fn overflows(&self, key: &K) -> bool {
-        self.map.len() >= self.cap && !self.map.contains_key(key)
+    fn measure_overflow<T, F, E>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        crate::metrics::ip_limiter_overflow();
+        self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
@@ -53,12 +62,21 @@ impl<K: Hash + Eq + Clone> StateStore for CappedStore<K> {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if self.overflows(key) {
-            crate::metrics::ip_limiter_overflow();
-            self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
-        } else {
-            self.map.measure_and_replace(key, f)
+        // A known key: measure its own state in place (never inserts, so needs no lock).
+        if let Some(state) = self.map.get(key) {
+            return state.measure_and_replace(&NotKeyed::NonKey, f);
         }
+        // Full: skip the lock, the common case under a flood of new IPs.
+        if self.map.len() >= self.cap {
+            return self.measure_overflow(f);
+        }
+        // A poisoned lock only means another insert panicked; the map itself is still sound.
+        let _insert = self.insert.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.map.contains_key(key) && self.map.len() >= self.cap {
+            return self.measure_overflow(f);
+        }
+        let state = self.map.entry(key.clone()).or_default();
+        state.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
@@ -219,6 +237,28 @@ mod tests {
         assert_eq!(l.len(), 0, "refilled buckets are forgotten");
         assert!(l.check(ip(4)).is_ok());
         assert_eq!(l.len(), 1);
+    }
+
+    /// Regression: the size check and the insert used to be separate steps, so threads racing
+    /// with new IPs could push the map past the cap.
+    #[test]
+    fn racing_new_ips_never_exceed_the_cap() {
+        let l = std::sync::Arc::new(IpLimiter::new(nz(1), nz(1), 100));
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let l = std::sync::Arc::clone(&l);
+                std::thread::spawn(move || {
+                    for i in 0..=255u8 {
+                        let _ = l.check(IpAddr::V4(Ipv4Addr::new(10, t, i, 1)));
+                        assert!(l.len() <= 100);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(l.len(), 100, "filled up to the cap, not past it");
     }
 
     #[test]

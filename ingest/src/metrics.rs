@@ -40,6 +40,8 @@ pub const CONNECTION_ERRORS_TOTAL: &str = "ingest_connection_errors_total";
 pub const IP_LIMITER_TRACKED: &str = "ingest_ip_limiter_tracked";
 /// Requests from new IPs that went to the shared overflow limiter because the map was full.
 pub const IP_LIMITER_OVERFLOW_TOTAL: &str = "ingest_ip_limiter_overflow_total";
+/// Kafka producers replaced after librdkafka fenced or failed the idempotent producer.
+pub const KAFKA_PRODUCER_RESTARTS_TOTAL: &str = "ingest_kafka_producer_restarts_total";
 
 pub fn request(route: &'static str, status: http::StatusCode, took: Duration) {
     metrics::counter!(REQUESTS_TOTAL, "route" => route, "status" => status_label(status))
@@ -103,6 +105,10 @@ pub fn ip_limiter_tracked(n: usize) {
 
 pub fn ip_limiter_overflow() {
     metrics::counter!(IP_LIMITER_OVERFLOW_TOTAL).increment(1);
+}
+
+pub fn kafka_producer_restart() {
+    metrics::counter!(KAFKA_PRODUCER_RESTARTS_TOTAL).increment(1);
 }
 
 /// The numeric status as a static label (statuses we send are a small fixed set).

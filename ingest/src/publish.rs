@@ -5,11 +5,22 @@
 //! a full producer queue is refused at once ([`PublishError::QueueFull`]) so the edge can answer
 //! 503 and the browser retries later, instead of piling up requests in memory.
 //!
+//! Every wait for an acknowledgement is bounded by `--kafka-message-timeout-ms`: librdkafka
+//! does not time out a message already sent to a broker whose connection went silent (an
+//! idempotent producer keeps it in flight), so the edge stops waiting itself and answers 503.
+//!
+//! The producer is replaced by a fresh one (new producer id) when librdkafka reports it fenced
+//! or failed: an idempotent producer whose message timed out in flight bumps its epoch
+//! (KIP-360), which Apache Kafka accepts but some Kafka-compatible brokers (tansu 0.6) answer
+//! with `PRODUCER_FENCED` for every later message. Without the replacement ingest would answer
+//! 503 for good while looking healthy.
+//!
 //! Delivery is at-least-once: when a request is refused after some of its reports were already
 //! enqueued (queue full half-way through a batch, or one report timing out), those reports may
 //! still reach Kafka, and the browser's retry produces them again. The processor deduplicates.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -22,10 +33,6 @@ use rdkafka::util::Timeout;
 /// Kafka header carrying [`schemas::MESSAGE_VERSION`] as ASCII decimal, so consumers can route
 /// or skip messages without parsing the payload.
 pub const MESSAGE_VERSION_HEADER: &str = "palisade-message-version";
-
-/// How long librdkafka waits before sending a batch (`linger.ms`): small, because every request
-/// waits for its acknowledgement, but non-zero so concurrent requests share a produce request.
-const LINGER_MS: u64 = 5;
 
 /// Kafka settings (flattened into the binary's `Config`).
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +67,16 @@ pub struct KafkaConfig {
         default_value_t = 100_000
     )]
     pub queue_max_messages: usize,
+    /// How long librdkafka waits to fill a batch before sending it (`linger.ms`), in
+    /// milliseconds: every request waits for its acknowledgement, so this adds to latency, but
+    /// a non-zero value lets concurrent requests share one produce request (less CPU per report
+    /// in ingest and the broker). Default 5.
+    #[arg(
+        long = "kafka-linger-ms",
+        env = "PALISADE_KAFKA_LINGER_MS",
+        default_value_t = 5
+    )]
+    pub linger_ms: u64,
     /// Compression codec for produced batches (`none`, `gzip`, `snappy`, `lz4`; `zstd` is not
     /// compiled in).
     #[arg(
@@ -110,7 +127,7 @@ impl KafkaConfig {
                 "queue.buffering.max.messages",
                 self.queue_max_messages.to_string(),
             )
-            .set("linger.ms", LINGER_MS.to_string())
+            .set("linger.ms", self.linger_ms.to_string())
             // Same key -> same partition as the Java client, so any producer of this topic agrees.
             .set("partitioner", "murmur2_random");
         config
@@ -168,10 +185,30 @@ impl PublishError {
 /// [`Publisher::flush`] first on shutdown.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    /// The current producer and its generation; replaced when fenced (see the module docs).
+    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    /// Generations created so far, to replace a fenced producer once, not once per request.
+    generation: Arc<AtomicU64>,
+    config: Arc<ClientConfig>,
     topic: Arc<str>,
     /// [`MESSAGE_VERSION_HEADER`]'s value, formatted once.
     version: Arc<str>,
+    /// Longest wait for the acknowledgements of one request (`message_timeout_ms`).
+    delivery_timeout: Duration,
+}
+
+/// Whether `error` says the producer itself is unusable (fenced, or a fatal idempotence error),
+/// so only a new producer helps.
+fn is_fenced(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::Fatal
+        )
+    )
 }
 
 impl std::fmt::Debug for Publisher {
@@ -185,15 +222,49 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// Create the producer (does not wait for the broker).
     pub fn new(config: &KafkaConfig) -> Result<Self, PublishError> {
-        let producer = config
-            .client_config()
-            .create()
-            .map_err(PublishError::Config)?;
+        let client_config = config.client_config();
+        let producer = client_config.create().map_err(PublishError::Config)?;
         Ok(Self {
-            producer,
+            producer: Arc::new(RwLock::new((0, producer))),
+            generation: Arc::new(AtomicU64::new(0)),
+            config: Arc::new(client_config),
             topic: Arc::from(config.topic.as_str()),
             version: Arc::from(schemas::MESSAGE_VERSION.to_string()),
+            delivery_timeout: Duration::from_millis(config.message_timeout_ms),
         })
+    }
+
+    /// The current producer (a cheap clone) and its generation.
+    fn current(&self) -> (u64, FutureProducer) {
+        let guard = self
+            .producer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replace producer `generation` by a new one, unless another request already did. Messages
+    /// still held by the old producer fail (their requests answer 503) once its last handle is
+    /// dropped.
+    fn replace(&self, generation: u64, why: &str) {
+        let mut guard = self
+            .producer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.0 != generation {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(producer) => {
+                let next = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                *guard = (next, producer);
+                crate::metrics::kafka_producer_restart();
+                tracing::warn!(why, generation = next, "kafka producer replaced");
+            }
+            Err(error) => {
+                tracing::error!(%error, why, "kafka producer could not be replaced");
+            }
+        }
     }
 
     /// The topic reports are published to.
@@ -211,40 +282,57 @@ impl Publisher {
             key: MESSAGE_VERSION_HEADER,
             value: Some(self.version.as_bytes()),
         });
+        let (generation, producer) = self.current();
         let mut deliveries = Vec::with_capacity(messages.len());
         for message in &messages {
             let record = FutureRecord::to(&self.topic)
                 .key(message.key.as_bytes())
                 .payload(message.payload.as_slice())
                 .headers(headers.clone());
-            let delivery = self
-                .producer
+            let delivery = producer
                 .send_result(record)
-                .map_err(|(error, _record)| PublishError::from_kafka(error))?;
+                .map_err(|(error, _record)| self.failed(generation, error))?;
             deliveries.push(delivery);
         }
+        drop(producer);
         // All messages are in flight together; awaiting them in order costs nothing extra.
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_delivered)) => {}
-                Ok(Err((error, _message))) => return Err(PublishError::from_kafka(error)),
-                // The producer was dropped before reporting the delivery.
-                Err(_canceled) => return Err(PublishError::Unavailable(KafkaError::Canceled)),
+        let acknowledged = async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_delivered)) => {}
+                    Ok(Err((error, _message))) => return Err(self.failed(generation, error)),
+                    // The producer was dropped (replaced) before reporting the delivery.
+                    Err(_canceled) => {
+                        return Err(PublishError::Unavailable(KafkaError::Canceled));
+                    }
+                }
             }
+            Ok(())
+        };
+        tokio::time::timeout(self.delivery_timeout, acknowledged)
+            .await
+            .unwrap_or(Err(PublishError::Timeout))
+    }
+
+    /// Classify a failure, replacing the producer first when it is fenced.
+    fn failed(&self, generation: u64, error: KafkaError) -> PublishError {
+        if is_fenced(&error) {
+            self.replace(generation, "fenced");
         }
-        Ok(())
+        PublishError::from_kafka(error)
     }
 
     /// Whether the cluster answers a metadata request for the topic within `timeout`, and the
     /// topic has at least one partition with a leader.
     pub async fn ready(&self, timeout: Duration) -> bool {
-        // An idempotent producer that hit a fatal error (e.g. a sequence gap) refuses every
-        // message from then on: only a restart helps, so report not ready.
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
+        // An idempotent producer that hit a fatal error (e.g. a sequence gap, or fenced)
+        // refuses every message from then on: replace it and report not ready this time.
+        let (generation, producer) = self.current();
+        if let Some((code, reason)) = producer.client().fatal_error() {
             tracing::error!(code = %code, reason, "kafka producer has a fatal error");
+            self.replace(generation, "fatal error");
             return false;
         }
-        let producer = self.producer.clone();
         let topic = Arc::clone(&self.topic);
         // `fetch_metadata` blocks the calling thread until the broker answers or `timeout`.
         let metadata = tokio::task::spawn_blocking(move || {
@@ -269,13 +357,14 @@ impl Publisher {
     /// Messages enqueued but not yet acknowledged, plus librdkafka requests and callbacks still
     /// in flight (`rd_kafka_outq_len`), for the queue-depth gauge.
     pub fn queue_depth(&self) -> usize {
-        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+        usize::try_from(self.current().1.in_flight_count()).unwrap_or(0)
     }
 
     /// Wait until every enqueued message is delivered or `timeout` passes (shutdown). Blocks the
     /// calling thread: call it from `spawn_blocking` or after the runtime's work is done.
     pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
-        self.producer
+        self.current()
+            .1
             .flush(Timeout::After(timeout))
             .map_err(PublishError::from_kafka)
     }
@@ -291,6 +380,7 @@ mod tests {
             topic: "palisade-test".to_owned(),
             message_timeout_ms: 1_000,
             queue_max_messages: 1,
+            linger_ms: 5,
             compression: "lz4".to_owned(),
             properties: Vec::new(),
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::publish::PublishError;
 
@@ -88,6 +89,9 @@ impl Rejection {
             Self::IpRateLimited { .. } | Self::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            Self::Unavailable { source, .. } if is_message_too_large(source) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Encode(_) | Self::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +118,7 @@ impl Rejection {
             Self::IpRateLimited { .. } => "ip_rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Overloaded { .. } => "overloaded",
+            Self::Unavailable { source, .. } if is_message_too_large(source) => "message_too_large",
             Self::Unavailable { source, .. } => source.reason(),
             Self::Encode(_) | Self::Worker(_) => "internal",
         }
@@ -122,6 +127,7 @@ impl Rejection {
     /// `Retry-After`, whole seconds rounded up, when the client should come back later.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
+            Self::Unavailable { source, .. } if is_message_too_large(source) => None,
             Self::IpRateLimited { retry_after }
             | Self::QuotaExceeded { retry_after }
             | Self::Overloaded { retry_after }
@@ -153,9 +159,31 @@ impl Rejection {
     }
 }
 
+/// Whether Kafka refused a report's message for its size (over the producer's
+/// `message.max.bytes`, 1,000,000 bytes by default, or the broker's limit). A body under
+/// `--max-body-bytes` can still encode to such a message (one string of about 1 MB): no retry
+/// can fix it, so it is a 413 without `Retry-After`, not a 503 that browsers would retry.
+fn is_message_too_large(source: &PublishError) -> bool {
+    let PublishError::Unavailable(error) = source else {
+        return false;
+    };
+    let code = match error {
+        // librdkafka's local check at enqueue, and the broker's answer in a delivery report.
+        KafkaError::MessageProduction(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
+    code == Some(RDKafkaErrorCode::MessageSizeTooLarge)
+}
+
 /// The error's message and its sources, `a: b`.
 fn detail(rejection: &Rejection) -> String {
-    crate::projects::error_chain(rejection)
+    match rejection {
+        // The variant's own message says "retry in ..."; this refusal is final.
+        Rejection::Unavailable { source, .. } if is_message_too_large(source) => {
+            "a report is too large for one kafka message".to_owned()
+        }
+        _ => crate::projects::error_chain(rejection),
+    }
 }
 
 /// Whole seconds, rounded up, at least 1 (a `Retry-After: 0` invites an immediate retry storm).
@@ -247,6 +275,26 @@ mod tests {
                 },
                 503,
                 "kafka_queue_full",
+            ),
+            (
+                Rejection::Unavailable {
+                    retry_after: Duration::from_secs(30),
+                    source: PublishError::Unavailable(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::MessageSizeTooLarge,
+                    )),
+                },
+                413,
+                "message_too_large",
+            ),
+            (
+                Rejection::Unavailable {
+                    retry_after: Duration::from_secs(30),
+                    source: PublishError::Unavailable(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::BrokerTransportFailure,
+                    )),
+                },
+                503,
+                "kafka_unavailable",
             ),
         ];
         for (rejection, status, reason) in cases {

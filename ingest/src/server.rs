@@ -5,6 +5,10 @@
 //!   so at the cap we stop accepting and new clients wait in the kernel backlog;
 //! - `header_read_timeout` for the TLS handshake and each HTTP/1 request head (hyper starts
 //!   that timer whenever it waits for a request);
+//! - the first request must begin within `header_read_timeout` of the connection (TLS
+//!   handshake excluded): hyper-util's HTTP/1-or-2 sniffing reads the first bytes with no timer
+//!   of its own, so without this a silent connection (or a dribbled HTTP/2 preface) would hold
+//!   a connection slot for the whole `idle_timeout`;
 //! - `idle_timeout`: a connection with no request in flight for that long is closed;
 //! - graceful shutdown with hyper-util's `GracefulShutdown`: stop accepting, let in-flight
 //!   requests finish (HTTP/1 closes after the current response, HTTP/2 sends GOAWAY), give up
@@ -18,7 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -155,9 +159,16 @@ pub async fn serve<H: Handler>(
             peer,
         };
         tokio::spawn(async move {
-            metrics::connection_opened();
+            // The gauge is documented as open PUBLIC connections: the admin listener (scrapes,
+            // probes) must not count against what the public cap is compared with.
+            let counted = name == "public";
+            if counted {
+                metrics::connection_opened();
+            }
             connection.run(stream).await;
-            metrics::connection_closed();
+            if counted {
+                metrics::connection_closed();
+            }
             drop(permit);
         });
     }
@@ -222,8 +233,14 @@ impl<H: Handler> Connection<H> {
         let connection = self.watcher.watch(connection);
         tokio::pin!(connection);
         let idle = self.settings.idle_timeout;
+        let first_request = idle.min(self.settings.header_read_timeout);
         loop {
-            let wait = activity.idle_deadline(idle);
+            let limit = if activity.has_begun() {
+                idle
+            } else {
+                first_request
+            };
+            let wait = activity.idle_deadline(limit);
             tokio::select! {
                 result = &mut connection => {
                     if let Err(error) = result {
@@ -233,8 +250,8 @@ impl<H: Handler> Connection<H> {
                     return;
                 }
                 () = tokio::time::sleep(wait) => {
-                    if activity.is_idle_for(idle) {
-                        tracing::debug!("closing idle connection");
+                    if activity.is_idle_for(limit) {
+                        tracing::debug!(first_request = !activity.has_begun(), "closing idle connection");
                         return; // dropping the connection closes it; nothing is in flight
                     }
                 }
@@ -249,6 +266,8 @@ struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
     last_done_ms: AtomicU64,
+    /// Whether any request has reached the handler.
+    begun: AtomicBool,
 }
 
 impl Activity {
@@ -257,12 +276,18 @@ impl Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            begun: AtomicBool::new(false),
         }
     }
 
     fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.begun.store(true, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         ActivityGuard(Arc::clone(self))
+    }
+
+    fn has_begun(&self) -> bool {
+        self.begun.load(Ordering::SeqCst)
     }
 
     fn since_last_ms(&self) -> u64 {
@@ -301,7 +326,9 @@ mod tests {
     fn activity_tracks_in_flight_requests() {
         let a = Arc::new(Activity::new());
         assert!(a.is_idle_for(Duration::ZERO));
+        assert!(!a.has_begun());
         let guard = a.begin();
+        assert!(a.has_begun());
         assert!(
             !a.is_idle_for(Duration::ZERO),
             "a request in flight is never idle"

@@ -57,11 +57,17 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// From the `Content-Encoding` header; `None` for anything we do not decode (415).
+    /// From the `Content-Encoding` header; `None` for anything we do not decode (415),
+    /// including stacked encodings (`gzip, gzip`, or the header twice): one layer is decoded,
+    /// never more, so a bomb cannot hide inside a bomb.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let Some(value) = headers.get(http::header::CONTENT_ENCODING) else {
+        let mut values = headers.get_all(http::header::CONTENT_ENCODING).iter();
+        let Some(value) = values.next() else {
             return Some(Self::Identity);
         };
+        if values.next().is_some() {
+            return None;
+        }
         let value = value.to_str().ok()?.trim();
         if value.is_empty() || value.eq_ignore_ascii_case("identity") {
             Some(Self::Identity)
@@ -185,6 +191,14 @@ mod tests {
             h.insert(http::header::CONTENT_ENCODING, value.parse().unwrap());
             assert_eq!(Encoding::from_headers(&h), want, "{value}");
         }
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            "gzip, gzip".parse().unwrap(),
+        );
+        assert_eq!(Encoding::from_headers(&h), None, "stacked in one line");
+        h.insert(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        h.append(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        assert_eq!(Encoding::from_headers(&h), None, "stacked in two lines");
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! ClickHouse queries and bounded waits.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod children;
+pub mod kafka_link;
+pub mod ledger;
+pub mod load;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! through `ingest::run`, the process-wide Prometheus recorder, and sample report bodies.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod child;
+pub mod raw;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,16 +94,22 @@ impl Server {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+        parse_metric(&text, series)
     }
+}
+
+/// The value of the `series` line (name with labels, as rendered) in Prometheus text, 0 when
+/// absent.
+pub fn parse_metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 impl Drop for Server {

@@ -124,7 +124,7 @@ async fn run_inner(
 ) -> Result<(), RunError> {
     let client = config.clickhouse_client();
     if config.migrate_on_start {
-        migrate::migrate(&client, &config.clickhouse_database).await?;
+        migrate::migrate_to(&client, &config.clickhouse_database, &config.topology()).await?;
     }
     let writer = Writer::new(&client, config.writer())?;
     let enricher = Enricher::new(config.ua_cache_size, Geo::open(config.geoip_db.as_deref())?);
@@ -331,9 +331,12 @@ impl Worker {
                         );
                         self.pipeline.assign(partition, point);
                     }
-                    if self.paused_since.is_some() {
-                        self.consumer.set_paused(&partitions, true)?;
-                    }
+                    // Always say which: librdkafka keeps a partition's pause flag across a
+                    // revoke and a new assignment, so a partition revoked while paused (a
+                    // Kafka outage that timed the session out) would otherwise come back
+                    // paused after the parked batch was written, and never be fetched again.
+                    self.consumer
+                        .set_paused(&partitions, self.paused_since.is_some())?;
                 }
             }
             self.status

@@ -54,6 +54,17 @@ impl<'a, 'v> Fields<'a, 'v> {
         // Deterministic order whatever the map's iteration order: leftovers and lookups of
         // duplicate spellings (`document-uri` and `documentURI` both present) are stable.
         entries.sort_by(|a, b| a.key.cmp(b.key));
+        // The same key twice: the last occurrence wins, as in `JSON.parse`, whatever the
+        // object's size. simd-json keeps every duplicate of objects up to 32 keys, in body
+        // order (the stable sort keeps that order), and only the last of bigger, hash-backed
+        // ones.
+        entries.dedup_by(|later, earlier| {
+            let same = later.key == earlier.key;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
         Self { entries }
     }
 

@@ -1,0 +1,167 @@
+//! Processor faults under load: c) SIGKILL at random points, repeated, then d) SIGTERM (the last
+//! batch is written and committed: after the restart nothing is counted again), and e) a second
+//! processor joining the group and leaving it. Each ends with an exact ledger.
+
+use std::time::Duration;
+
+use crate::stack::{check_answers, knob, until, FaultStack, Rng};
+use crate::support::children::{RssSampler, Service};
+use crate::support::load::Load;
+
+/// Longest wait for a SIGTERMed processor to write, commit and exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_sigkill_at_random_points_then_sigterm() {
+    let Some(stack) = FaultStack::start().await else {
+        return;
+    };
+    let Some(ingest) = stack.ingest(&[]).await else {
+        return;
+    };
+    let Some(mut processor) = stack.processor(&[]).await else {
+        return;
+    };
+    ingest.wait_ready(200, Duration::from_secs(60)).await;
+    let rss = RssSampler::default();
+    rss.watch(processor.pid());
+
+    // c) SIGKILL at random points: once the instance is writing (rows were inserted since it
+    // started), 0 to 3 s later, so anywhere in consume, batch, insert, rollup, checkpoint or
+    // commit; restarted 0 to 1 s later.
+    let scenario = "processor_sigkill_at_random_points";
+    let rounds = knob("PALISADE_FAULT_ROUNDS", 3);
+    let (mut rng, seed) = Rng::from_env();
+    eprintln!("{scenario}: {rounds} rounds, PALISADE_FAULT_SEED={seed}");
+    let load = Load::start(FaultStack::plan(scenario, &ingest));
+    for round in 0..rounds {
+        let run = rng.between(Duration::ZERO, Duration::from_secs(3));
+        let gap = rng.between(Duration::ZERO, Duration::from_secs(1));
+        let before = inserted(&stack).await;
+        let working = writing(&stack, &processor, &load, before).await;
+        tokio::time::sleep(run).await;
+        let rows = inserted(&stack).await;
+        processor.process.kill();
+        eprintln!(
+            "{scenario}: round {round}: writing after {working:?}, SIGKILL {run:?} later \
+             (reports rows {before} -> {rows}), restart after {gap:?}"
+        );
+        tokio::time::sleep(gap).await;
+        processor = stack.processor(&[]).await.unwrap();
+        rss.watch(processor.pid());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tally = load.stop().await;
+    check_answers(scenario, &tally, false);
+    let mut ledger = stack.ledger(scenario, &tally).await;
+    ledger.peak_rss_mib = Some(rss.peak_mib());
+    ledger.assert_exact();
+
+    // d) SIGTERM under load: the processor writes its batch, commits and exits 0; the next
+    // instance resumes from that commit and counts nothing twice.
+    let scenario = "processor_sigterm";
+    let load = Load::start(FaultStack::plan(scenario, &ingest));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = processor.terminate(EXIT_TIMEOUT).await;
+    assert!(status.success(), "exit {status}: {}", processor.log_tail());
+    let log = std::fs::read_to_string(processor.process.log_path()).unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let processor = stack.processor(&[]).await.unwrap();
+    rss.watch(processor.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tally = load.stop().await;
+    check_answers(scenario, &tally, false);
+    let mut ledger = stack.ledger(scenario, &tally).await;
+    ledger.peak_rss_mib = Some(rss.peak_mib());
+    if ledger.duplicated != 0 || ledger.lost != 0 {
+        eprintln!("{scenario}: log of the SIGTERMed instance:\n{log}");
+    }
+    ledger.assert_exact();
+}
+
+/// `count()` of `reports` (not `FINAL`: every insert counts), 0 while ClickHouse fails.
+async fn inserted(stack: &FaultStack) -> u64 {
+    crate::support::ledger::scalar(&stack.client, "SELECT count() FROM reports")
+        .await
+        .unwrap_or(0)
+}
+
+/// Wait (bounded) until `processor` inserted rows beyond `before`, and say how long that took.
+async fn writing(stack: &FaultStack, processor: &Service, load: &Load, before: u64) -> Duration {
+    let started = std::time::Instant::now();
+    until("the processor writes", Duration::from_secs(120), || async {
+        let rows = inserted(stack).await;
+        if rows > before {
+            Ok(started.elapsed())
+        } else {
+            Err(format!(
+                "rows {rows}, partitions owned x max open windows {:?}, lag {:?}, load answers \
+                 {:?}\n{}",
+                processor.metric("processor_windows_bound").await,
+                processor.metric("processor_consumer_lag_messages").await,
+                load.snapshot().statuses,
+                processor.log_tail()
+            ))
+        }
+    })
+    .await
+}
+
+/// The processor owns partitions: its `processor_windows_bound` (max open windows x assigned
+/// partitions) is above zero.
+async fn assigned(processor: &Service) -> bool {
+    processor
+        .metric("processor_windows_bound")
+        .await
+        .is_some_and(|bound| bound > 0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_join_and_leave_under_load() {
+    let scenario = "rebalance_join_and_leave_under_load";
+    let Some(stack) = FaultStack::start().await else {
+        return;
+    };
+    let Some(ingest) = stack.ingest(&[]).await else {
+        return;
+    };
+    let Some(first) = stack.processor(&[]).await else {
+        return;
+    };
+    ingest.wait_ready(200, Duration::from_secs(60)).await;
+    let load = Load::start(FaultStack::plan(scenario, &ingest));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let mut second = stack.processor(&[]).await.unwrap();
+    until(
+        "both processors own partitions",
+        Duration::from_secs(60),
+        || async {
+            if assigned(&first).await && assigned(&second).await {
+                Ok(())
+            } else {
+                Err(second.log_tail())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let status = second.terminate(EXIT_TIMEOUT).await;
+    assert!(status.success(), "exit {status}: {}", second.log_tail());
+    until(
+        "the first processor owns every partition",
+        Duration::from_secs(60),
+        || async {
+            match first.metric("processor_windows_bound").await {
+                Some(bound) if bound == f64::from(crate::stack::PARTITIONS) * 100_000.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tally = load.stop().await;
+    check_answers(scenario, &tally, false);
+    let ledger = stack.ledger(scenario, &tally).await;
+    ledger.assert_exact();
+}
