@@ -143,9 +143,14 @@ pub struct OutgoingMessage {
     pub payload: Vec<u8>,
 }
 
-/// Why a publish failed. Every variant is answered 503 with `Retry-After` by the edge.
+/// Why a publish failed. The edge answers 503 with `Retry-After` for every variant but
+/// [`PublishError::MessageTooLarge`] (413: no retry can make the report smaller).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// A report's message is over the producer's (or the broker's) `message.max.bytes`: a body
+    /// under `--max-body-bytes` can still hold one string of about 1 MB.
+    #[error("a report is too large for one kafka message")]
+    MessageTooLarge(#[source] rdkafka::error::KafkaError),
     #[error("kafka producer queue is full")]
     QueueFull,
     #[error("kafka did not acknowledge in time")]
@@ -160,6 +165,7 @@ impl PublishError {
     /// Stable metric label.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::MessageTooLarge(_) => "message_too_large",
             Self::QueueFull => "kafka_queue_full",
             Self::Timeout => "kafka_timeout",
             Self::Unavailable(_) => "kafka_unavailable",
@@ -171,6 +177,8 @@ impl PublishError {
     fn from_kafka(error: KafkaError) -> Self {
         match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::QueueFull) => Self::QueueFull,
+            // librdkafka's own check at enqueue, or the broker's answer in a delivery report.
+            Some(RDKafkaErrorCode::MessageSizeTooLarge) => Self::MessageTooLarge(error),
             Some(RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::OperationTimedOut) => {
                 Self::Timeout
             }
@@ -434,6 +442,10 @@ mod tests {
         assert!(matches!(
             classify(RDKafkaErrorCode::UnknownTopicOrPartition),
             PublishError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(RDKafkaErrorCode::MessageSizeTooLarge),
+            PublishError::MessageTooLarge(_)
         ));
         assert!(matches!(
             PublishError::from_kafka(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)),

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::publish::PublishError;
 
@@ -60,6 +59,9 @@ pub enum Rejection {
         #[source]
         source: PublishError,
     },
+    /// A report of the body is too large for one Kafka message; final, so no `Retry-After`.
+    #[error("a report is too large for one kafka message")]
+    MessageTooLarge(#[source] PublishError),
     #[error("internal error: cannot encode the message")]
     Encode(#[source] serde_json::Error),
     #[error("internal error: the parsing task failed")]
@@ -89,9 +91,7 @@ impl Rejection {
             Self::IpRateLimited { .. } | Self::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Unavailable { source, .. } if is_message_too_large(source) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::MessageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Encode(_) | Self::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,7 +118,7 @@ impl Rejection {
             Self::IpRateLimited { .. } => "ip_rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Overloaded { .. } => "overloaded",
-            Self::Unavailable { source, .. } if is_message_too_large(source) => "message_too_large",
+            Self::MessageTooLarge(_) => "message_too_large",
             Self::Unavailable { source, .. } => source.reason(),
             Self::Encode(_) | Self::Worker(_) => "internal",
         }
@@ -127,7 +127,6 @@ impl Rejection {
     /// `Retry-After`, whole seconds rounded up, when the client should come back later.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Unavailable { source, .. } if is_message_too_large(source) => None,
             Self::IpRateLimited { retry_after }
             | Self::QuotaExceeded { retry_after }
             | Self::Overloaded { retry_after }
@@ -159,31 +158,9 @@ impl Rejection {
     }
 }
 
-/// Whether Kafka refused a report's message for its size (over the producer's
-/// `message.max.bytes`, 1,000,000 bytes by default, or the broker's limit). A body under
-/// `--max-body-bytes` can still encode to such a message (one string of about 1 MB): no retry
-/// can fix it, so it is a 413 without `Retry-After`, not a 503 that browsers would retry.
-fn is_message_too_large(source: &PublishError) -> bool {
-    let PublishError::Unavailable(error) = source else {
-        return false;
-    };
-    let code = match error {
-        // librdkafka's local check at enqueue, and the broker's answer in a delivery report.
-        KafkaError::MessageProduction(code) => Some(*code),
-        other => other.rdkafka_error_code(),
-    };
-    code == Some(RDKafkaErrorCode::MessageSizeTooLarge)
-}
-
 /// The error's message and its sources, `a: b`.
 fn detail(rejection: &Rejection) -> String {
-    match rejection {
-        // The variant's own message says "retry in ..."; this refusal is final.
-        Rejection::Unavailable { source, .. } if is_message_too_large(source) => {
-            "a report is too large for one kafka message".to_owned()
-        }
-        _ => crate::projects::error_chain(rejection),
-    }
+    crate::projects::error_chain(rejection)
 }
 
 /// Whole seconds, rounded up, at least 1 (a `Retry-After: 0` invites an immediate retry storm).
@@ -208,6 +185,7 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
     #[test]
     fn every_refusal_has_one_status_and_label() {
@@ -277,12 +255,9 @@ mod tests {
                 "kafka_queue_full",
             ),
             (
-                Rejection::Unavailable {
-                    retry_after: Duration::from_secs(30),
-                    source: PublishError::Unavailable(KafkaError::MessageProduction(
-                        RDKafkaErrorCode::MessageSizeTooLarge,
-                    )),
-                },
+                Rejection::MessageTooLarge(PublishError::MessageTooLarge(
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                )),
                 413,
                 "message_too_large",
             ),

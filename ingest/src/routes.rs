@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use crate::filter::{self, Verdict};
 use crate::limit::{self, IpLimiter};
 use crate::projects::{Project, Projects};
-use crate::publish::{OutgoingMessage, Publisher};
+use crate::publish::{OutgoingMessage, PublishError, Publisher};
 use crate::rejection::{json_response, Rejection};
 use crate::validate::{self, BodyLimits, Encoding, ParserPool};
 use crate::{auth, metrics, privacy};
@@ -296,9 +296,12 @@ impl App {
             metrics::publish(publish_start.elapsed());
             if let Err(source) = published {
                 metrics::publish_error(source.reason());
-                return Err(Rejection::Unavailable {
-                    retry_after: self.unavailable_retry_after,
-                    source,
+                return Err(match source {
+                    PublishError::MessageTooLarge(_) => Rejection::MessageTooLarge(source),
+                    source => Rejection::Unavailable {
+                        retry_after: self.unavailable_retry_after,
+                        source,
+                    },
                 });
             }
         }
