@@ -309,6 +309,14 @@ pub struct Config {
     )]
     pub kafka_resume_rewind: u64,
 
+    /// How often the processor checks that no partition of the topic is left to nobody, in
+    /// seconds; 0 turns the check off. Default 10. When, twice in a row, this instance is the
+    /// only member of a stable group yet owns fewer partitions than the topic has, it leaves
+    /// the group and joins again (`processor_group_rejoins_total`). Apache Kafka never leaves a
+    /// group so; tansu 0.6 does after a member dies (see RELIABILITY.md).
+    #[arg(long = "kafka-group-check-secs", env = "PALISADE_KAFKA_GROUP_CHECK_SECS", default_value = "10", value_parser = secs, global = true)]
+    pub kafka_group_check: Duration,
+
     /// Extra librdkafka properties as `key=value`, repeatable or comma-separated, for what
     /// Palisade has no flag for: TLS and SASL to a secured cluster (`security.protocol=SASL_SSL`,
     /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=...`, `ssl.ca.location=...`). Applied to the

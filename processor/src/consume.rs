@@ -24,9 +24,12 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::dedup::CommitPoint;
+use crate::group::GroupView;
 
 /// Capacity of the rebalance event channel (see the module docs for why it is enough).
 pub const EVENT_QUEUE: usize = 16;
+/// Longest wait, on a rejoin, for background lookups to let go of the old consumer.
+const REJOIN_CLOSE_WAIT: Duration = Duration::from_secs(30);
 /// Least time between two consumer lag measurements.
 pub const LAG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -128,6 +131,13 @@ impl std::fmt::Debug for Consumer {
 impl Consumer {
     /// Create the consumer and subscribe to the reports topic.
     pub fn subscribe(config: &Config) -> Result<Self, ConsumeError> {
+        let consumer = Self::create(config)?;
+        consumer.join()?;
+        Ok(consumer)
+    }
+
+    /// The consumer, not yet in the group.
+    fn create(config: &Config) -> Result<Self, ConsumeError> {
         let (sender, events) = mpsc::channel(EVENT_QUEUE);
         let context = RebalanceContext {
             topic: config.kafka_topic.clone(),
@@ -151,18 +161,70 @@ impl Consumer {
             )
             .create_with_context(context)
             .map_err(ConsumeError::Create)?;
-        inner
-            .subscribe(&[config.kafka_topic.as_str()])
-            .map_err(|source| ConsumeError::Subscribe {
-                topic: config.kafka_topic.clone(),
-                source,
-            })?;
         Ok(Self {
             inner: Arc::new(inner),
             events,
             topic: config.kafka_topic.clone(),
             timeout: config.clickhouse_timeout.min(Duration::from_secs(30)),
         })
+    }
+
+    fn join(&self) -> Result<(), ConsumeError> {
+        self.inner
+            .subscribe(&[self.topic.as_str()])
+            .map_err(|source| ConsumeError::Subscribe {
+                topic: self.topic.clone(),
+                source,
+            })
+    }
+
+    /// Leave the group and join it again as a new member (see [`crate::group`]). The caller
+    /// has forgotten its partitions: no rebalance event of the old member is delivered.
+    ///
+    /// The old consumer is closed (its LeaveGroup sent and answered) before the new one joins:
+    /// on tansu a join that comes first keeps the dead leader for good.
+    pub async fn rejoin(&mut self, config: &Config) -> Result<(), ConsumeError> {
+        let fresh = Self::create(config)?;
+        self.inner.unsubscribe();
+        let old = std::mem::replace(self, fresh);
+        // Background watermark lookups hold clones for at most their timeout each.
+        let deadline = tokio::time::Instant::now() + REJOIN_CLOSE_WAIT;
+        while Arc::strong_count(&old.inner) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Dropping the last handle closes the consumer, blocking until it has left the group.
+        tokio::task::spawn_blocking(move || drop(old))
+            .await
+            .map_err(|_| ConsumeError::Panicked("close"))?;
+        self.join()
+    }
+
+    /// The group's state and members as the coordinator describes them, and the topic's
+    /// partition count.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupView, ConsumeError> {
+        let (inner, topic, group) = (self.inner.clone(), self.topic.clone(), group.to_owned());
+        let timeout = self.timeout.min(Duration::from_secs(5));
+        tokio::task::spawn_blocking(move || {
+            let kafka = |operation| move |source| ConsumeError::Kafka { operation, source };
+            let groups = inner
+                .fetch_group_list(Some(&group), timeout)
+                .map_err(kafka("describe group"))?;
+            let metadata = inner
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(kafka("topic metadata"))?;
+            let described = groups.groups().iter().find(|g| g.name() == group);
+            Ok(GroupView {
+                state: described.map_or_else(String::new, |g| g.state().to_owned()),
+                members: described.map_or(0, |g| g.members().len()),
+                partitions: metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map_or(0, |t| t.partitions().len()),
+            })
+        })
+        .await
+        .map_err(|_| ConsumeError::Panicked("describe group"))?
     }
 
     pub fn topic(&self) -> &str {

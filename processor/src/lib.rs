@@ -21,6 +21,7 @@ pub mod deadletter;
 pub mod decode;
 pub mod dedup;
 pub mod enrich;
+pub mod group;
 pub mod metrics;
 pub mod migrate;
 pub mod pipeline;

@@ -42,6 +42,9 @@ pub const WRITE_ERRORS_TOTAL: &str = "processor_write_errors_total";
 pub const COMMITS_TOTAL: &str = "processor_commits_total";
 /// Messages between the committed offset and the partition's high watermark.
 pub const CONSUMER_LAG_MESSAGES: &str = "processor_consumer_lag_messages";
+/// Times this instance left its consumer group and joined again because partitions were left
+/// to nobody (see `processor::group`).
+pub const GROUP_REJOINS_TOTAL: &str = "processor_group_rejoins_total";
 /// 1 while consumption is paused because ClickHouse refuses the pending batch (back-pressure).
 pub const PAUSED: &str = "processor_paused";
 /// Retention job passes, by job (`drop_partitions`, `delete_project`) and result (`ok`, `error`).
@@ -125,6 +128,10 @@ pub fn write_errors(class: &'static str, n: u64) {
 
 pub fn commit(ok: bool) {
     metrics::counter!(COMMITS_TOTAL, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+pub fn group_rejoin() {
+    metrics::counter!(GROUP_REJOINS_TOTAL).increment(1);
 }
 
 pub fn paused(paused: bool) {

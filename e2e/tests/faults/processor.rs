@@ -1,6 +1,7 @@
 //! Processor faults under load: c) SIGKILL at random points, repeated, then d) SIGTERM (the last
 //! batch is written and committed: after the restart nothing is counted again), and e) a second
-//! processor joining the group and leaving it. Each ends with an exact ledger.
+//! processor joining the group and leaving it, and f) failover: of two processors, one is
+//! SIGKILLed and the other takes over its partitions. Each ends with an exact ledger.
 
 use std::time::Duration;
 
@@ -41,10 +42,11 @@ async fn processor_sigkill_at_random_points_then_sigterm() {
         let working = writing(&stack, &processor, &load, before).await;
         tokio::time::sleep(run).await;
         let rows = inserted(&stack).await;
+        let rejoins = processor.metric("processor_group_rejoins_total").await;
         processor.process.kill();
         eprintln!(
-            "{scenario}: round {round}: writing after {working:?}, SIGKILL {run:?} later \
-             (reports rows {before} -> {rows}), restart after {gap:?}"
+            "{scenario}: round {round}: writing after {working:?} (group rejoins: {rejoins:?}), \
+             SIGKILL {run:?} later (reports rows {before} -> {rows}), restart after {gap:?}"
         );
         tokio::time::sleep(gap).await;
         processor = stack.processor(&[]).await.unwrap();
@@ -116,6 +118,18 @@ async fn assigned(processor: &Service) -> bool {
         .is_some_and(|bound| bound > 0.0)
 }
 
+/// Wait (bounded) until `processor` owns every partition of the topic (its windows bound is
+/// the partition count times the default max open windows).
+async fn owns_every_partition(what: &str, processor: &Service) {
+    until(what, Duration::from_secs(90), || async {
+        match processor.metric("processor_windows_bound").await {
+            Some(bound) if bound == f64::from(crate::stack::PARTITIONS) * 100_000.0 => Ok(()),
+            other => Err(format!("windows bound {other:?}\n{}", processor.log_tail())),
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_join_and_leave_under_load() {
     let scenario = "rebalance_join_and_leave_under_load";
@@ -148,17 +162,57 @@ async fn rebalance_join_and_leave_under_load() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let status = second.terminate(EXIT_TIMEOUT).await;
     assert!(status.success(), "exit {status}: {}", second.log_tail());
+    owns_every_partition("the first processor owns every partition", &first).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tally = load.stop().await;
+    check_answers(scenario, &tally, false);
+    let ledger = stack.ledger(scenario, &tally).await;
+    ledger.assert_exact();
+}
+
+/// f) Failover: two processors share the partitions; the first (the group's leader) is
+/// SIGKILLed and leaves its share to the other once its session times out. On tansu 0.6 that takes the group check (see
+/// `processor::group`): with `--kafka-group-check-secs 0` the survivor keeps only its own
+/// share, the dead one's partitions are consumed by nobody, and this test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_after_sigkill_under_load() {
+    let scenario = "failover_after_sigkill_under_load";
+    let Some(stack) = FaultStack::start().await else {
+        return;
+    };
+    let Some(ingest) = stack.ingest(&[]).await else {
+        return;
+    };
+    // The first member is the group's leader: the one tansu mishandles when it dies.
+    let Some(mut victim) = stack.processor(&[]).await else {
+        return;
+    };
+    ingest.wait_ready(200, Duration::from_secs(60)).await;
+    let load = Load::start(FaultStack::plan(scenario, &ingest));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let survivor = stack.processor(&[]).await.unwrap();
     until(
-        "the first processor owns every partition",
+        "both processors own partitions",
         Duration::from_secs(60),
         || async {
-            match first.metric("processor_windows_bound").await {
-                Some(bound) if bound == f64::from(crate::stack::PARTITIONS) * 100_000.0 => Ok(()),
-                other => Err(format!("{other:?}")),
+            if assigned(&survivor).await && assigned(&victim).await {
+                Ok(())
+            } else {
+                Err(survivor.log_tail())
             }
         },
     )
     .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    victim.process.kill();
+    let killed = std::time::Instant::now();
+    owns_every_partition("the survivor owns every partition", &survivor).await;
+    eprintln!(
+        "{scenario}: the survivor owned every partition {:?} after the SIGKILL (rejoins: {:?})",
+        killed.elapsed(),
+        survivor.metric("processor_group_rejoins_total").await
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let tally = load.stop().await;
     check_answers(scenario, &tally, false);

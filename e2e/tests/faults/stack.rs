@@ -69,7 +69,7 @@ impl FaultStack {
     /// flag in `extra` replaces its default.
     pub async fn processor(&self, extra: &[&str]) -> Option<Service> {
         let clickhouse = self.clickhouse.http_url();
-        let defaults: [(&str, &str); 16] = [
+        let defaults: [(&str, &str); 17] = [
             ("--kafka-brokers", &self.brokers),
             ("--kafka-topic", TOPIC),
             ("--kafka-group", "faults"),
@@ -87,6 +87,8 @@ impl FaultStack {
             ("--shutdown-timeout-ms", "20000"),
             // tansu 0.6 skips the rest of a record batch when fetching from inside it.
             ("--kafka-resume-rewind", "10000"),
+            // Orphaned partitions (a tansu 0.6 coordinator bug) are found within seconds.
+            ("--kafka-group-check-secs", "5"),
         ];
         let mut args = vec!["run".to_owned(), "--migrate-on-start".to_owned()];
         for (flag, value) in defaults {

@@ -30,6 +30,7 @@ use crate::consume::{ConsumeError, Consumer, Event, Record, LAG_INTERVAL};
 use crate::deadletter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::dedup::CommitPoint;
 use crate::enrich::{Enricher, Geo, GeoError};
+use crate::group::GroupCheck;
 use crate::metrics;
 use crate::migrate::{self, MigrateError};
 use crate::pipeline::{Handled, Pipeline};
@@ -161,6 +162,8 @@ async fn run_inner(
         next_tick: Instant::now(),
         next_lag_report: Instant::now(),
         next_error_log: Instant::now(),
+        group_check: GroupCheck::new(config.kafka_group_check, Instant::now()),
+        config: config.clone(),
         status,
         shutdown: shutdown.clone(),
         group: config.kafka_group.clone(),
@@ -210,6 +213,9 @@ struct Worker {
     next_tick: Instant,
     next_lag_report: Instant,
     next_error_log: Instant,
+    group_check: GroupCheck,
+    /// For a new consumer on a rejoin.
+    config: Config,
     status: Arc<Status>,
     shutdown: CancellationToken,
     group: String,
@@ -242,6 +248,14 @@ impl Worker {
                 if !was_paused {
                     self.pipeline.discount_idle(now.elapsed());
                 }
+            }
+            // A rejoin drops the partitions' windows: only between batches, and not while
+            // paused (the parked batch's commits need the partitions).
+            if self.pending.is_none()
+                && self.paused_since.is_none()
+                && self.group_check.due(Instant::now())
+            {
+                self.check_group().await?;
             }
             if self.paused_since.is_some() {
                 self.next_tick = Instant::now() + TICK;
@@ -343,6 +357,38 @@ impl Worker {
                 .assigned
                 .store(self.pipeline.assigned().count(), Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Look at the group (see [`crate::group`]); leave it and join again when partitions are
+    /// left to nobody.
+    async fn check_group(&mut self) -> Result<(), RunError> {
+        let owned = self.pipeline.assigned().count();
+        let view = match self.consumer.describe_group(&self.group).await {
+            Ok(view) => Some(view),
+            Err(error) => {
+                tracing::debug!(%error, "cannot describe the consumer group");
+                None
+            }
+        };
+        if !self
+            .group_check
+            .observe(view.as_ref(), owned, Instant::now())
+        {
+            return Ok(());
+        }
+        tracing::warn!(
+            ?view,
+            owned,
+            "the only member of the group owns too few partitions: leaving and joining again"
+        );
+        metrics::group_rejoin();
+        let partitions: Vec<i32> = self.pipeline.assigned().collect();
+        for partition in partitions {
+            self.pipeline.revoke(partition);
+        }
+        self.status.assigned.store(0, Ordering::Relaxed);
+        self.consumer.rejoin(&self.config).await?;
         Ok(())
     }
 
