@@ -76,12 +76,26 @@ load() { # name url pid seconds [extra flags...]
   echo "  $name: $(jq -r '"\(.requests_per_second|floor) req/s, statuses \(.statuses|tostring), errors \(.transport_errors|tostring)"' "$work/$name.json")" >&2
 }
 
+# One line per thread of PID: name, utime+stime in clock ticks (for the per-thread breakdown).
+threads() {
+  local task line
+  for task in /proc/"$1"/task/*; do
+    line="$(cat "$task/stat" 2>/dev/null)" || continue
+    local name="${line#*(}"; name="${name%)*}"; local rest="${line##*) }"
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo "${name// /_} $((${12} + ${13}))"
+  done
+}
+
 echo "== warm-up (3 s each, not counted)" >&2
 load warm-base "$base_url" "$baseline_pid" 3
 load warm-ingest "$ingest_url" "$ingest_pid" 3
 echo "== closed loop, ${duration} s, concurrency $concurrency, $mode, profile $profile" >&2
 load closed-base "$base_url" "$baseline_pid" "$duration"
+threads "$ingest_pid" >"$work/threads-before"
 load closed-ingest "$ingest_url" "$ingest_pid" "$duration"
+threads "$ingest_pid" >"$work/threads-after"
 if [ -z "$fixed_rate" ]; then
   fixed_rate="$(jq -s 'map(.requests_per_second) | min / 2 | floor' "$work/closed-base.json" "$work/closed-ingest.json")"
 fi
@@ -112,4 +126,22 @@ for scenario in ("closed", "rate"):
     print(f"  ratio ingest/baseline, {name}: cpu per request {ic / bc:.2f}x, throughput {it / bt:.2f}x")
 ingest = get("closed-ingest")["watched"][0]
 print(f"ingest peak rss {(ingest['peak_rss_kib'] or 0) // 1024} MiB")
+
+# Where ingest's CPU went in the closed loop, by thread (names: tokio workers, librdkafka's
+# rdk:main / rdk:broker* threads, rdkafka's delivery poller), in CPU-us per request.
+import collections, os, re
+hz = os.sysconf("SC_CLK_TCK")
+def ticks(name):
+    by = collections.Counter()
+    for line in open(f"{work}/{name}"):
+        thread, t = line.split()
+        by[re.sub(r"[-_:]?\d+$", "", thread) or thread] += int(t)
+    return by
+before, after = ticks("threads-before"), ticks("threads-after")
+requests = get("closed-ingest")["requests"]
+print(f"ingest CPU by thread, closed loop ({requests} requests):")
+for thread in sorted(after, key=lambda t: after[t] - before.get(t, 0), reverse=True):
+    spent = (after[thread] - before.get(thread, 0)) / hz
+    if spent > 0:
+        print(f"  {thread:<24}{spent * 1e6 / requests:>8.1f} cpu-us/req")
 PY
