@@ -1,5 +1,6 @@
 //! The load generator and the baseline server run, briefly: `palisade-load` against
-//! `palisade-baseline` in every connection mode, closed and open loop, and its loopback guard.
+//! `palisade-baseline` in every connection mode, closed and open loop, and its loopback guard;
+//! and the Kafka floor (`palisade-baseline --kafka`) against tansu.
 //! Figures are not checked here (CI is no benchmark machine): only that requests are made and
 //! answered and that the summary accounts for each of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,6 +16,10 @@ struct Baseline {
 
 impl Baseline {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -22,6 +27,7 @@ impl Baseline {
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_palisade-baseline"))
             .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("palisade-baseline starts");
@@ -130,4 +136,58 @@ fn non_loopback_targets_are_refused() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The Kafka floor answers 202 only once a body is in Kafka: every answered request is one
+/// message in the topic, holding the body as sent.
+#[test]
+fn the_kafka_floor_publishes_every_body_before_answering() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(tansu) = runtime.block_on(testbed::kafka::Tansu::start()) else {
+        eprintln!("skipping the_kafka_floor_publishes_every_body_before_answering: no tansu");
+        return;
+    };
+    let topic = "floor";
+    runtime.block_on(tansu.create_topic(topic, 2)).unwrap();
+    let baseline = Baseline::start_with(&[
+        "--kafka",
+        "--kafka-brokers",
+        &tansu.bootstrap(),
+        "--kafka-topic",
+        topic,
+    ]);
+    let url = format!(
+        "http://127.0.0.1:{}/api/1/security/?sentry_key=k",
+        baseline.port
+    );
+    let summary = load(&[
+        "--url",
+        &url,
+        "--concurrency",
+        "4",
+        "--requests",
+        "100",
+        "--duration-secs",
+        "20",
+        "--profile",
+        "legacy",
+    ]);
+    assert_eq!(
+        summary["statuses"],
+        serde_json::json!({"202": 100}),
+        "{summary}"
+    );
+    let consumed = runtime
+        .block_on(testbed::kafka::consume_all(
+            &tansu.bootstrap(),
+            topic,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        ))
+        .unwrap();
+    assert_eq!(consumed.len(), 100);
+    for message in &consumed {
+        let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        assert!(body.get("csp-report").is_some(), "the body as sent: {body}");
+    }
 }

@@ -2,9 +2,12 @@
 # Ingest's CPU per request against the floor any HTTP edge pays: runs the SAME load (HTTP/1.1
 # keep-alive, the `legacy` profile of ~700-byte legacy CSP reports, same concurrency and
 # duration) against `palisade-baseline` (a minimal hyper server that reads the body and answers
-# 204) and against a release ingest publishing to tansu (acks=all, so every 202 waited for
-# Kafka), first closed loop (saturation), then open loop at a fixed rate both sustain. Prints
-# throughput, latency and CPU-us per request of each, and the ratio ingest / baseline.
+# 204), against the Kafka floor (`palisade-baseline --kafka`: the same server publishing each
+# body as it came through ingest's own Publisher and answering 202 once acknowledged) and
+# against a release ingest publishing to tansu (acks=all, so every 202 waited for Kafka), first
+# closed loop (saturation), then open loop at a fixed rate all sustain. Prints throughput,
+# latency and CPU-us per request of each, the ratios ingest / baseline, floor / baseline and
+# ingest / floor, and where each server's CPU went by thread (user and system time).
 # CPU is utime+stime of the server process (/proc/PID/stat), so the ratio holds on a noisy
 # machine better than wall-clock figures; tansu and the load generator are reported apart.
 #
@@ -13,7 +16,9 @@
 # Environment: PALISADE_PIN=0 disables CPU pinning (default on when taskset exists and the
 # machine has at least 2 cores: servers on CPU 0, load generator and tansu on the others);
 # PALISADE_PROFILE (default legacy) and PALISADE_MODE (default keepalive) change the load;
-# PALISADE_INGEST_FLAGS adds ingest flags (e.g. "--kafka-linger-ms 20"); PALISADE_NO_BUILD=1
+# PALISADE_KAFKA_FLAGS adds producer flags to ingest and the Kafka floor alike (e.g.
+# "--kafka-linger-ms 20 --kafka-compression none"); PALISADE_INGEST_FLAGS adds flags to ingest
+# alone; PALISADE_NO_BUILD=1
 # uses the release binaries as they are.
 # Everything it starts is stopped at the end.
 set -euo pipefail
@@ -35,6 +40,7 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"; base_port="$(free_port)"
+floor_port="$(free_port)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -57,17 +63,25 @@ TOML
 $server_cpus target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
   --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
   --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
-  --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_INGEST_FLAGS:-} >"$work/ingest.log" 2>&1 &
+  --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_KAFKA_FLAGS:-} ${PALISADE_INGEST_FLAGS:-} \
+  >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 pids+=("$ingest_pid")
 $server_cpus target/release/palisade-baseline --addr "127.0.0.1:$base_port" >"$work/baseline.log" 2>&1 &
 baseline_pid=$!
 pids+=("$baseline_pid")
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+$server_cpus target/release/palisade-baseline --addr "127.0.0.1:$floor_port" --kafka \
+  --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load ${PALISADE_KAFKA_FLAGS:-} \
+  >"$work/floor.log" 2>&1 &
+floor_pid=$!
+pids+=("$floor_pid")
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$base_port") 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$floor_port") 2>/dev/null && break; sleep 0.1; done
 
 ingest_url="http://127.0.0.1:$port/api/1/security/?sentry_key=load-key"
 base_url="http://127.0.0.1:$base_port/api/1/security/?sentry_key=load-key"
+floor_url="http://127.0.0.1:$floor_port/api/1/security/?sentry_key=load-key"
 load() { # name url pid seconds [extra flags...]
   local name="$1" url="$2" pid="$3" seconds="$4"; shift 4
   $client_cpus target/release/palisade-load --url "$url" --mode "$mode" --profile "$profile" \
@@ -76,7 +90,7 @@ load() { # name url pid seconds [extra flags...]
   echo "  $name: $(jq -r '"\(.requests_per_second|floor) req/s, statuses \(.statuses|tostring), errors \(.transport_errors|tostring)"' "$work/$name.json")" >&2
 }
 
-# One line per thread of PID: name, utime+stime in clock ticks (for the per-thread breakdown).
+# One line per thread of PID: name, utime, stime in clock ticks (for the per-thread breakdown).
 threads() {
   local task line
   for task in /proc/"$1"/task/*; do
@@ -84,23 +98,31 @@ threads() {
     local name="${line#*(}"; name="${name%)*}"; local rest="${line##*) }"
     # shellcheck disable=SC2086
     set -- $rest
-    echo "${name// /_} $((${12} + ${13}))"
+    echo "${name// /_} ${12} ${13}"
   done
 }
 
 echo "== warm-up (3 s each, not counted)" >&2
 load warm-base "$base_url" "$baseline_pid" 3
+load warm-floor "$floor_url" "$floor_pid" 3
 load warm-ingest "$ingest_url" "$ingest_pid" 3
 echo "== closed loop, ${duration} s, concurrency $concurrency, $mode, profile $profile" >&2
+threads "$baseline_pid" >"$work/threads-base-before"
 load closed-base "$base_url" "$baseline_pid" "$duration"
-threads "$ingest_pid" >"$work/threads-before"
+threads "$baseline_pid" >"$work/threads-base-after"
+threads "$floor_pid" >"$work/threads-floor-before"
+load closed-floor "$floor_url" "$floor_pid" "$duration"
+threads "$floor_pid" >"$work/threads-floor-after"
+threads "$ingest_pid" >"$work/threads-ingest-before"
 load closed-ingest "$ingest_url" "$ingest_pid" "$duration"
-threads "$ingest_pid" >"$work/threads-after"
+threads "$ingest_pid" >"$work/threads-ingest-after"
 if [ -z "$fixed_rate" ]; then
-  fixed_rate="$(jq -s 'map(.requests_per_second) | min / 2 | floor' "$work/closed-base.json" "$work/closed-ingest.json")"
+  fixed_rate="$(jq -s 'map(.requests_per_second) | min / 2 | floor' "$work/closed-base.json" \
+    "$work/closed-floor.json" "$work/closed-ingest.json")"
 fi
 echo "== open loop at $fixed_rate requests/s" >&2
 load rate-base "$base_url" "$baseline_pid" "$duration" --rate "$fixed_rate"
+load rate-floor "$floor_url" "$floor_pid" "$duration" --rate "$fixed_rate"
 load rate-ingest "$ingest_url" "$ingest_pid" "$duration" --rate "$fixed_rate"
 
 python3 - "$work" "$fixed_rate" <<'PY'
@@ -109,39 +131,48 @@ work, rate = sys.argv[1], sys.argv[2]
 def get(name):
     return json.load(open(f"{work}/{name}.json"))
 rows = []
+NAMES = {"base": "baseline", "floor": "kafka floor", "ingest": "ingest"}
 print()
 print(f"{'run':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'server cpu-us/req':>19}{'tansu cpu-us/req':>18}{'gen cpu s':>10}{'non-2xx':>9}")
 for scenario in ("closed", "rate"):
     figures = {}
-    for target in ("base", "ingest"):
+    for target in ("base", "floor", "ingest"):
         s = get(f"{scenario}-{target}")
         server, tansu = s["watched"][0], s["watched"][1]
         bad = sum(n for code, n in s["statuses"].items() if not 200 <= int(code) < 300) + sum(s["transport_errors"].values())
-        label = f"{scenario} {'baseline' if target == 'base' else 'ingest'}"
+        label = f"{scenario} {NAMES[target]}"
         print(f"{label:<22}{s['requests_per_second']:>9.0f}{s['latency_ms']['p50']:>9.3f}{s['latency_ms']['p99']:>9.3f}{s['latency_ms']['p99_9']:>10.3f}"
               f"{server['cpu_us_per_request'] or 0:>19.1f}{tansu['cpu_us_per_request'] or 0:>18.1f}{s['generator_cpu_seconds'] or 0:>10.2f}{bad:>9}")
         figures[target] = (s["requests_per_second"], server["cpu_us_per_request"] or float("nan"))
-    (bt, bc), (it, ic) = figures["base"], figures["ingest"]
+    (bt, bc), (ft, fc), (it, ic) = figures["base"], figures["floor"], figures["ingest"]
     name = "closed loop (saturation)" if scenario == "closed" else f"open loop at {rate}/s"
     print(f"  ratio ingest/baseline, {name}: cpu per request {ic / bc:.2f}x, throughput {it / bt:.2f}x")
+    print(f"  ratio kafka floor/baseline: cpu per request {fc / bc:.2f}x; ingest/kafka floor: {ic / fc:.2f}x")
 ingest = get("closed-ingest")["watched"][0]
 print(f"ingest peak rss {(ingest['peak_rss_kib'] or 0) // 1024} MiB")
 
-# Where ingest's CPU went in the closed loop, by thread (names: tokio workers, librdkafka's
+# Where each server's CPU went in the closed loop, by thread (names: tokio workers, librdkafka's
 # rdk:main / rdk:broker* threads, rdkafka's delivery poller), in CPU-us per request.
 import collections, os, re
 hz = os.sysconf("SC_CLK_TCK")
 def ticks(name):
-    by = collections.Counter()
+    by = collections.defaultdict(lambda: [0, 0])
     for line in open(f"{work}/{name}"):
-        thread, t = line.split()
-        by[re.sub(r"[-_:]?\d+$", "", thread) or thread] += int(t)
+        thread, user, system = line.split()
+        entry = by[re.sub(r"[-_:]?\d+$", "", thread) or thread]
+        entry[0] += int(user)
+        entry[1] += int(system)
     return by
-before, after = ticks("threads-before"), ticks("threads-after")
-requests = get("closed-ingest")["requests"]
-print(f"ingest CPU by thread, closed loop ({requests} requests):")
-for thread in sorted(after, key=lambda t: after[t] - before.get(t, 0), reverse=True):
-    spent = (after[thread] - before.get(thread, 0)) / hz
-    if spent > 0:
-        print(f"  {thread:<24}{spent * 1e6 / requests:>8.1f} cpu-us/req")
+for target in ("base", "floor", "ingest"):
+    before, after = ticks(f"threads-{target}-before"), ticks(f"threads-{target}-after")
+    requests = get(f"closed-{target}")["requests"]
+    name = NAMES[target]
+    print(f"{name} CPU by thread, closed loop ({requests} requests), cpu-us/req: total (user + system)")
+    def spent(thread):
+        was = before.get(thread, [0, 0])
+        return [(now - then) / hz * 1e6 / requests for now, then in zip(after[thread], was)]
+    for thread in sorted(after, key=lambda t: sum(spent(t)), reverse=True):
+        user, system = spent(thread)
+        if user + system > 0:
+            print(f"  {thread:<24}{user + system:>8.1f} ({user:.1f} + {system:.1f})")
 PY

@@ -62,8 +62,6 @@ pub enum Rejection {
     /// A report of the body is too large for one Kafka message; final, so no `Retry-After`.
     #[error("a report is too large for one kafka message")]
     MessageTooLarge(#[source] PublishError),
-    #[error("internal error: cannot encode the message")]
-    Encode(#[source] serde_json::Error),
     #[error("internal error: the parsing task failed")]
     Worker(#[source] tokio::task::JoinError),
 }
@@ -93,7 +91,7 @@ impl Rejection {
             }
             Self::MessageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Encode(_) | Self::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -120,7 +118,7 @@ impl Rejection {
             Self::Overloaded { .. } => "overloaded",
             Self::MessageTooLarge(_) => "message_too_large",
             Self::Unavailable { source, .. } => source.reason(),
-            Self::Encode(_) | Self::Worker(_) => "internal",
+            Self::Worker(_) => "internal",
         }
     }
 
@@ -170,7 +168,10 @@ pub fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// A JSON answer (the caller adds CORS headers).
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;

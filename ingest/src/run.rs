@@ -74,6 +74,7 @@ pub async fn run(
             config.max_in_flight_requests.get(),
         )),
         error_logs: LogGate::new(std::time::Duration::from_secs(1)),
+        metrics: crate::metrics::Hot::new(&crate::routes::ROUTE_LABELS),
     });
     let upkeep_handle = metrics.clone();
     let admin = Arc::new(Admin {

@@ -417,6 +417,15 @@ async fn accepted_reports_reach_kafka() {
         body,
         serde_json::json!({"accepted": 1, "filtered": 0, "rejected": 0})
     );
+    // The accepted path updates its metrics through handles registered at start
+    // (`metrics::Hot`): they must reach the recorder like the macros do.
+    for series in [
+        r#"ingest_requests_total{route="security",status="202"}"#,
+        r#"ingest_reports_total{kind="csp-violation",outcome="accepted"}"#,
+        "ingest_publish_duration_seconds_count",
+    ] {
+        assert!(server.metric(series).await >= 1.0, "{series}");
+    }
 
     let response = client()
         .post(server.url("/api/1/security/k1/"))

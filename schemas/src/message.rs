@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::Report;
 
+/// First allocation of [`ReportMessage::encode`]: most messages fit.
+const ENCODE_CAPACITY: usize = 1536;
+
 /// Current message format version.
 pub const MESSAGE_VERSION: u16 = 1;
 
@@ -63,9 +66,16 @@ struct VersionProbe {
 impl ReportMessage {
     /// The message as JSON bytes.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect(
-            "cannot fail: map keys are strings, tagged details are objects, floats are finite",
-        )
+        let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the message as JSON to `out` (reserve its size first to spare reallocations).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect(
+            "cannot fail: writing to a Vec, map keys are strings, tagged details are objects",
+        );
     }
 
     /// Parses a message, checking its version first (see the module docs).

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Instruction profile of a release ingest under load: runs palisade-ingest under valgrind's
+# callgrind against tansu, sends a fixed number of keep-alive requests of the `legacy` profile
+# (open loop, slow enough for valgrind), stops ingest and prints the instructions per request of
+# the functions that matter. perf counters are not available on the development VM; callgrind
+# counts user-space instructions only (system time is not in it).
+#
+#   deploy/scripts/profile-ingest.sh [requests=20000] [rate=1000]
+#
+# Environment: PALISADE_NO_BUILD=1 uses the release binaries as they are; PALISADE_PROFILE
+# (default legacy) changes the load. The callgrind file is kept at /tmp/palisade-ingest.cg
+# (read it with `callgrind_annotate --inclusive=yes /tmp/palisade-ingest.cg`). Everything it
+# starts is stopped at the end.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+requests="${1:-20000}"
+rate="${2:-1000}"
+profile="${PALISADE_PROFILE:-legacy}"
+out=/tmp/palisade-ingest.cg
+command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
+work="$(mktemp -d)"
+tansu="$(deploy/scripts/setup.sh | tail -n 1)"
+[ "${PALISADE_NO_BUILD:-0}" = 1 ] || cargo build --release --locked -p ingest -p benches --bins >/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+(cd "$work" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/) \
+  >"$work/tansu.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
+"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 load >/dev/null
+
+cat > "$work/projects.toml" <<TOML
+[[project]]
+id = 1
+name = "load"
+keys = [{ public_key = "load-key" }]
+quota = { per_second = 1000000, burst = 1000000 }
+TOML
+valgrind --tool=callgrind --callgrind-out-file="$out" \
+  target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
+  --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
+  --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
+  --ip-rate-per-second 1000000 --ip-burst 1000000 >"$work/ingest.log" 2>&1 &
+ingest_pid=$!
+pids+=("$ingest_pid")
+for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+
+url="http://127.0.0.1:$port/api/1/security/?sentry_key=load-key"
+seconds=$(( (requests + rate - 1) / rate ))
+target/release/palisade-load --url "$url" --mode keepalive --profile "$profile" \
+  --concurrency 64 --duration-secs "$seconds" --rate "$rate" --json >"$work/load.json"
+sent="$(jq -r '.requests' "$work/load.json")"
+echo "load: $(jq -r '"\(.requests) requests, statuses \(.statuses|tostring)"' "$work/load.json")" >&2
+kill -TERM "$ingest_pid"
+wait "$ingest_pid" 2>/dev/null || true
+
+callgrind_annotate --inclusive=yes "$out" >"$work/inclusive.txt" 2>/dev/null
+total="$(awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}' "$work/inclusive.txt")"
+echo "ingest under callgrind: $total instructions in all for $sent requests (start-up and shutdown included)"
+echo "inclusive instructions per request of the main handler stages:"
+grep -E 'routes::|publish::Publisher::publish|schemas::parse|ReportMessage::encode|metrics::|rd_kafka_producev|dispatch::Dispatcher.*poll_catch|uuid::|privacy::|filter::judge|fingerprint|read_body' \
+  "$work/inclusive.txt" | grep -v '^ *[0-9,]* *( *0\.0' | head -40 \
+  | awk -v n="$sent" '{c=$1; gsub(",", "", c); $1=""; printf "%10.0f %s\n", c / n, substr($0, 1, 160)}'
