@@ -87,7 +87,7 @@ fn enrich(c: &mut Criterion) {
     let mut group = c.benchmark_group("enrich");
     group.throughput(Throughput::Elements(windows.len() as u64));
 
-    let mut warm = Enricher::new(big, Geo::default());
+    let mut warm = Enricher::new(big, big, Geo::default());
     for w in &windows {
         black_box(warm.row(w));
     }
@@ -101,13 +101,30 @@ fn enrich(c: &mut Criterion) {
     });
     let (hits, misses) = warm.ua_cache_stats();
     assert_eq!(misses, warmed_misses, "a warm cache never misses");
+    let (url_hits, url_misses) = warm.url_cache_stats();
     eprintln!(
-        "enrich/row_ua_cache_warm: {} windows, {} distinct UAs, ua cache hits {hits} misses {misses} (all during warm-up)",
+        "enrich/row_ua_cache_warm: {} windows, {} distinct UAs, ua cache hits {hits} misses {misses} (all during warm-up), url cache hits {url_hits} misses {url_misses}",
         windows.len(),
         uas.len()
     );
 
-    let mut cold = Enricher::new(one(), Geo::default());
+    // URLs not cached: a 1-entry URL cache (the mix rarely repeats a URL in consecutive
+    // lookups), UA cache warm.
+    let mut uncached = Enricher::new(big, one(), Geo::default());
+    for w in &windows {
+        black_box(uncached.row(w));
+    }
+    group.bench_function("row_url_cache_miss", |b| {
+        b.iter(|| {
+            for w in &windows {
+                black_box(uncached.row(black_box(w)));
+            }
+        })
+    });
+    let (url_hits, url_misses) = uncached.url_cache_stats();
+    eprintln!("enrich/row_url_cache_miss: url cache hits {url_hits} misses {url_misses}");
+
+    let mut cold = Enricher::new(one(), big, Geo::default());
     group.bench_function("row_ua_cache_miss", |b| {
         b.iter(|| {
             for w in &rotating {
@@ -153,7 +170,8 @@ fn rowbinary(c: &mut Criterion) {
     support::rowbinary::check();
     const ROWS: usize = 1_000;
     let windows = windows();
-    let mut enricher = Enricher::new(NonZeroUsize::new(4096).unwrap_or(one()), Geo::default());
+    let size = NonZeroUsize::new(4096).unwrap_or(one());
+    let mut enricher = Enricher::new(size, size, Geo::default());
     let rows: Vec<ReportRow> = windows
         .iter()
         .cycle()

@@ -216,6 +216,17 @@ pub struct Config {
     )]
     pub ua_cache_size: NonZeroUsize,
 
+    /// Distinct URLs (of at most 512 bytes) whose parts (origin, host, path, registrable
+    /// domain) are cached (LRU): at most ~7 KiB each (a part may be percent-encoded to 3x the
+    /// URL's length), typically a few hundred bytes. Default 4096.
+    #[arg(
+        long,
+        env = "PALISADE_URL_CACHE_SIZE",
+        default_value = "4096",
+        global = true
+    )]
+    pub url_cache_size: NonZeroUsize,
+
     /// MaxMind GeoIP2/GeoLite2 Country or City database for the `country` column. Default: none
     /// (the column stays empty).
     #[arg(long, env = "PALISADE_GEOIP_DB", global = true)]

@@ -53,6 +53,8 @@ pub const RETENTION_RUNS_TOTAL: &str = "processor_retention_runs_total";
 pub const RETENTION_ITEMS_TOTAL: &str = "processor_retention_items_total";
 /// User-agent cache lookups, by result (`hit`, `miss`).
 pub const UA_CACHE_LOOKUPS_TOTAL: &str = "processor_ua_cache_lookups_total";
+/// URL parts cache lookups, by result (`hit`, `miss`).
+pub const URL_CACHE_LOOKUPS_TOTAL: &str = "processor_url_cache_lookups_total";
 
 /// Every per-message outcome of one poll, recorded in one go by [`PollTally::record`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -148,6 +150,12 @@ pub fn retention_run(job: &'static str, ok: bool, items: usize) {
 pub fn consumer_lag(partition: i32, lag: i64) {
     metrics::gauge!(CONSUMER_LAG_MESSAGES, "partition" => partition.to_string())
         .set(lag.max(0) as f64);
+}
+
+/// Cumulative URL cache stats (from `Enricher::url_cache_stats`).
+pub fn url_cache(hits: u64, misses: u64) {
+    metrics::counter!(URL_CACHE_LOOKUPS_TOTAL, "result" => "hit").absolute(hits);
+    metrics::counter!(URL_CACHE_LOOKUPS_TOTAL, "result" => "miss").absolute(misses);
 }
 
 /// Cumulative UA cache stats (from `Enricher::ua_cache_stats`).

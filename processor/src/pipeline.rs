@@ -63,6 +63,11 @@ impl Pipeline {
         self.assigned.remove(&partition);
     }
 
+    /// The enricher (its cache statistics, for the benchmarks).
+    pub fn enricher(&self) -> &Enricher {
+        &self.enricher
+    }
+
     pub fn assigned(&self) -> impl Iterator<Item = i32> + '_ {
         self.assigned.iter().copied()
     }
@@ -128,6 +133,8 @@ impl Pipeline {
         metrics::windows(self.dedup.open_windows(), self.dedup.windows_bound());
         let (hits, misses) = self.enricher.ua_cache_stats();
         metrics::ua_cache(hits, misses);
+        let (hits, misses) = self.enricher.url_cache_stats();
+        metrics::url_cache(hits, misses);
     }
 
     /// The loop did not consume for `by` (see [`Dedup::discount_idle`]).
@@ -190,7 +197,11 @@ mod tests {
             max_bytes: NonZeroUsize::new(1 << 20).unwrap(),
             max_age: Duration::from_millis(100),
         };
-        let enricher = Enricher::new(NonZeroUsize::new(10).unwrap(), Geo::open(None).unwrap());
+        let enricher = Enricher::new(
+            NonZeroUsize::new(10).unwrap(),
+            NonZeroUsize::new(10).unwrap(),
+            Geo::open(None).unwrap(),
+        );
         Pipeline::new(dedup, limits, enricher)
     }
 

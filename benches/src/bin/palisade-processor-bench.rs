@@ -122,15 +122,20 @@ async fn bench(args: &Args, config: &processor::Config) -> anyhow::Result<()> {
         generate_started.elapsed().as_secs_f64()
     );
     println!(
-        "settings          window {} s, batch {} rows / {} ms, ua cache {}, insert chunk {} rows",
+        "settings          window {} s, batch {} rows / {} ms, ua cache {}, url cache {}, insert chunk {} rows",
         config.window.as_secs(),
         config.batch_rows,
         config.batch_age.as_millis(),
         config.ua_cache_size,
+        config.url_cache_size,
         config.batch_rows
     );
 
-    let enricher = Enricher::new(config.ua_cache_size, Geo::open(config.geoip_db.as_deref())?);
+    let enricher = Enricher::new(
+        config.ua_cache_size,
+        config.url_cache_size,
+        Geo::open(config.geoip_db.as_deref())?,
+    );
     let mut pipeline = Pipeline::new(config.dedup(), config.batch_limits(), enricher);
     for partition in 0..args.partitions {
         pipeline.assign(partition, None);
@@ -190,6 +195,11 @@ async fn bench(args: &Args, config: &processor::Config) -> anyhow::Result<()> {
         "cpu (this proc)   {cpu:.2} s: {:.0} reports per CPU-second ({:.0} rows per CPU-second)",
         reports / cpu.max(f64::EPSILON),
         stats.rows as f64 / cpu.max(f64::EPSILON)
+    );
+    let (ua_hits, ua_misses) = pipeline.enricher().ua_cache_stats();
+    let (url_hits, url_misses) = pipeline.enricher().url_cache_stats();
+    println!(
+        "caches            ua {ua_hits} hits / {ua_misses} misses, url {url_hits} hits / {url_misses} misses"
     );
     println!(
         "peak rss          {} MiB (includes the pre-generated input)",

@@ -1,7 +1,8 @@
 //! Enrichment: turns a closed dedup window (its count and first message) into a [`ReportRow`].
 //!
-//! Everything here is a pure function of the message except the two lookups with state: the
-//! user-agent cache ([`useragent`]) and the optional GeoIP database ([`geo`]).
+//! Everything here is a pure function of the message except the lookups with state: the
+//! user-agent cache ([`useragent`]), the URL parts cache ([`urls::UrlCache`]) and the optional
+//! GeoIP database ([`geo`]).
 
 pub mod directive;
 pub mod geo;
@@ -19,17 +20,19 @@ use crate::row::ReportRow;
 pub use geo::{Geo, GeoError};
 pub use useragent::{UaClassifier, UaInfo};
 
-/// Builds rows; owns the UA cache and the GeoIP reader.
+/// Builds rows; owns the UA and URL caches and the GeoIP reader.
 #[derive(Debug)]
 pub struct Enricher {
     ua: UaClassifier,
+    urls: urls::UrlCache,
     geo: Geo,
 }
 
 impl Enricher {
-    pub fn new(ua_cache_size: NonZeroUsize, geo: Geo) -> Self {
+    pub fn new(ua_cache_size: NonZeroUsize, url_cache_size: NonZeroUsize, geo: Geo) -> Self {
         Self {
             ua: UaClassifier::new(ua_cache_size),
+            urls: urls::UrlCache::new(url_cache_size),
             geo,
         }
     }
@@ -39,6 +42,11 @@ impl Enricher {
         self.ua.stats()
     }
 
+    /// URL cache (hits, misses) since start.
+    pub fn url_cache_stats(&self) -> (u64, u64) {
+        self.urls.stats()
+    }
+
     /// The `reports` row of a closed window.
     pub fn row(&mut self, window: &ClosedWindow) -> ReportRow {
         let msg: &ReportMessage = &window.first;
@@ -46,14 +54,14 @@ impl Enricher {
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
 
         let document_url = text(&report.document_url);
-        let document = urls::parts(&document_url);
+        let document = self.urls.parts(&document_url);
         let blocked_url = text(&report.blocked_url);
         let blocked = match report.blocked_class {
             BlockedClass::Url
             | BlockedClass::Data
             | BlockedClass::Blob
             | BlockedClass::Extension
-            | BlockedClass::OtherScheme => urls::parts(&blocked_url),
+            | BlockedClass::OtherScheme => self.urls.parts(&blocked_url),
             _ => urls::UrlParts::default(),
         };
         let blocked_origin = blocked_origin(report.blocked_class, &blocked);
@@ -115,7 +123,7 @@ impl Enricher {
             directive_family: directive::family(&effective_directive),
             effective_directive,
             violated_directive: text(&report.violated_directive),
-            source_host: urls::parts(&source_file).host,
+            source_host: self.urls.parts(&source_file).host,
             source_file,
             line_number: clamp_u32(report.line_number),
             column_number: clamp_u32(report.column_number),

@@ -26,7 +26,11 @@ fn window(message: serde_json::Value) -> ClosedWindow {
 }
 
 fn enricher() -> Enricher {
-    Enricher::new(NonZeroUsize::new(16).unwrap(), Geo::default())
+    Enricher::new(
+        NonZeroUsize::new(16).unwrap(),
+        NonZeroUsize::new(16).unwrap(),
+        Geo::default(),
+    )
 }
 
 fn csp() -> serde_json::Value {

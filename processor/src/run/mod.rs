@@ -128,7 +128,11 @@ async fn run_inner(
         migrate::migrate_to(&client, &config.clickhouse_database, &config.topology()).await?;
     }
     let writer = Writer::new(&client, config.writer())?;
-    let enricher = Enricher::new(config.ua_cache_size, Geo::open(config.geoip_db.as_deref())?);
+    let enricher = Enricher::new(
+        config.ua_cache_size,
+        config.url_cache_size,
+        Geo::open(config.geoip_db.as_deref())?,
+    );
     let pipeline = Pipeline::new(config.dedup(), config.batch_limits(), enricher);
     let dead_letters = DeadLetters::new(
         config.kafka_client_config(),
