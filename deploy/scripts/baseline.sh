@@ -29,7 +29,7 @@ concurrency="${2:-32}"
 fixed_rate="${3:-}"
 profile="${PALISADE_PROFILE:-legacy}"
 mode="${PALISADE_MODE:-keepalive}"
-work="$(mktemp -d)"
+. deploy/scripts/bench-common.sh
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
 [ "${PALISADE_NO_BUILD:-0}" = 1 ] || cargo build --release --locked -p ingest -p benches --bins >/dev/null
 
@@ -38,28 +38,13 @@ if [ "${PALISADE_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)
   server_cpus="taskset -c 0"; client_cpus="taskset -c 1-$(($(nproc) - 1))"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"; base_port="$(free_port)"
 floor_port="$(free_port)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-(cd "$work" && exec $client_cpus "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/) \
-  >"$work/tansu.log" 2>&1 &
-tansu_pid=$!
-pids+=("$tansu_pid")
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 load >/dev/null
-
-cat > "$work/projects.toml" <<TOML
-[[project]]
-id = 1
-name = "load"
-keys = [{ public_key = "load-key" }]
-quota = { per_second = 1000000, burst = 1000000 }
-TOML
+# shellcheck disable=SC2086
+start_tansu "$tansu" "$kafka_port" $client_cpus
+create_topic "$tansu" "$kafka_port" load 4
+write_projects load load-key
 $server_cpus target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
   --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
   --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \

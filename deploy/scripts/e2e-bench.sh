@@ -28,7 +28,7 @@ distinct="${4:-1000}"
 sat_secs="${PALISADE_E2E_SAT_SECS:-20}"
 probe_rate="${PALISADE_E2E_PROBE_RATE:-2}"
 processor_args="${PALISADE_E2E_PROCESSOR_ARGS:---window-secs 1 --grace-secs 0 --idle-close-secs 2 --batch-age-ms 200}"
-work="$(mktemp -d)"
+. deploy/scripts/bench-common.sh
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
 cargo build --release --locked -p ingest -p processor -p benches >/dev/null
 if ! target/release/palisade-load --help | grep -q -- '--rate'; then
@@ -36,22 +36,13 @@ if ! target/release/palisade-load --help | grep -q -- '--rate'; then
   exit 1
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"
 ch_port="$(free_port)"; ch_tcp_port="$(free_port)"; processor_admin_port="$(free_port)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
 # --- servers ---------------------------------------------------------------------------------
-(cd "$work" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/) \
-  >"$work/tansu.log" 2>&1 &
-tansu_pid=$!
-pids+=("$tansu_pid")
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 e2e >/dev/null
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 e2e-dead-letter >/dev/null
+start_tansu "$tansu" "$kafka_port"
+create_topic "$tansu" "$kafka_port" e2e 4
+create_topic "$tansu" "$kafka_port" e2e-dead-letter 1
 
 deploy/scripts/clickhouse.sh "$work/clickhouse" "$ch_port" "$ch_tcp_port" >"$work/clickhouse.log" 2>&1 &
 ch_pid=$!
@@ -59,13 +50,7 @@ pids+=("$ch_pid")
 ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }
 for _ in $(seq 1 100); do [ "$(ch_query 'SELECT 1' 2>/dev/null)" = 1 ] && break; sleep 0.2; done
 
-cat > "$work/projects.toml" <<TOML
-[[project]]
-id = 1
-name = "e2e"
-keys = [{ public_key = "e2e-key" }]
-quota = { per_second = 1000000, burst = 1000000 }
-TOML
+write_projects e2e e2e-key
 target/release/palisade-ingest --public-addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin_port" \
   --projects-file "$work/projects.toml" --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic e2e \
   --ip-rate-per-second 1000000 --ip-burst 1000000 >"$work/ingest.log" 2>&1 &

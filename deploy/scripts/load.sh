@@ -21,32 +21,17 @@ duration="${1:-20}"
 concurrency="${2:-32}"
 body="${3:-mixed}"
 distinct="${4:-1000}"
-work="$(mktemp -d)"
+. deploy/scripts/bench-common.sh
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
 cargo build --release --locked -p ingest -p processor -p benches >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"
 ch_port="$(free_port)"; ch_tcp_port="$(free_port)"; processor_admin_port="$(free_port)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-(cd "$work" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/) \
-  >"$work/tansu.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 load >/dev/null
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 1 load-dead-letter >/dev/null
-
-cat > "$work/projects.toml" <<TOML
-[[project]]
-id = 1
-name = "load"
-keys = [{ public_key = "load-key" }]
-quota = { per_second = 1000000, burst = 1000000 }
-TOML
+start_tansu "$tansu" "$kafka_port"
+create_topic "$tansu" "$kafka_port" load 4
+create_topic "$tansu" "$kafka_port" load-dead-letter 1
+write_projects load load-key
 target/release/palisade-ingest --public-addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin_port" \
   --projects-file "$work/projects.toml" --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
   --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_LOAD_INGEST_FLAGS:-} >"$work/ingest.log" 2>&1 &

@@ -19,30 +19,15 @@ rate="${2:-1000}"
 profile="${PALISADE_PROFILE:-legacy}"
 out=/tmp/palisade-ingest.cg
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
-work="$(mktemp -d)"
+. deploy/scripts/bench-common.sh
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
 [ "${PALISADE_NO_BUILD:-0}" = 1 ] || cargo build --release --locked -p ingest -p benches --bins >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kafka_port="$(free_port)"; port="$(free_port)"; admin_port="$(free_port)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-(cd "$work" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
-  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/) \
-  >"$work/tansu.log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
-"$tansu" topic create --broker "tcp://127.0.0.1:$kafka_port" --partitions 4 load >/dev/null
-
-cat > "$work/projects.toml" <<TOML
-[[project]]
-id = 1
-name = "load"
-keys = [{ public_key = "load-key" }]
-quota = { per_second = 1000000, burst = 1000000 }
-TOML
+start_tansu "$tansu" "$kafka_port"
+create_topic "$tansu" "$kafka_port" load 4
+write_projects load load-key
 valgrind --tool=callgrind --callgrind-out-file="$out" \
   target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
   --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
@@ -61,7 +46,7 @@ echo "load: $(jq -r '"\(.requests) requests, statuses \(.statuses|tostring)"' "$
 kill -TERM "$ingest_pid"
 wait "$ingest_pid" 2>/dev/null || true
 
-callgrind_annotate --inclusive=yes "$out" >"$work/inclusive.txt" 2>/dev/null
+callgrind_annotate --inclusive=yes --auto=no "$out" >"$work/inclusive.txt" 2>/dev/null
 total="$(awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}' "$work/inclusive.txt")"
 echo "ingest under callgrind: $total instructions in all for $sent requests (start-up and shutdown included)"
 echo "inclusive instructions per request of the main handler stages:"

@@ -5,13 +5,15 @@
 //!
 //! Skipped (with `skipping: ...` on stderr) when clickhouse-server is not installed, except in CI.
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use processor::migrate::{self, MigrateError, Migration, Outcome};
 use processor::row::ReportRow;
-use processor::write::{RetryPolicy, Touched, Writer, WriterConfig};
+use processor::write::{Touched, Writer};
 use testbed::clickhouse::{render, ClickHouse, Param};
+
+mod common;
 
 const DATABASE: &str = "palisade_test";
 /// 2023-11-15 00:00:00 UTC: the start of the data set's first hour (and of its day).
@@ -30,21 +32,7 @@ async fn start() -> Option<(ClickHouse, clickhouse::Client)> {
 }
 
 fn writer(client: &clickhouse::Client) -> Writer {
-    Writer::new(
-        client,
-        WriterConfig {
-            database: DATABASE.to_owned(),
-            retry: RetryPolicy {
-                max_attempts: NonZeroU32::new(3).expect("non-zero"),
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(200),
-            },
-            attempt_timeout: Duration::from_secs(30),
-            // Small on purpose, so the tests exercise several statements per refresh.
-            rollup_groups_per_statement: NonZeroUsize::new(2).expect("non-zero"),
-        },
-    )
-    .expect("valid database name")
+    common::writer(client, DATABASE, Duration::from_secs(30))
 }
 
 /// Run `sql` in the test database and return the TabSeparated cells, unescaped.

@@ -9,13 +9,15 @@
 //! `zookeeper` package) is missing, except in CI. About 10 s.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use processor::migrate::{self, MigrateError, Outcome, ServerVersion, Topology};
 use processor::row::ReportRow;
-use processor::write::{Checkpoint, RetryPolicy, Touched, Writer, WriterConfig};
+use processor::write::{Checkpoint, Touched, Writer};
 use testbed::cluster::{Cluster, CLUSTER};
+
+mod common;
 
 const DATABASE: &str = "palisade_cluster";
 /// 2023-11-15 00:00:00 UTC.
@@ -35,20 +37,7 @@ fn topology() -> Topology {
 }
 
 fn writer(client: &clickhouse::Client) -> Writer {
-    Writer::new(
-        client,
-        WriterConfig {
-            database: DATABASE.to_owned(),
-            retry: RetryPolicy {
-                max_attempts: NonZeroU32::new(3).expect("non-zero"),
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_millis(200),
-            },
-            attempt_timeout: Duration::from_secs(60),
-            rollup_groups_per_statement: NonZeroUsize::new(2).expect("non-zero"),
-        },
-    )
-    .expect("valid database name")
+    common::writer(client, DATABASE, Duration::from_secs(60))
 }
 
 async fn cells(client: &clickhouse::Client, sql: &str) -> Vec<Vec<String>> {

@@ -455,3 +455,27 @@ pub async fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::Ex
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The tests' ClickHouse writer of `database`: 3 quick attempts, and 2 rollup groups per
+/// statement, small on purpose, so the tests exercise several statements per refresh.
+pub fn writer(
+    client: &clickhouse::Client,
+    database: &str,
+    attempt_timeout: Duration,
+) -> processor::write::Writer {
+    use std::num::{NonZeroU32, NonZeroUsize};
+    processor::write::Writer::new(
+        client,
+        processor::write::WriterConfig {
+            database: database.to_owned(),
+            retry: processor::write::RetryPolicy {
+                max_attempts: NonZeroU32::new(3).expect("non-zero"),
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(200),
+            },
+            attempt_timeout,
+            rollup_groups_per_statement: NonZeroUsize::new(2).expect("non-zero"),
+        },
+    )
+    .expect("valid database name")
+}
