@@ -52,18 +52,6 @@ async fn start(config: Config) -> anyhow::Result<()> {
 
 /// Cancels `token` on SIGINT or SIGTERM.
 async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, () = term => {} }
+    ingest::run::stop_signal().await;
     token.cancel();
 }

@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         publisher,
         sequence: AtomicU64::new(0),
     });
-    let shutdown = shutdown_signal();
+    let shutdown = ingest::run::stop_signal();
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -120,20 +120,4 @@ async fn answer(
     let mut response = Response::new(Empty::new());
     *response.status_mut() = status;
     Ok(response)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, () = term => {} }
 }
