@@ -203,7 +203,8 @@ impl Consumer {
     /// partition count.
     pub async fn describe_group(&self, group: &str) -> Result<GroupView, ConsumeError> {
         let (inner, topic, group) = (self.inner.clone(), self.topic.clone(), group.to_owned());
-        let timeout = self.timeout.min(Duration::from_secs(5));
+        // Short: the loop waits for the answer.
+        let timeout = self.timeout.min(Duration::from_secs(2));
         tokio::task::spawn_blocking(move || {
             let kafka = |operation| move |source| ConsumeError::Kafka { operation, source };
             let groups = inner

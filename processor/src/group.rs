@@ -7,10 +7,12 @@
 //! consumed by nobody, for good (RELIABILITY.md, finding 4). A processor restarted alone after a
 //! SIGKILL can end up owning no partition at all.
 //!
-//! The check, every `--kafka-group-check-secs`: describe the group and the topic. When the group
-//! is `Stable`, has exactly one member (this instance) and this instance owns fewer partitions
-//! than the topic has, on [`STRIKES`] looks in a row, the instance leaves the group and joins
-//! again ([`crate::consume::Consumer::rejoin`]). The leave makes tansu forget the dead leader
+//! The check, every `--kafka-group-check-secs` while this instance owns fewer partitions than
+//! the last look counted (an owner of every partition has nothing to find, and the describe
+//! calls block the loop for up to 2 s each while Kafka is unreachable): describe the group and
+//! the topic. When the group is `Stable`, has exactly one member (this instance) and this
+//! instance owns fewer partitions than the topic has, on [`STRIKES`] looks in a row, the
+//! instance leaves the group and joins again ([`crate::consume::Consumer::rejoin`]). The leave makes tansu forget the dead leader
 //! and the join gives every partition to the live member. On Kafka a lone member of a stable
 //! group owns every partition, so the check does not fire there (a topic that just grew
 //! partitions is the exception, and a rejoin is then what picks them up sooner).
@@ -49,6 +51,8 @@ pub struct GroupCheck {
     interval: Option<Duration>,
     next: Instant,
     strikes: u32,
+    /// The topic's partition count at the last look that described it.
+    partitions: Option<usize>,
 }
 
 impl GroupCheck {
@@ -59,17 +63,26 @@ impl GroupCheck {
             interval,
             next: now + interval.unwrap_or_default(),
             strikes: 0,
+            partitions: None,
         }
     }
 
-    pub fn due(&self, now: Instant) -> bool {
-        self.interval.is_some() && now >= self.next
+    /// Whether to look now, for an instance owning `owned` partitions. One that owns every
+    /// partition the last look counted has nothing to find (the usual single-processor
+    /// deployment makes no describe calls, which block the loop while Kafka is unreachable).
+    pub fn due(&self, owned: usize, now: Instant) -> bool {
+        self.interval.is_some()
+            && now >= self.next
+            && self.partitions.is_none_or(|partitions| owned < partitions)
     }
 
     /// Record a look (`None`: the group or topic could not be described) taken while owning
     /// `owned` partitions. True when the instance should leave the group and join again.
     pub fn observe(&mut self, view: Option<&GroupView>, owned: usize, now: Instant) -> bool {
         self.next = now + self.interval.unwrap_or_default();
+        if let Some(view) = view.filter(|view| view.partitions > 0) {
+            self.partitions = Some(view.partitions);
+        }
         if view.is_some_and(|view| view.orphaned(owned)) {
             self.strikes += 1;
         } else {
@@ -111,15 +124,23 @@ mod tests {
         let start = Instant::now();
         let step = Duration::from_secs(10);
         let mut check = GroupCheck::new(step, start);
-        assert!(!check.due(start));
-        assert!(check.due(start + step));
+        assert!(!check.due(0, start));
+        assert!(check.due(0, start + step));
 
         let orphaned = view("Stable", 1, 4);
         let healthy = view("Stable", 2, 4);
         assert!(!check.observe(Some(&orphaned), 0, start + step));
         assert!(
-            !check.due(start + step),
+            !check.due(0, start + step),
             "the next look is an interval later"
+        );
+        assert!(
+            check.due(3, start + step * 2),
+            "owns 3 of the 4 partitions seen"
+        );
+        assert!(
+            !check.due(4, start + step * 2),
+            "owns every partition seen: nothing to find"
         );
         // A healthy look, or a failed one, resets the count.
         assert!(!check.observe(Some(&healthy), 2, start + step * 2));
@@ -136,6 +157,6 @@ mod tests {
     fn zero_interval_turns_the_check_off() {
         let start = Instant::now();
         let check = GroupCheck::new(Duration::ZERO, start);
-        assert!(!check.due(start + Duration::from_secs(3600)));
+        assert!(!check.due(0, start + Duration::from_secs(3600)));
     }
 }

@@ -257,7 +257,9 @@ impl Worker {
             // paused (the parked batch's commits need the partitions).
             if self.pending.is_none()
                 && self.paused_since.is_none()
-                && self.group_check.due(Instant::now())
+                && self
+                    .group_check
+                    .due(self.pipeline.assigned().count(), Instant::now())
             {
                 self.check_group().await?;
             }
