@@ -151,29 +151,7 @@ async fn slow_headers(addr: SocketAddr) -> (Duration, String) {
     let started = Instant::now();
     let head = format!("POST {REPORT_PATH} HTTP/1.1\r\nhost: t\r\nx-slow: ");
     stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        tokio::select! {
-            read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            },
-            () = tokio::time::sleep(Duration::from_millis(200)) => {
-                if stream.write_all(b"a").await.is_err() {
-                    break;
-                }
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "slow head never cut off"
-        );
-    }
-    (
-        started.elapsed(),
-        String::from_utf8_lossy(&answer).into_owned(),
-    )
+    trickle(stream, started, b"a", "slow head", |_| false).await
 }
 
 /// A slowloris on the body: complete head announcing 1000 bytes, then one byte every 200 ms.
@@ -184,7 +162,21 @@ async fn slow_body(addr: SocketAddr) -> (Duration, String) {
         "POST {REPORT_PATH} HTTP/1.1\r\nhost: t\r\ncontent-type: application/csp-report\r\ncontent-length: 1000\r\n\r\n{{"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let started = Instant::now();
+    let answered =
+        |answer: &[u8]| answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}");
+    trickle(stream, Instant::now(), b" ", "slow body", answered).await
+}
+
+/// Write `byte` every 200 ms and collect what the server sends, until it closes the connection
+/// or `answered(collected)`; fails if that takes 60 s. Returns the time since `started` and
+/// what was received.
+async fn trickle(
+    mut stream: TcpStream,
+    started: Instant,
+    byte: &[u8],
+    what: &str,
+    answered: impl Fn(&[u8]) -> bool,
+) -> (Duration, String) {
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -193,20 +185,20 @@ async fn slow_body(addr: SocketAddr) -> (Duration, String) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     answer.extend_from_slice(&buf[..n]);
-                    if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                    if answered(&answer) {
                         break;
                     }
                 }
             },
             () = tokio::time::sleep(Duration::from_millis(200)) => {
-                if stream.write_all(b" ").await.is_err() {
+                if stream.write_all(byte).await.is_err() {
                     break;
                 }
             }
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "slow body never cut off"
+            "{what} never cut off"
         );
     }
     (
