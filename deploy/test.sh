@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The build and the test servers' data need about 5 GB; a full disk shows up as a build error
+# far from its cause, so say what is free first.
+echo "== free disk space where the build goes"
+df -h . | tail -n 1
+
 PALISADE_TANSU="$(deploy/scripts/setup.sh | tail -n 1)"
 export PALISADE_TANSU
 
