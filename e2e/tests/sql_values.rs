@@ -345,7 +345,7 @@ async fn check_recent(stack: &Stack, rows: &[ReportRow]) {
                         assert_eq!(cells.len(), 7, "{line:?}");
                         assert_eq!(cells[3], "script-src-elem", "{line:?}");
                         assert_eq!(cells[4], "https://evil.example", "{line:?}");
-                        tsv_unescape(cells[5])
+                        testbed::clickhouse::unescape_tsv(cells[5])
                     })
                     .collect();
                 printed.sort();
@@ -381,23 +381,4 @@ async fn check_recent(stack: &Stack, rows: &[ReportRow]) {
             }
         }
     }
-}
-
-/// Undoes `recent`'s TSV escaping (`\\`, `\t`, `\n`).
-fn tsv_unescape(cell: &str) -> String {
-    let mut out = String::with_capacity(cell.len());
-    let mut chars = cell.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    out
 }

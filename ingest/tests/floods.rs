@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use schemas::ReportMessage;
-use support::child::{mib, ChildIngest};
+use support::child::{mib, proc_memory, ChildIngest, PeakSampler, Peaks};
 use support::raw::{self, percentile, RawConn};
 use support::Server;
 use testbed::kafka::Tansu;
@@ -349,39 +349,13 @@ async fn many_client_ips_keep_limiter_memory_bounded() {
     let before = ingest.memory();
     let cpu_before = ingest.cpu_time();
 
-    // Sampler: the tracked-IP gauge (set from the map's size on every scrape) and the RSS.
-    let done = Arc::new(AtomicBool::new(false));
-    let max_tracked = Arc::new(AtomicU64::new(0));
-    let max_rss = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (done, max_tracked, max_rss) = (
-            Arc::clone(&done),
-            Arc::clone(&max_tracked),
-            Arc::clone(&max_rss),
-        );
-        let admin = ingest.admin.clone();
-        let pid = ingest.pid();
-        tokio::spawn(async move {
-            let http = support::client();
-            let mut samples = 0u64;
-            while !done.load(Ordering::SeqCst) {
-                let text = http
-                    .get(format!("{admin}/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                let tracked = support::parse_metric(&text, "ingest_ip_limiter_tracked");
-                max_tracked.fetch_max(tracked as u64, Ordering::SeqCst);
-                max_rss.fetch_max(support::child::proc_memory(pid).rss, Ordering::SeqCst);
-                samples += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            samples
-        })
-    };
+    // The tracked-IP gauge (set from the map's size on every scrape) and the RSS.
+    let sampler = PeakSampler::start(
+        &ingest,
+        "ingest_ip_limiter_tracked",
+        |pid| proc_memory(pid).rss,
+        Duration::from_millis(100),
+    );
 
     // The churn: every request from a new IP.
     let next = Arc::new(AtomicU64::new(0));
@@ -418,11 +392,13 @@ async fn many_client_ips_keep_limiter_memory_bounded() {
     }
     let churn = started.elapsed();
     let cpu = ingest.cpu_time() - cpu_before;
-    done.store(true, Ordering::SeqCst);
-    let samples = sampler.await.unwrap();
+    let Peaks {
+        metric: max_tracked,
+        probe: max_rss,
+        samples,
+    } = sampler.finish().await;
     let after = ingest.memory();
     let overflow = ingest.metric("ingest_ip_limiter_overflow_total").await;
-    let max_tracked = max_tracked.load(Ordering::SeqCst);
     println!(
         "{ips} distinct IPs in {churn:.2?} ({:.0} req/s, ingest CPU {cpu:.2?} = {:.1} us/request) from {workers} connections; statuses {statuses:?}",
         ips as f64 / churn.as_secs_f64(),
@@ -434,7 +410,7 @@ async fn many_client_ips_keep_limiter_memory_bounded() {
     println!(
         "ingest RSS: before {}, max sampled {}, after {}, peak (VmHWM) {}",
         mib(before.rss),
-        mib(max_rss.load(Ordering::SeqCst)),
+        mib(max_rss),
         mib(after.rss),
         mib(after.peak_rss)
     );

@@ -42,6 +42,16 @@ quota = { per_second = 1000, burst = 1000 }
 keys = [{ public_key = "k4" }]
 "#;
 
+/// Every refusal reason this test produces, each counted in `ingest_rejections_total`.
+const REASONS: [&str; 6] = [
+    "key_revoked",
+    "key_disabled",
+    "wrong_project",
+    "missing_key",
+    "unknown_key",
+    "not_found",
+];
+
 /// A report whose document path is `marker` made URL-safe (so it can be found in Kafka).
 fn csp(marker: &str) -> String {
     let marker = slug(marker);
@@ -290,14 +300,7 @@ async fn refused_keys_get_documented_answers_and_publish_nothing() {
         ),
     ];
     let mut before = HashMap::new();
-    for reason in [
-        "key_revoked",
-        "key_disabled",
-        "wrong_project",
-        "missing_key",
-        "unknown_key",
-        "not_found",
-    ] {
+    for reason in REASONS {
         let series = format!("ingest_rejections_total{{reason=\"{reason}\"}}");
         before.insert(reason, server.metric(&series).await);
     }
@@ -348,14 +351,7 @@ async fn refused_keys_get_documented_answers_and_publish_nothing() {
     );
     check(&server, &removed).await;
 
-    for reason in [
-        "key_revoked",
-        "key_disabled",
-        "wrong_project",
-        "missing_key",
-        "unknown_key",
-        "not_found",
-    ] {
+    for reason in REASONS {
         let series = format!("ingest_rejections_total{{reason=\"{reason}\"}}");
         let expected = cases.iter().filter(|c| c.reason == reason).count()
             + usize::from(reason == "unknown_key") * 2; // the 401 probe and `removed`

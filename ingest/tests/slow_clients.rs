@@ -12,11 +12,9 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::child::ChildIngest;
+use support::child::{proc_sockets, ChildIngest, PeakSampler, Peaks};
 use support::raw::{self, RawConn};
 use testbed::kafka::Tansu;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -215,81 +213,14 @@ async fn good_report(addr: SocketAddr, marker: &str) -> raw::RawResponse {
         .unwrap()
 }
 
-/// Largest values seen by a sampler of the open-connections gauge and the child's sockets.
-#[derive(Debug)]
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    max_gauge: Arc<AtomicU64>,
-    max_sockets: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<u64>,
-}
-
-impl Sampler {
-    fn start(ingest: &ChildIngest) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let max_gauge = Arc::new(AtomicU64::new(0));
-        let max_sockets = Arc::new(AtomicU64::new(0));
-        let admin = ingest.admin.clone();
-        let pid = ingest.pid();
-        let task = {
-            let (stop, max_gauge, max_sockets) = (
-                Arc::clone(&stop),
-                Arc::clone(&max_gauge),
-                Arc::clone(&max_sockets),
-            );
-            tokio::spawn(async move {
-                let http = support::client();
-                let mut samples = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let text = http
-                        .get(format!("{admin}/metrics"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap();
-                    let open = support::parse_metric(&text, "ingest_connections_open");
-                    max_gauge.fetch_max(open as u64, Ordering::SeqCst);
-                    max_sockets.fetch_max(sockets_of(pid) as u64, Ordering::SeqCst);
-                    samples += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                samples
-            })
-        };
-        Sampler {
-            stop,
-            max_gauge,
-            max_sockets,
-            task,
-        }
-    }
-
-    /// Stops sampling: (max gauge, max sockets, samples).
-    async fn finish(self) -> (u64, u64, u64) {
-        self.stop.store(true, Ordering::SeqCst);
-        let samples = self.task.await.unwrap();
-        (
-            self.max_gauge.load(Ordering::SeqCst),
-            self.max_sockets.load(Ordering::SeqCst),
-            samples,
-        )
-    }
-}
-
-fn sockets_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| {
-                    std::fs::read_link(e.path())
-                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+/// Samples the open-connections gauge and the child's open sockets every 50 ms.
+fn connection_sampler(ingest: &ChildIngest) -> PeakSampler {
+    PeakSampler::start(
+        ingest,
+        "ingest_connections_open",
+        |pid| proc_sockets(pid) as u64,
+        Duration::from_millis(50),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,7 +259,7 @@ async fn ten_thousand_idle_connections_and_slowloris() {
     // Warm the producer (first publish fetches metadata) before the clock-sensitive part.
     assert_eq!(good_report(addr, "warm-up").await.status, 202);
     served += 1;
-    let sampler = Sampler::start(&ingest);
+    let sampler = connection_sampler(&ingest);
 
     let opened_at = Instant::now();
     let idle = open_idle(addr, idle_n, Duration::from_secs(5), 64).await;
@@ -382,7 +313,11 @@ async fn ten_thousand_idle_connections_and_slowloris() {
         },
         "every silent connection was closed by the server"
     );
-    let (max_gauge, max_sockets, samples) = sampler.finish().await;
+    let Peaks {
+        metric: max_gauge,
+        probe: max_sockets,
+        samples,
+    } = sampler.finish().await;
     testbed::wait::wait_for(
         "open connections to drain",
         Duration::from_secs(20),
@@ -445,7 +380,7 @@ async fn ten_thousand_idle_connections_and_slowloris() {
     assert_eq!(good_report(addr, "warm-up-2").await.status, 202);
     served += 1;
     let baseline_sockets = ingest.open_sockets();
-    let sampler = Sampler::start(&ingest);
+    let sampler = connection_sampler(&ingest);
     let opened_at = Instant::now();
     let idle = open_idle(addr, idle_n, Duration::from_secs(5), 64).await;
     let connected = idle.len();
@@ -478,7 +413,11 @@ async fn ten_thousand_idle_connections_and_slowloris() {
     );
     served += 1;
     let closes = count_closed(idle, Duration::from_secs(30)).await;
-    let (max_gauge, max_sockets, samples) = sampler.finish().await;
+    let Peaks {
+        metric: max_gauge,
+        probe: max_sockets,
+        samples,
+    } = sampler.finish().await;
     println!(
         "phase 2 (cap {cap}, header timeout {header_timeout:?}): {connected} idle clients \
          connected; max gauge {max_gauge}, max ingest sockets {max_sockets} \

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use crate::dedup::CommitPoint;
+use crate::dedup::{ClosedWindow, CommitPoint};
 use crate::row::ReportRow;
 
 /// Batch limits; see `Config` for units and defaults.
@@ -24,10 +24,31 @@ pub struct BatchLimits {
     pub max_age: Duration,
 }
 
+/// Where a row's occurrences came from: one partition (dedup is per partition), the offset of
+/// the window's first message (the one the row's descriptive fields come from) and of its last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowSource {
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+impl From<&ClosedWindow> for RowSource {
+    fn from(window: &ClosedWindow) -> Self {
+        Self {
+            partition: window.partition,
+            first_offset: window.first_offset,
+            last_offset: window.last_offset,
+        }
+    }
+}
+
 /// Rows to insert, then the offsets to commit once the insert is acknowledged.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub rows: Vec<ReportRow>,
+    /// `sources[i]` is where `rows[i]` came from (for dead-lettering a row ClickHouse rejects).
+    pub sources: Vec<RowSource>,
     pub bytes: usize,
     /// Partition -> point to commit (with its dedup metadata).
     pub commits: BTreeMap<i32, CommitPoint>,
@@ -60,10 +81,11 @@ impl Batcher {
         }
     }
 
-    pub fn push(&mut self, row: ReportRow, now: Instant) {
+    pub fn push(&mut self, row: ReportRow, source: RowSource, now: Instant) {
         self.started.get_or_insert(now);
         self.current.bytes += row.estimated_bytes();
         self.current.rows.push(row);
+        self.current.sources.push(source);
     }
 
     /// Records the point a partition may commit once everything pushed so far is written.
@@ -143,10 +165,10 @@ mod tests {
         let t0 = Instant::now();
         let mut batcher = Batcher::new(limits(3, usize::MAX));
         for _ in 0..2 {
-            batcher.push(ReportRow::default(), t0);
+            batcher.push(ReportRow::default(), RowSource::default(), t0);
         }
         assert!(!batcher.should_flush(t0));
-        batcher.push(ReportRow::default(), t0);
+        batcher.push(ReportRow::default(), RowSource::default(), t0);
         assert!(batcher.should_flush(t0));
         assert_eq!(batcher.take().rows.len(), 3);
         assert!(batcher.is_empty() && !batcher.should_flush(t0 + Duration::from_secs(10)));
@@ -160,9 +182,9 @@ mod tests {
             ..ReportRow::default()
         };
         let mut batcher = Batcher::new(limits(1000, row.estimated_bytes() * 2));
-        batcher.push(row.clone(), t0);
+        batcher.push(row.clone(), RowSource::default(), t0);
         assert!(!batcher.should_flush(t0));
-        batcher.push(row.clone(), t0);
+        batcher.push(row.clone(), RowSource::default(), t0);
         assert!(batcher.should_flush(t0));
         assert_eq!(batcher.take().bytes, row.estimated_bytes() * 2);
     }
@@ -172,8 +194,12 @@ mod tests {
         let t0 = Instant::now();
         let mut batcher = Batcher::new(limits(1000, usize::MAX));
         assert_eq!(batcher.deadline(), None);
-        batcher.push(ReportRow::default(), t0);
-        batcher.push(ReportRow::default(), t0 + Duration::from_millis(900));
+        batcher.push(ReportRow::default(), RowSource::default(), t0);
+        batcher.push(
+            ReportRow::default(),
+            RowSource::default(),
+            t0 + Duration::from_millis(900),
+        );
         assert_eq!(batcher.deadline(), Some(t0 + Duration::from_secs(1)));
         assert!(!batcher.should_flush(t0 + Duration::from_millis(999)));
         assert!(batcher.should_flush(t0 + Duration::from_secs(1)));

@@ -10,6 +10,7 @@
 //! drains it; if it ever did, the event would be logged as an error.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ pub struct Consumer {
     topic: String,
     /// Bound of one blocking call (committed offsets, commit).
     timeout: Duration,
+    /// A lag measurement is running: the next one is skipped, so at most one blocking task
+    /// waits on watermarks (each up to 5 s) even while Kafka does not answer.
+    lag_in_flight: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -166,6 +170,7 @@ impl Consumer {
             events,
             topic: config.kafka_topic.clone(),
             timeout: config.clickhouse_timeout.min(Duration::from_secs(30)),
+            lag_in_flight: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -306,9 +311,14 @@ impl Consumer {
 
     /// Record `processor_consumer_lag_messages` per partition: the broker's high watermark minus
     /// the committed offset. Runs in the background (one watermark request per partition,
-    /// bounded by the consumer's timeout); the loop calls it at most every [`LAG_INTERVAL`].
+    /// bounded by the consumer's timeout), skipped while the previous one still runs; the loop
+    /// calls it every [`LAG_INTERVAL`], paused or not.
     pub fn report_lag(&self, committed: Vec<(i32, i64)>) {
+        if committed.is_empty() || self.lag_in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let (inner, topic) = (self.inner.clone(), self.topic.clone());
+        let in_flight = Arc::clone(&self.lag_in_flight);
         let timeout = self.timeout.min(Duration::from_secs(5));
         drop(tokio::task::spawn_blocking(move || {
             for (partition, offset) in committed {
@@ -319,6 +329,7 @@ impl Consumer {
                     }
                 }
             }
+            in_flight.store(false, Ordering::Release);
         }));
     }
 

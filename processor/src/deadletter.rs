@@ -5,7 +5,9 @@
 //! Headers: `reason` (a bounded label: a [`crate::DecodeFailure`] reason or
 //! `rejected_by_clickhouse`), `detail` (human text, truncated to [`MAX_DETAIL_BYTES`]),
 //! `source_topic`, `source_partition`, `source_offset` (decimal). The value is the original
-//! payload (or, for a rejected row, the row as JSON).
+//! payload, or, for a rejected row, the row as JSON; a row counts one or more messages of one
+//! partition, so its `source_offset` is the first of them (whose fields the row shows) and a
+//! `source_last_offset` header gives the last.
 
 use std::time::Duration;
 
@@ -26,8 +28,10 @@ pub struct DeadLetter {
     pub reason: &'static str,
     pub detail: String,
     pub partition: i32,
-    /// Offset of the source record (`-1` when the payload is a rejected row).
+    /// Offset of the source record (of a rejected row: its first message).
     pub offset: i64,
+    /// Of a rejected row: the offset of its last message.
+    pub last_offset: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
 }
@@ -91,12 +95,16 @@ impl DeadLetters {
     pub async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
         let partition = letter.partition.to_string();
         let offset = letter.offset.to_string();
-        let headers = OwnedHeaders::new_with_capacity(5)
+        let last_offset = letter.last_offset.map(|offset| offset.to_string());
+        let mut headers = OwnedHeaders::new_with_capacity(6)
             .insert(header("reason", letter.reason.as_bytes()))
             .insert(header("detail", truncate(&letter.detail).as_bytes()))
             .insert(header("source_topic", self.source_topic.as_bytes()))
             .insert(header("source_partition", partition.as_bytes()))
             .insert(header("source_offset", offset.as_bytes()));
+        if let Some(last) = &last_offset {
+            headers = headers.insert(header("source_last_offset", last.as_bytes()));
+        }
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
             .payload(&letter.payload)
             .headers(headers);

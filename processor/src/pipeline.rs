@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use crate::batch::{Batch, BatchLimits, Batcher};
+use crate::batch::{Batch, BatchLimits, Batcher, RowSource};
 use crate::consume::Record;
 use crate::decode::{decode, DecodeFailure};
 use crate::dedup::{CloseReason, CommitPoint, Dedup, DedupConfig};
@@ -116,7 +116,7 @@ impl Pipeline {
             rows += 1;
             occurrences += window.occurrences;
             by_reason[reason_index(window.reason)] += 1;
-            self.batcher.push(row, now);
+            self.batcher.push(row, RowSource::from(window), now);
         }
         for partition in &self.assigned {
             if let Some(point) = self.dedup.commit_point(*partition) {
@@ -247,6 +247,15 @@ mod tests {
             (5, 0xff, "m0")
         );
         assert_eq!(row.directive_family, "script-src");
+        assert_eq!(
+            batch.sources,
+            [RowSource {
+                partition: 0,
+                first_offset: 0,
+                last_offset: 4
+            }],
+            "the row knows the messages it counts"
+        );
         assert_eq!(
             batch.commits[&0].offset, 5,
             "everything up to the end is covered"

@@ -40,28 +40,12 @@ async fn tsv(client: &clickhouse::Client, sql: &str) -> Vec<Vec<String>> {
     testbed::clickhouse::tsv(client, DATABASE, sql)
         .await
         .into_iter()
-        .map(|row| row.iter().map(|cell| unescape(cell)).collect())
+        .map(|row| {
+            row.iter()
+                .map(|cell| testbed::clickhouse::unescape_tsv(cell))
+                .collect()
+        })
         .collect()
-}
-
-/// Undo TabSeparated escaping (`\\`, `\t`, `\n`, `\'`, ...).
-fn unescape(cell: &str) -> String {
-    let mut out = String::with_capacity(cell.len());
-    let mut chars = cell.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('0') => out.push('\0'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 async fn one(client: &clickhouse::Client, sql: &str) -> String {

@@ -1,8 +1,8 @@
 //! Back-pressure: while ClickHouse does not answer (its process is stopped with SIGSTOP, so
 //! connections hang until the attempt timeout), the `palisade-processor` binary parks its batch,
-//! pauses its partitions (`processor_paused` = 1, `/readyz` 503), keeps its memory bounded, and
-//! recovers on its own when ClickHouse is back (SIGCONT), with exact counts. Against REAL tansu
-//! and ClickHouse (testbed).
+//! pauses its partitions (`processor_paused` = 1, `/readyz` 503), still reports its consumer
+//! lag, keeps its memory bounded, and recovers on its own when ClickHouse is back (SIGCONT),
+//! with exact counts. Against REAL tansu and ClickHouse (testbed).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -75,7 +75,6 @@ async fn pauses_while_clickhouse_is_down_and_recovers_without_loss() {
         producer.send_all(&messages).await;
         sent += messages.len() as u64;
     }
-    let expected = (groups.len() as u64, sent);
     wait_for("the consumer to pause", Duration::from_secs(60), || async {
         match child.metric("processor_paused") {
             Some(1.0) => Ok(()),
@@ -85,6 +84,32 @@ async fn pauses_while_clickhouse_is_down_and_recovers_without_loss() {
     .await;
     let (ready, _) = common::http_get(child.admin_port, "/readyz").unwrap();
     assert_eq!(ready, 503, "not ready while ClickHouse is down");
+    // Lag is measured while paused too (every 10 s): nothing is committed while the batch is
+    // parked, so after more messages the gauge must reach exactly the broker's high watermarks
+    // minus the committed offsets.
+    let more = window_messages(11, 50, 10);
+    for m in &more {
+        groups.insert((common::dedup_key(m), 11));
+    }
+    producer.send_all(&more).await;
+    sent += more.len() as u64;
+    let lag = wait_for(
+        "the consumer lag to follow while paused",
+        Duration::from_secs(30),
+        || async {
+            let high: i64 = env.high_watermarks().await.values().sum();
+            let committed: i64 = env.committed().await.values().sum();
+            match child.metric("processor_consumer_lag_messages") {
+                Some(lag) if lag == (high - committed) as f64 => Ok(lag),
+                other => Err(format!(
+                    "lag {other:?}, high watermarks {high} - committed {committed}"
+                )),
+            }
+        },
+    )
+    .await;
+    eprintln!("consumer lag while paused: {lag} ({sent} messages sent)");
+    let expected = (groups.len() as u64, sent);
 
     // Memory while paused: sampled from /proc for a few seconds, never above the bound.
     let started = Instant::now();

@@ -76,53 +76,54 @@ fn print_table(file: &str, counts: &Counts, lines: usize) {
     }
 }
 
-fn expected(pairs: &[(&str, usize)]) -> Counts {
-    pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
-}
-
-#[test]
-fn browsers_2015() {
-    let (counts, lines) = run("browsers-2015.jsonl");
-    assert_eq!(lines, 3349);
+/// Runs `file`, a corpus of single-report entries: `lines` entries, one outcome each, and
+/// exactly the `outcomes` counts.
+fn check_single_reports(file: &str, lines: usize, outcomes: &[(&str, usize)]) {
+    let (counts, seen) = run(file);
+    assert_eq!(seen, lines);
     assert_eq!(
         counts.values().sum::<usize>(),
         lines,
         "one outcome per single-report entry"
     );
+    let expected: Counts = outcomes
+        .iter()
+        .map(|(k, n)| ((*k).to_owned(), *n))
+        .collect();
+    assert_eq!(counts, expected);
+}
+
+#[test]
+fn browsers_2015() {
     // 385 bodies were lost by the capturing server (form-urlencoded posts); 152 blocked
     // `filesystem:http://127.0.0.1:4000/...` (the tester's local server) are noise by host; 37
     // are `about`/`android-webview*` blocks or Selenium's `safari-extension://` source files.
-    assert_eq!(
-        counts,
-        expected(&[
+    check_single_reports(
+        "browsers-2015.jsonl",
+        3349,
+        &[
             ("accepted/csp-violation", 2775),
             ("no_body", 385),
             ("noise/noise_host", 152),
             ("noise/noise_scheme", 37),
-        ])
+        ],
     );
 }
 
 #[test]
 fn field_reports() {
-    let (counts, lines) = run("field-reports.jsonl");
-    assert_eq!(lines, 289);
-    assert_eq!(
-        counts.values().sum::<usize>(),
-        lines,
-        "one outcome per single-report entry"
-    );
     // The 24 refusals are exactly the entries the dataset marks `valid_json: false` (pasted
     // with `...` elisions); extension schemes, injected samples and about:blank documents are
     // filtered; everything else (including `[anonymised]` documents) is accepted.
-    assert_eq!(
-        counts,
-        expected(&[
+    check_single_reports(
+        "field-reports.jsonl",
+        289,
+        &[
             ("accepted/csp-violation", 248),
             ("noise/injected_sample", 2),
             ("noise/noise_scheme", 12),
             ("noise/non_web_document", 3),
             ("refused/invalid_json", 24),
-        ])
+        ],
     );
 }

@@ -8,9 +8,12 @@
 //!
 //! Keep [`check`] in step with `fuzz/fuzz_targets/parse.rs`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use schemas::{noise, ParseLimits, Parsed, Parser, ReportMessage, MESSAGE_VERSION};
+use schemas::{noise, ParseLimits, Parsed, Parser, ReportMessage};
+use support::message;
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
@@ -21,23 +24,6 @@ fn files(dir: &str) -> Vec<PathBuf> {
         .collect();
     paths.sort();
     paths
-}
-
-fn message(report: schemas::Report) -> ReportMessage {
-    let fingerprint = schemas::fingerprint(7, &report);
-    ReportMessage {
-        v: MESSAGE_VERSION,
-        id: "0193a1f0-0000-7000-8000-000000000000".into(),
-        received_at_ms: 1_700_000_000_000,
-        project_id: 7,
-        environment: Some("prod".into()),
-        release: None,
-        client_ip: Some("198.51.100.0".into()),
-        request_user_agent: None,
-        fingerprint: format!("{fingerprint:016x}"),
-        noise: noise::classify(&report).map(|n| n.as_str().to_owned()),
-        report,
-    }
 }
 
 fn same(a: &Result<Parsed, schemas::ParseError>, b: &Result<Parsed, schemas::ParseError>) -> bool {

@@ -28,13 +28,17 @@
 //! `fuzz_regressions.rs` for full-precision floats and why they need serde_json's
 //! `float_roundtrip` feature.
 
+mod support;
+
 use proptest::prelude::*;
 use schemas::directive::KNOWN_DIRECTIVES;
 use schemas::{
     BlockedClass, Details, ParseError, ParseLimits, Parsed, Parser, Report, ReportKind,
-    ReportMessage, WireFormat, MESSAGE_VERSION,
+    ReportMessage, WireFormat,
 };
 use serde_json::{json, Map, Value};
+use support::message;
+use support::mutation::{apply, mutation};
 
 // ---------------------------------------------------------------------------------------------
 // Generators of field values.
@@ -803,73 +807,6 @@ fn outcome(
     result: Result<Parsed, ParseError>,
 ) -> Result<Vec<Result<Report, schemas::ReportError>>, &'static str> {
     result.map(|p| p.items).map_err(|e| e.reason())
-}
-
-fn message(report: Report) -> ReportMessage {
-    let fingerprint = schemas::fingerprint(7, &report);
-    ReportMessage {
-        v: MESSAGE_VERSION,
-        id: "0193a1f0-0000-7000-8000-000000000000".into(),
-        received_at_ms: 1_700_000_000_000,
-        project_id: 7,
-        environment: None,
-        release: None,
-        client_ip: None,
-        request_user_agent: None,
-        fingerprint: format!("{fingerprint:016x}"),
-        noise: None,
-        report,
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bit: u8 },
-    Insert { at: usize, bytes: Vec<u8> },
-    Delete { at: usize, len: usize },
-    Duplicate { from: usize, len: usize, to: usize },
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    let json_bytes = prop::collection::vec(
-        prop::sample::select(b"{}[]\",:0123456789-.eE \\u\xff\x00\xc3abtnrfl".to_vec()),
-        1..8,
-    );
-    prop_oneof![
-        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        (any::<usize>(), json_bytes).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        (any::<usize>(), 1usize..16).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (any::<usize>(), 1usize..32, any::<usize>())
-            .prop_map(|(from, len, to)| Mutation::Duplicate { from, len, to }),
-    ]
-}
-
-fn apply(body: &mut Vec<u8>, mutation: &Mutation) {
-    if body.is_empty() {
-        return;
-    }
-    match mutation {
-        Mutation::Flip { at, bit } => {
-            let i = at % body.len();
-            body[i] ^= 1 << bit;
-        }
-        Mutation::Insert { at, bytes } => {
-            let i = at % (body.len() + 1);
-            body.splice(i..i, bytes.iter().copied());
-        }
-        Mutation::Delete { at, len } => {
-            let i = at % body.len();
-            let end = (i + len).min(body.len());
-            body.drain(i..end);
-        }
-        Mutation::Duplicate { from, len, to } => {
-            let i = from % body.len();
-            let end = (i + len).min(body.len());
-            let chunk = body[i..end].to_vec();
-            let at = to % (body.len() + 1);
-            body.splice(at..at, chunk);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 //! Property tests: `Parser::parse` never panics, on arbitrary bytes or on mutated valid
 //! reports, and whatever it accepts can be classified, fingerprinted and encoded.
 
+mod support;
+
 use proptest::prelude::*;
-use schemas::{noise, ParseLimits, Parser, ReportMessage, MESSAGE_VERSION};
+use schemas::{noise, ParseLimits, Parser, ReportMessage};
+use support::mutation::{apply, mutation};
 
 /// Valid bodies of every shape, the seeds the mutations start from.
 const SEEDS: &[&str] = &[
@@ -29,65 +32,9 @@ fn exercise(body: &mut [u8]) {
         let _ = noise::classify(&report);
         let fingerprint = schemas::fingerprint(1, &report);
         let _ = schemas::dedup_key(fingerprint, "198.51.100.7");
-        let message = ReportMessage {
-            v: MESSAGE_VERSION,
-            id: "id".into(),
-            received_at_ms: 0,
-            project_id: 1,
-            environment: None,
-            release: None,
-            client_ip: None,
-            request_user_agent: None,
-            fingerprint: format!("{fingerprint:016x}"),
-            noise: None,
-            report,
-        };
+        let message = support::message(report);
         let decoded = ReportMessage::decode(&message.encode()).expect("own messages decode");
         assert_eq!(decoded.fingerprint, message.fingerprint);
-    }
-}
-
-/// One edit applied to a seed body.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip { at: usize, bit: u8 },
-    Insert { at: usize, bytes: Vec<u8> },
-    Delete { at: usize, len: usize },
-    Truncate { at: usize },
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    let json_bytes = prop::collection::vec(
-        prop::sample::select(b"{}[]\",:0123456789-.eE \\u\xff\x00abtnrfl".to_vec()),
-        1..8,
-    );
-    prop_oneof![
-        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        (any::<usize>(), json_bytes).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        (any::<usize>(), 1usize..16).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
-    ]
-}
-
-fn apply(body: &mut Vec<u8>, mutation: &Mutation) {
-    if body.is_empty() {
-        return;
-    }
-    match mutation {
-        Mutation::Flip { at, bit } => {
-            let i = at % body.len();
-            body[i] ^= 1 << bit;
-        }
-        Mutation::Insert { at, bytes } => {
-            let i = at % (body.len() + 1);
-            body.splice(i..i, bytes.iter().copied());
-        }
-        Mutation::Delete { at, len } => {
-            let i = at % body.len();
-            let end = (i + len).min(body.len());
-            body.drain(i..end);
-        }
-        Mutation::Truncate { at } => body.truncate(at % body.len()),
     }
 }
 

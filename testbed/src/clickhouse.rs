@@ -153,6 +153,27 @@ pub async fn tsv(client: &clickhouse::Client, database: &str, sql: &str) -> Vec<
         .collect()
 }
 
+/// Undoes TabSeparated escaping (`\\`, `\t`, `\n`, `\0`, `\'`, ...): ClickHouse's, and the
+/// same escaping in `palisade-processor recent`'s output.
+pub fn unescape_tsv(cell: &str) -> String {
+    let mut out = String::with_capacity(cell.len());
+    let mut chars = cell.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// A query parameter value for [`render`].
 #[derive(Debug, Clone, Copy)]
 pub enum Param<'a> {

@@ -51,37 +51,70 @@ async fn accepted_again(load: &Load, before: &Tally, ingest: &Service) -> Result
     }
 }
 
-/// The full scenario: no broker at start (the load paused while it appears, as in
-/// [`kafka_unavailable_at_start`]), then a cut mid-load and the broker back, the load running
-/// through both; then the ledger, then the answer-time and recovery checks.
-async fn cut_mid_load(scenario: &str) {
-    let Some(link) = KafkaLink::start().await else {
-        return;
-    };
+/// What phase 1 of both scenarios leaves running. Fields drop in this order: the processor
+/// and ingest before the stack and the broker they use.
+struct BrokerAppeared {
+    processor: Service,
+    ingest: Service,
+    stack: FaultStack,
+    link: std::sync::Arc<KafkaLink>,
+    /// The answers of phase 1 (all refused).
+    tally: Tally,
+}
+
+/// Phase 1 of both scenarios. The topics exist but the broker is cut off when ingest starts:
+/// ingest is not ready and refuses every request of a [`PHASE`] of load with 503 +
+/// `Retry-After` within the message timeout. Then the broker appears: ingest is ready again and
+/// a processor is started.
+async fn start_without_broker(scenario: &str) -> Option<BrokerAppeared> {
+    let link = KafkaLink::start().await?;
     link.restore().await;
     link.create_topic(TOPIC, crate::stack::PARTITIONS as u32);
     link.create_topic(DEAD_LETTER_TOPIC, 1);
     link.cut().await;
-    let Some(stack) = FaultStack::with_brokers(link.bootstrap()).await else {
-        return;
-    };
+    let stack = FaultStack::with_brokers(link.bootstrap()).await?;
+    let ingest = stack.ingest(&INGEST_FLAGS).await?;
 
-    // 1. No broker when ingest starts: not ready, every request 503 + Retry-After.
-    let Some(ingest) = stack.ingest(&INGEST_FLAGS).await else {
-        return;
-    };
     ingest.wait_ready(503, READY_TIMEOUT).await;
     let load = Load::start(FaultStack::plan(scenario, &ingest));
     tokio::time::sleep(PHASE).await;
-    let mut tally = load.stop().await;
+    assert_eq!(ingest.ready().await, 503);
+    let tally = load.stop().await;
+    check_answers(scenario, &tally, false);
     assert_eq!(tally.accepted_requests, 0, "2xx without a broker");
     assert!(tally.refused_requests > 0, "{:?}", tally.statuses);
+    let slowest = tally.slowest.values().max().copied().unwrap_or_default();
+    assert!(
+        slowest <= MESSAGE_TIMEOUT + Duration::from_secs(3),
+        "a 503 took {slowest:?}, the message timeout is {MESSAGE_TIMEOUT:?}"
+    );
 
-    // 2. The broker appears: ready, 2xx.
     link.restore().await;
     let took = ingest.wait_ready(200, READY_TIMEOUT).await;
     eprintln!("{scenario}: ready {took:?} after the broker appeared");
-    let Some(_processor) = stack.processor(&[]).await else {
+    let processor = stack.processor(&[]).await?;
+    Some(BrokerAppeared {
+        processor,
+        ingest,
+        stack,
+        link,
+        tally,
+    })
+}
+
+/// The full scenario: no broker at start (the load paused while it appears, as in
+/// [`kafka_unavailable_at_start`]), then a cut mid-load and the broker back, the load running
+/// through both; then the ledger, then the answer-time and recovery checks.
+async fn cut_mid_load(scenario: &str) {
+    // 1 and 2. No broker when ingest starts, then the broker appears.
+    let Some(BrokerAppeared {
+        processor: _processor,
+        ingest,
+        stack,
+        link,
+        mut tally,
+    }) = start_without_broker(scenario).await
+    else {
         return;
     };
     let mut plan = FaultStack::plan(scenario, &ingest);
@@ -143,42 +176,18 @@ async fn cut_mid_load(scenario: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_unavailable_at_start() {
     let scenario = "kafka_unavailable_at_start";
-    let Some(link) = KafkaLink::start().await else {
-        return;
-    };
-    link.restore().await;
-    link.create_topic(TOPIC, crate::stack::PARTITIONS as u32);
-    link.create_topic(DEAD_LETTER_TOPIC, 1);
-    link.cut().await;
-    let Some(stack) = FaultStack::with_brokers(link.bootstrap()).await else {
-        return;
-    };
-    let Some(ingest) = stack.ingest(&INGEST_FLAGS).await else {
+    let Some(BrokerAppeared {
+        processor: _processor,
+        ingest,
+        stack,
+        link: _link,
+        mut tally,
+    }) = start_without_broker(scenario).await
+    else {
         return;
     };
 
-    // No broker: not ready, every request 503 + Retry-After within the message timeout.
-    ingest.wait_ready(503, READY_TIMEOUT).await;
-    let load = Load::start(FaultStack::plan(scenario, &ingest));
-    tokio::time::sleep(PHASE).await;
-    assert_eq!(ingest.ready().await, 503);
-    let mut tally = load.stop().await;
-    check_answers(scenario, &tally, false);
-    assert_eq!(tally.accepted_requests, 0, "2xx without a broker");
-    assert!(tally.refused_requests > 0, "{:?}", tally.statuses);
-    let slowest = tally.slowest.values().max().copied().unwrap_or_default();
-    assert!(
-        slowest <= MESSAGE_TIMEOUT + Duration::from_secs(3),
-        "a 503 took {slowest:?}, the message timeout is {MESSAGE_TIMEOUT:?}"
-    );
-
-    // The broker appears: ready, then every request 2xx.
-    link.restore().await;
-    let took = ingest.wait_ready(200, READY_TIMEOUT).await;
-    eprintln!("{scenario}: ready {took:?} after the broker appeared");
-    let Some(_processor) = stack.processor(&[]).await else {
-        return;
-    };
+    // Once ready, every request 2xx.
     let mut plan = FaultStack::plan(scenario, &ingest);
     plan.first_seq = 1_000_000;
     let load = Load::start(plan);

@@ -8,9 +8,12 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use testbed::process::ChildProcess;
+use tokio::task::JoinHandle;
 
 /// A running `palisade-ingest` child process.
 #[derive(Debug)]
@@ -93,15 +96,7 @@ impl ChildIngest {
 
     /// The value of a counter/gauge line on the child's `/metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = super::client()
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        super::parse_metric(&text, series)
+        super::parse_metric(&super::scrape(&super::client(), &self.admin).await, series)
     }
 
     /// Memory figures of the child from `/proc/PID/status`.
@@ -112,17 +107,7 @@ impl ChildIngest {
     /// Open sockets of the child (`/proc/PID/fd` entries that are sockets): listeners, client
     /// connections, Kafka connections.
     pub fn open_sockets(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| {
-                        std::fs::read_link(e.path())
-                            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
+        proc_sockets(self.pid())
     }
 
     /// CPU time (user + system) the child used so far, from `/proc/PID/stat`.
@@ -162,6 +147,21 @@ pub fn proc_memory(pid: u32) -> Memory {
     }
 }
 
+/// Open sockets of `pid` (`/proc/PID/fd` entries that are sockets), 0 once it is gone.
+pub fn proc_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// utime + stime of `pid` (fields 14 and 15 of `/proc/PID/stat`, in clock ticks of 1/100 s,
 /// the Linux `USER_HZ` on every mainstream architecture).
 pub fn proc_cpu_time(pid: u32) -> Duration {
@@ -180,4 +180,53 @@ pub fn proc_cpu_time(pid: u32) -> Duration {
 /// MiB with one decimal, for printing.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The highest values a [`PeakSampler`] saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peaks {
+    /// Of the `/metrics` series.
+    pub metric: u64,
+    /// Of the process reading.
+    pub probe: u64,
+    pub samples: u64,
+}
+
+/// Samples a child ingest every `every` until [`PeakSampler::finish`]: one `/metrics` series
+/// (a gauge) and one reading of the process (`probe(pid)`, such as [`proc_sockets`] or the
+/// RSS), keeping the highest value of each.
+#[derive(Debug)]
+pub struct PeakSampler {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<Peaks>,
+}
+
+impl PeakSampler {
+    pub fn start(
+        ingest: &ChildIngest,
+        series: &'static str,
+        probe: fn(u32) -> u64,
+        every: Duration,
+    ) -> PeakSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (admin, pid, stopped) = (ingest.admin.clone(), ingest.pid(), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            let http = super::client();
+            let mut peaks = Peaks::default();
+            while !stopped.load(Ordering::SeqCst) {
+                let text = super::scrape(&http, &admin).await;
+                peaks.metric = peaks.metric.max(super::parse_metric(&text, series) as u64);
+                peaks.probe = peaks.probe.max(probe(pid));
+                peaks.samples += 1;
+                tokio::time::sleep(every).await;
+            }
+            peaks
+        });
+        PeakSampler { stop, task }
+    }
+
+    pub async fn finish(self) -> Peaks {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
 }

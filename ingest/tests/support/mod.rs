@@ -86,16 +86,19 @@ impl Server {
 
     /// The value of a counter/gauge line on `/metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = client()
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        parse_metric(&text, series)
+        parse_metric(&scrape(&client(), &self.admin).await, series)
     }
+}
+
+/// The Prometheus text of the admin listener at `admin` (`http://127.0.0.1:PORT`).
+pub async fn scrape(http: &reqwest::Client, admin: &str) -> String {
+    http.get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// The value of the `series` line (name with labels, as rendered) in Prometheus text, 0 when

@@ -18,6 +18,7 @@
 //! the windows closed so far -> commit -> leave the group, all within `--shutdown-timeout-ms`.
 //! Open windows are not flushed: their offsets are not committed, so the next owner rebuilds them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,6 +166,7 @@ async fn run_inner(
         paused_since: None,
         next_tick: Instant::now(),
         next_lag_report: Instant::now(),
+        committed: BTreeMap::new(),
         next_error_log: Instant::now(),
         group_check: GroupCheck::new(config.kafka_group_check, Instant::now()),
         config: config.clone(),
@@ -216,6 +218,9 @@ struct Worker {
     paused_since: Option<Instant>,
     next_tick: Instant,
     next_lag_report: Instant,
+    /// The last offset committed (or found committed on assignment) of each assigned
+    /// partition: what consumer lag is measured from.
+    committed: BTreeMap<i32, i64>,
     next_error_log: Instant,
     group_check: GroupCheck,
     /// For a new consumer on a rejoin.
@@ -238,7 +243,7 @@ impl Worker {
             let now = Instant::now();
             // While paused nothing is emitted (no batch can be taken before the parked one is
             // committed), and idle windows must not close: their messages wait in Kafka.
-            if now >= self.next_tick && self.paused_since.is_none() {
+            if now >= self.next_tick {
                 self.pipeline.tick(now);
                 self.next_tick = now + TICK;
             }
@@ -262,6 +267,12 @@ impl Worker {
                     .due(self.pipeline.assigned().count(), Instant::now())
             {
                 self.check_group().await?;
+            }
+            // Also while paused: that is when lag grows.
+            if self.next_lag_report <= Instant::now() {
+                self.next_lag_report = Instant::now() + LAG_INTERVAL;
+                let committed = self.committed.iter().map(|(p, o)| (*p, *o)).collect();
+                self.consumer.report_lag(committed);
             }
             if self.paused_since.is_some() {
                 self.next_tick = Instant::now() + TICK;
@@ -321,6 +332,7 @@ impl Worker {
                     tracing::info!(?partitions, "partitions revoked");
                     for partition in partitions {
                         self.pipeline.revoke(partition);
+                        self.committed.remove(&partition);
                         if let Some(pending) = &mut self.pending {
                             pending.batch.commits.remove(&partition);
                         }
@@ -334,7 +346,10 @@ impl Worker {
                             _ => (None, String::new()),
                         };
                         let point = match offset {
-                            Some(offset) => self.commit_point(partition, offset, &metadata).await?,
+                            Some(offset) => {
+                                self.committed.insert(partition, offset);
+                                self.commit_point(partition, offset, &metadata).await?
+                            }
                             None => None,
                         };
                         if let (Some(offset), true) = (offset, self.resume_rewind > 0) {
@@ -393,6 +408,7 @@ impl Worker {
         for partition in partitions {
             self.pipeline.revoke(partition);
         }
+        self.committed.clear();
         self.status.assigned.store(0, Ordering::Relaxed);
         self.consumer.rejoin(&self.config).await?;
         Ok(())
@@ -439,6 +455,7 @@ impl Worker {
             detail: failure.detail,
             partition: record.partition,
             offset: record.offset,
+            last_offset: None,
             key: record.key,
             payload: record.payload.unwrap_or_default(),
         };

@@ -4,10 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{RunError, Worker, LAG_INTERVAL};
-use crate::batch::Batch;
+use super::{RunError, Worker};
+use crate::batch::{Batch, RowSource};
 use crate::deadletter::{DeadLetter, REJECTED_BY_CLICKHOUSE};
 use crate::metrics;
+use crate::row::ReportRow;
 use crate::write::{Checkpoint, ErrorClass, Touched, WriteError};
 
 /// A batch being written: which stage comes next and when to try again.
@@ -96,15 +97,11 @@ impl Worker {
                 }
             }
             for rejected in &inserted.rejected {
-                let row = &pending.batch.rows[rejected.index];
-                let letter = DeadLetter {
-                    reason: REJECTED_BY_CLICKHOUSE,
-                    detail: rejected.error.to_string(),
-                    partition: -1,
-                    offset: -1,
-                    key: Some(format!("{:016x}", row.dedup_key).into_bytes()),
-                    payload: serde_json::to_vec(row).unwrap_or_default(),
-                };
+                let letter = rejected_row_letter(
+                    &pending.batch.rows[rejected.index],
+                    pending.batch.sources[rejected.index],
+                    &rejected.error,
+                );
                 self.send_dead_letter(&letter)
                     .await
                     .map_err(StageError::Run)?;
@@ -151,12 +148,32 @@ impl Worker {
         let committed = self.consumer.commit(&pending.batch.commits).await;
         metrics::commit(committed.is_ok());
         committed.map_err(|error| StageError::Run(error.into()))?;
-        if self.next_lag_report <= Instant::now() {
-            self.next_lag_report = Instant::now() + LAG_INTERVAL;
-            let offsets = pending.batch.commits.iter().map(|(p, c)| (*p, c.offset));
-            self.consumer.report_lag(offsets.collect());
-        }
+        self.committed.extend(
+            pending
+                .batch
+                .commits
+                .iter()
+                .map(|(partition, point)| (*partition, point.offset)),
+        );
         Ok(())
+    }
+}
+
+/// The dead letter of a row ClickHouse rejected: the row as JSON, keyed by its dedup key, with
+/// the partition and offsets of the messages it counts.
+fn rejected_row_letter(
+    row: &ReportRow,
+    source: RowSource,
+    error: &impl std::fmt::Display,
+) -> DeadLetter {
+    DeadLetter {
+        reason: REJECTED_BY_CLICKHOUSE,
+        detail: error.to_string(),
+        partition: source.partition,
+        offset: source.first_offset,
+        last_offset: Some(source.last_offset),
+        key: Some(format!("{:016x}", row.dedup_key).into_bytes()),
+        payload: serde_json::to_vec(row).unwrap_or_default(),
     }
 }
 
@@ -200,4 +217,34 @@ fn unix_time() -> (u32, u64) {
         u32::try_from(now.as_secs()).unwrap_or(u32::MAX),
         u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejected_row_names_the_partition_and_offsets_of_its_messages() {
+        let row = ReportRow {
+            dedup_key: 0xabc,
+            occurrences: 3,
+            ..ReportRow::default()
+        };
+        let source = RowSource {
+            partition: 2,
+            first_offset: 40,
+            last_offset: 97,
+        };
+        let letter = rejected_row_letter(&row, source, &"Cannot parse input");
+        assert_eq!(letter.reason, REJECTED_BY_CLICKHOUSE);
+        assert_eq!(letter.detail, "Cannot parse input");
+        assert_eq!(
+            (letter.partition, letter.offset, letter.last_offset),
+            (2, 40, Some(97))
+        );
+        assert_eq!(letter.key.as_deref(), Some(&b"0000000000000abc"[..]));
+        let payload: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
+        assert_eq!(payload["occurrences"], 3);
+    }
 }

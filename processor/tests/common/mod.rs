@@ -188,6 +188,29 @@ impl Env {
         .await;
     }
 
+    /// The broker's high watermark of each partition (tansu 0.6's can be a few messages below
+    /// the end offsets its produce acknowledgements gave).
+    pub async fn high_watermarks(&self) -> BTreeMap<i32, i64> {
+        let (bootstrap, topic, partitions) =
+            (self.kafka.bootstrap(), self.topic.clone(), self.partitions);
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .create()
+                .unwrap();
+            (0..partitions)
+                .map(|partition| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                        .unwrap();
+                    (partition, high)
+                })
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
     /// Kafka's committed offsets of the processor's group, by partition.
     pub async fn committed(&self) -> BTreeMap<i32, i64> {
         let (bootstrap, topic, group, partitions) = (
