@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use schemas::{noise, ParseLimits, Parsed, Parser, ReportMessage, MESSAGE_VERSION};
+use schemas::{noise, ParseLimits, Parsed, Parser, ReportMessage};
 
 thread_local! {
     /// Reused across inputs, like a pooled parser in ingest.
@@ -47,17 +47,15 @@ fuzz_target!(|data: &[u8]| {
         let fingerprint = schemas::fingerprint(7, &report);
         let _ = schemas::dedup_key(fingerprint, "198.51.100.0");
         let message = ReportMessage {
-            v: MESSAGE_VERSION,
-            id: "0193a1f0-0000-7000-8000-000000000000".into(),
-            received_at_ms: 1_700_000_000_000,
-            project_id: 7,
             environment: Some("prod".into()),
-            release: None,
             client_ip: Some("198.51.100.0".into()),
-            request_user_agent: None,
-            fingerprint: format!("{fingerprint:016x}"),
             noise: noise.map(|n| n.as_str().to_owned()),
-            report,
+            ..ReportMessage::new(
+                "0193a1f0-0000-7000-8000-000000000000".into(),
+                1_700_000_000_000,
+                7,
+                report,
+            )
         };
         let bytes = message.encode();
         let decoded = ReportMessage::decode(&bytes).expect("own messages decode");

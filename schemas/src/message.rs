@@ -64,6 +64,24 @@ struct VersionProbe {
 }
 
 impl ReportMessage {
+    /// The current version's message of `project_id` for `report`, with the fingerprint ingest
+    /// computes and every optional field empty (set them with struct update syntax).
+    pub fn new(id: String, received_at_ms: u64, project_id: u64, report: Report) -> Self {
+        Self {
+            v: MESSAGE_VERSION,
+            id,
+            received_at_ms,
+            project_id,
+            environment: None,
+            release: None,
+            client_ip: None,
+            request_user_agent: None,
+            fingerprint: format!("{:016x}", crate::fingerprint(project_id, &report)),
+            noise: None,
+            report,
+        }
+    }
+
     /// The message as JSON bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENCODE_CAPACITY);
@@ -114,17 +132,14 @@ mod tests {
             .remove(0)
             .expect("valid");
         ReportMessage {
-            v: MESSAGE_VERSION,
-            id: "0193a1f0-0000-7000-8000-000000000000".into(),
-            received_at_ms: 1_700_000_000_000,
-            project_id: 42,
             environment: Some("prod".into()),
-            release: None,
             client_ip: Some("192.0.2.0".into()),
-            request_user_agent: None,
-            fingerprint: format!("{:016x}", crate::fingerprint(42, &report)),
-            noise: None,
-            report,
+            ..ReportMessage::new(
+                "0193a1f0-0000-7000-8000-000000000000".into(),
+                1_700_000_000_000,
+                42,
+                report,
+            )
         }
     }
 

@@ -13,7 +13,7 @@ pub mod rowbinary;
 
 use std::path::{Path, PathBuf};
 
-use schemas::{ParseLimits, Parser, Report, ReportMessage, MESSAGE_VERSION};
+use schemas::{ParseLimits, Parser, Report, ReportMessage};
 
 /// `schemas/tests` of this checkout.
 pub fn schemas_tests() -> PathBuf {
@@ -192,18 +192,15 @@ pub fn report_mix() -> Vec<Report> {
 
 /// The Kafka message ingest would publish for `report` (fingerprint computed for real).
 pub fn message(index: usize, report: Report) -> ReportMessage {
-    let project_id = 42;
     ReportMessage {
-        v: MESSAGE_VERSION,
-        id: format!("0193a1f0-0000-7000-8000-{index:012x}"),
-        received_at_ms: 1_700_000_000_000 + index as u64,
-        project_id,
         environment: Some("production".to_owned()),
         release: Some("shop@1.4.2".to_owned()),
         client_ip: Some(format!("192.0.2.{}", index % 250)),
-        request_user_agent: None,
-        fingerprint: format!("{:016x}", schemas::fingerprint(project_id, &report)),
-        noise: None,
-        report,
+        ..ReportMessage::new(
+            format!("0193a1f0-0000-7000-8000-{index:012x}"),
+            1_700_000_000_000 + index as u64,
+            42,
+            report,
+        )
     }
 }

@@ -11,7 +11,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::{ParseLimits, Parser, Report, ReportMessage, MESSAGE_VERSION};
+use schemas::{ParseLimits, Parser, Report, ReportMessage};
 use testbed::clickhouse::ClickHouse;
 use testbed::kafka::Tansu;
 pub use testbed::wait::wait_for;
@@ -268,10 +268,6 @@ pub fn fixture_reports(name: &str) -> Vec<Report> {
 /// A message like ingest publishes it.
 pub fn message(report: Report, client_ip: &str, id: String, received_at_ms: u64) -> ReportMessage {
     ReportMessage {
-        v: MESSAGE_VERSION,
-        id,
-        received_at_ms,
-        project_id: PROJECT,
         environment: Some("prod".into()),
         release: Some("1.2.3".into()),
         client_ip: Some(client_ip.to_owned()),
@@ -280,9 +276,7 @@ pub fn message(report: Report, client_ip: &str, id: String, received_at_ms: u64)
              Chrome/120.0.0.0 Safari/537.36"
                 .into(),
         ),
-        fingerprint: format!("{:016x}", schemas::fingerprint(PROJECT, &report)),
-        noise: None,
-        report,
+        ..ReportMessage::new(id, received_at_ms, PROJECT, report)
     }
 }
 
