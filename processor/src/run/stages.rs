@@ -164,11 +164,16 @@ impl Worker {
 fn rejected_row_letter(
     row: &ReportRow,
     source: RowSource,
-    error: &impl std::fmt::Display,
+    error: &dyn std::error::Error,
 ) -> DeadLetter {
+    // The server's own message is in the sources (`Code: 6. DB::Exception: ...`).
+    let detail = std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
     DeadLetter {
         reason: REJECTED_BY_CLICKHOUSE,
-        detail: error.to_string(),
+        detail,
         partition: source.partition,
         offset: source.first_offset,
         last_offset: Some(source.last_offset),
@@ -236,9 +241,30 @@ mod tests {
             first_offset: 40,
             last_offset: 97,
         };
-        let letter = rejected_row_letter(&row, source, &"Cannot parse input");
+        let error = WriteError::ClickHouse {
+            operation: crate::write::Operation::Insert,
+            class: ErrorClass::Permanent,
+            attempts: 1,
+            source: clickhouse::error::Error::BadResponse(
+                "Code: 6. DB::Exception: Cannot parse string 'x'".into(),
+            ),
+        };
+        let letter = rejected_row_letter(&row, source, &error);
         assert_eq!(letter.reason, REJECTED_BY_CLICKHOUSE);
-        assert_eq!(letter.detail, "Cannot parse input");
+        assert!(
+            letter
+                .detail
+                .starts_with("clickhouse insert failed (permanent) after 1 attempt(s): "),
+            "{}",
+            letter.detail
+        );
+        assert!(
+            letter
+                .detail
+                .ends_with("Code: 6. DB::Exception: Cannot parse string 'x'"),
+            "the server's message: {}",
+            letter.detail
+        );
         assert_eq!(
             (letter.partition, letter.offset, letter.last_offset),
             (2, 40, Some(97))
