@@ -98,9 +98,10 @@ filters = { default_noise = false }
 TOML
 fi
 
-# Children run in their own sessions (setsid) so Ctrl-C reaches only this script, which then
-# stops them in order: ingest first (it drains and flushes to Kafka), then the broker.
-trap 'stop_all; exit 0' INT TERM
+# Children run in their own sessions (setsid) so Ctrl-C (or closing the terminal) reaches only
+# this script, which then stops them in order: ingest first (it drains and flushes to Kafka),
+# then the broker.
+trap 'stop_all; exit 0' INT TERM HUP
 say "starting tansu on 127.0.0.1:$kafka_port (log: $home/logs/tansu.log)"
 (cd "$home/tansu" && exec setsid "$tansu" broker \
   --listener-url "tcp://127.0.0.1:$kafka_port" \
@@ -207,6 +208,12 @@ for _ in $(seq 1 60); do
   last="$now"
 done
 say "reports stored in ClickHouse: $((${last:-0} - ${before:-0})) from this run, ${last:-0} in all; by kind:"
+processor_ready="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$processor_admin_port/readyz" || true)"
+if [ "$processor_ready" != 200 ]; then
+  say "the processor is not ready (/readyz $processor_ready): it owns no partitions yet. If tansu"
+  say "died with a processor in its group (a crash, kill -9), tansu keeps that dead member: your"
+  say "reports are safe in Kafka; press Ctrl-C and run this script again (README, Quick start)."
+fi
 summary="SELECT kind, count() AS \`rows\`, sum(occurrences) AS reports FROM palisade.reports FINAL GROUP BY kind ORDER BY reports DESC FORMAT PrettyCompactMonoBlock"
 ch_query "$summary" | sed 's/^/  /' || say "ClickHouse query failed; see $home/logs/processor.log"
 
