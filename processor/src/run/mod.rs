@@ -243,7 +243,7 @@ impl Worker {
             let now = Instant::now();
             // While paused nothing is emitted (no batch can be taken before the parked one is
             // committed), and idle windows must not close: their messages wait in Kafka.
-            if now >= self.next_tick {
+            if now >= self.next_tick && self.paused_since.is_none() {
                 self.pipeline.tick(now);
                 self.next_tick = now + TICK;
             }
