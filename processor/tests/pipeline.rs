@@ -9,11 +9,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fixture_reports, message, wait_for, Env, RECEIVED_AT_MS};
-use tokio_util::sync::CancellationToken;
 
 const FIXTURES: [&str; 15] = [
     "chrome_reports_batch.json",
@@ -102,13 +100,7 @@ async fn floods_collapse_kinds_land_and_bad_records_are_dead_lettered() {
     }
     assert!(kinds.len() >= 12, "fixtures cover the kinds: {kinds:?}");
 
-    let shutdown = CancellationToken::new();
-    let status = Arc::new(processor::Status::default());
-    let run = tokio::spawn(processor::run(
-        env.config(&[]),
-        status.clone(),
-        shutdown.clone(),
-    ));
+    let processor = env.spawn_processor(&[]);
 
     let rows = expected.len() as u64;
     wait_for("every report counted", Duration::from_secs(60), || async {
@@ -163,23 +155,14 @@ async fn floods_collapse_kinds_land_and_bad_records_are_dead_lettered() {
     );
 
     // Dead letters: both undecodable records of both partitions, with their reasons.
-    let letters = testbed::kafka::consume(
-        &env.kafka.bootstrap(),
-        &env.dead_letter_topic,
-        4,
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let letters = env.dead_letters(4, Duration::from_secs(20)).await;
     let mut reasons: Vec<(String, String, String)> = letters
         .iter()
         .map(|l| {
-            let header =
-                |name| String::from_utf8_lossy(l.header(name).unwrap_or_default()).into_owned();
             (
-                header("source_partition"),
-                header("source_offset"),
-                header("reason"),
+                l.header_text("source_partition"),
+                l.header_text("source_offset"),
+                l.header_text("reason"),
             )
         })
         .collect();
@@ -208,12 +191,7 @@ async fn floods_collapse_kinds_land_and_bad_records_are_dead_lettered() {
         .unwrap();
     assert_eq!(nel_rollup, nel.to_string());
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("run stops")
-        .expect("no panic")
-        .expect("clean shutdown");
+    processor.stop().await;
     assert_eq!(
         env.totals().await,
         (rows, sent),

@@ -11,11 +11,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fixture_reports, message, wait_for, Env, DATABASE, RECEIVED_AT_MS};
-use tokio_util::sync::CancellationToken;
 
 const GOOD_CLIENTS: u64 = 20;
 const POISON_COPIES: usize = 3;
@@ -69,27 +67,13 @@ async fn a_row_clickhouse_rejects_is_dead_lettered_with_its_source_and_the_rest_
     }
     let poison_partition = poison_partition.unwrap();
 
-    let shutdown = CancellationToken::new();
-    let status = Arc::new(processor::Status::default());
-    let run = tokio::spawn(processor::run(
-        env.config(&[]),
-        status.clone(),
-        shutdown.clone(),
-    ));
+    let processor = env.spawn_processor(&[]);
 
     // The dead letter: the poisoned row, with its source.
-    let letters = testbed::kafka::consume(
-        &env.kafka.bootstrap(),
-        &env.dead_letter_topic,
-        1,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let letters = env.dead_letters(1, Duration::from_secs(60)).await;
     assert_eq!(letters.len(), 1, "one dead letter: {letters:?}");
     let letter = &letters[0];
-    let header =
-        |name| String::from_utf8_lossy(letter.header(name).unwrap_or_default()).into_owned();
+    let header = |name| letter.header_text(name);
     eprintln!("dead letter detail: {}", header("detail"));
     assert_eq!(header("reason"), "rejected_by_clickhouse");
     assert!(
@@ -128,6 +112,5 @@ async fn a_row_clickhouse_rejects_is_dead_lettered_with_its_source_and_the_rest_
     env.wait_for_end_offsets(&producer, Duration::from_secs(30))
         .await;
 
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    processor.stop().await;
 }

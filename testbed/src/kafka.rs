@@ -228,6 +228,11 @@ impl Consumed {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_slice())
     }
+
+    /// Header `name` as text (lossy UTF-8), empty when absent.
+    pub fn header_text(&self, name: &str) -> String {
+        String::from_utf8_lossy(self.header(name).unwrap_or_default()).into_owned()
+    }
 }
 
 /// Read `topic` from the beginning of every partition until `expected` messages arrived or

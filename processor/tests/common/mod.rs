@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -15,6 +16,7 @@ use schemas::{ParseLimits, Parser, Report, ReportMessage};
 use testbed::clickhouse::ClickHouse;
 use testbed::kafka::Tansu;
 pub use testbed::wait::wait_for;
+use tokio_util::sync::CancellationToken;
 
 pub const DATABASE: &str = "palisade";
 pub const PROJECT: u64 = 7;
@@ -211,6 +213,33 @@ impl Env {
         .unwrap()
     }
 
+    /// `processor::run` in this process with [`Env::config`]`(extra)`.
+    pub fn spawn_processor(&self, extra: &[&str]) -> InProcess {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(processor::run(
+            self.config(extra),
+            Arc::new(processor::Status::default()),
+            shutdown.clone(),
+        ));
+        InProcess { shutdown, task }
+    }
+
+    /// The dead-letter topic from its start: until `expected` records arrived or `timeout`.
+    pub async fn dead_letters(
+        &self,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<testbed::kafka::Consumed> {
+        testbed::kafka::consume(
+            &self.kafka.bootstrap(),
+            &self.dead_letter_topic,
+            expected,
+            timeout,
+        )
+        .await
+        .unwrap()
+    }
+
     /// Kafka's committed offsets of the processor's group, by partition.
     pub async fn committed(&self) -> BTreeMap<i32, i64> {
         let (bootstrap, topic, group, partitions) = (
@@ -242,6 +271,25 @@ impl Env {
         })
         .await
         .unwrap()
+    }
+}
+
+/// A processor running in this test's process.
+pub struct InProcess {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), processor::RunError>>,
+}
+
+impl InProcess {
+    /// Cancel the run and wait (at most 30 s) for a clean shutdown: last batch written and
+    /// committed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("run stops")
+            .expect("no panic")
+            .expect("clean shutdown");
     }
 }
 
