@@ -4,6 +4,7 @@
 //! user-agent cache ([`useragent`]), the URL parts cache ([`urls::UrlCache`]) and the optional
 //! GeoIP database ([`geo`]).
 
+pub mod cache;
 pub mod directive;
 pub mod geo;
 pub mod urls;

@@ -4,8 +4,9 @@
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 
-use lru::LruCache;
 use url::Url;
+
+use super::cache::CountedLru;
 
 /// Longest URL [`UrlCache`] keeps: longer ones rarely repeat, and this bounds an entry (the key
 /// and five parts, each at most 3x this long once percent-encoded) to ~7 KiB.
@@ -67,21 +68,9 @@ pub fn parts(raw: &str) -> UrlParts {
 /// [`parts`] behind a bounded LRU cache keyed by the URL itself: the reports of a site repeat the
 /// same document, script and source URLs, and splitting one (`url::Url` and the public suffix
 /// list, ~6,700 instructions) was most of a row's enrichment.
+#[derive(Debug)]
 pub struct UrlCache {
-    cache: LruCache<String, UrlParts>,
-    hits: u64,
-    misses: u64,
-}
-
-impl std::fmt::Debug for UrlCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UrlCache")
-            .field("cached", &self.cache.len())
-            .field("capacity", &self.cache.cap())
-            .field("hits", &self.hits)
-            .field("misses", &self.misses)
-            .finish()
-    }
+    cache: CountedLru<String, UrlParts>,
 }
 
 impl UrlCache {
@@ -89,9 +78,7 @@ impl UrlCache {
     /// [`MAX_CACHED_URL_BYTES`].
     pub fn new(capacity: NonZeroUsize) -> Self {
         Self {
-            cache: LruCache::new(capacity),
-            hits: 0,
-            misses: 0,
+            cache: CountedLru::new(capacity),
         }
     }
 
@@ -100,19 +87,12 @@ impl UrlCache {
         if raw.is_empty() || raw.len() > MAX_CACHED_URL_BYTES {
             return parts(raw);
         }
-        if let Some(cached) = self.cache.get(raw) {
-            self.hits += 1;
-            return cached.clone();
-        }
-        self.misses += 1;
-        let split = parts(raw);
-        self.cache.put(raw.to_owned(), split.clone());
-        split
+        self.cache.get_or_compute(raw, || parts(raw))
     }
 
     /// (hits, misses) since start, for metrics; URLs too long to cache are not counted.
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits, self.misses)
+        self.cache.stats()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroUsize;
 
-use lru::LruCache;
+use super::cache::CountedLru;
 
 /// Browser family, major version, OS and device class of a user agent; empty when unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,18 +22,13 @@ pub struct UaInfo {
 pub struct UaClassifier {
     parser: woothee::parser::Parser,
     /// Keyed by the xxh3 of the UA string, so an entry's size does not depend on the input.
-    cache: LruCache<u64, UaInfo>,
-    hits: u64,
-    misses: u64,
+    cache: CountedLru<u64, UaInfo>,
 }
 
 impl std::fmt::Debug for UaClassifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UaClassifier")
-            .field("cached", &self.cache.len())
-            .field("capacity", &self.cache.cap())
-            .field("hits", &self.hits)
-            .field("misses", &self.misses)
+            .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
 }
@@ -42,9 +37,7 @@ impl UaClassifier {
     pub fn new(capacity: NonZeroUsize) -> Self {
         Self {
             parser: woothee::parser::Parser::new(),
-            cache: LruCache::new(capacity),
-            hits: 0,
-            misses: 0,
+            cache: CountedLru::new(capacity),
         }
     }
 
@@ -53,39 +46,35 @@ impl UaClassifier {
             return UaInfo::default();
         }
         let key = xxhash_rust::xxh3::xxh3_64(user_agent.as_bytes());
-        if let Some(info) = self.cache.get(&key) {
-            self.hits += 1;
-            return info.clone();
-        }
-        self.misses += 1;
-        let info = self.parse(user_agent);
-        self.cache.put(key, info.clone());
-        info
+        let parser = &self.parser;
+        self.cache
+            .get_or_compute(&key, || parse(parser, user_agent))
     }
 
     /// (hits, misses) since start, for metrics.
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits, self.misses)
+        self.cache.stats()
     }
+}
 
-    fn parse(&self, user_agent: &str) -> UaInfo {
-        let Some(result) = self.parser.parse(user_agent) else {
-            return UaInfo::default();
-        };
-        let known = |value: &str| {
-            if value == woothee::woothee::VALUE_UNKNOWN {
-                String::new()
-            } else {
-                value.to_owned()
-            }
-        };
-        let major = result.version.split('.').next().unwrap_or_default();
-        UaInfo {
-            family: known(result.name),
-            major: known(major),
-            os: known(result.os),
-            device_class: known(result.category),
+/// woothee's verdict on `user_agent`, its "UNKNOWN" values as empty strings.
+fn parse(parser: &woothee::parser::Parser, user_agent: &str) -> UaInfo {
+    let Some(result) = parser.parse(user_agent) else {
+        return UaInfo::default();
+    };
+    let known = |value: &str| {
+        if value == woothee::woothee::VALUE_UNKNOWN {
+            String::new()
+        } else {
+            value.to_owned()
         }
+    };
+    let major = result.version.split('.').next().unwrap_or_default();
+    UaInfo {
+        family: known(result.name),
+        major: known(major),
+        os: known(result.os),
+        device_class: known(result.category),
     }
 }
 
