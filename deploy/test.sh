@@ -17,11 +17,14 @@ fi
 
 PALISADE_TANSU="$(deploy/scripts/setup.sh | tail -n 1)"
 export PALISADE_TANSU
+cargo_deny="$(deploy/scripts/setup.sh cargo-deny | tail -n 1)"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== supply chain (cargo deny: licences, duplicate versions, sources, advisories)"
+deploy/scripts/deny.sh "$cargo_deny"
 echo "== deployment artefacts (compose, Dockerfile, Kubernetes, Prometheus, Grafana)"
 deploy/scripts/validate.sh
 echo "== cargo test"

@@ -3,6 +3,9 @@
 # Debian packages (ClickHouse 18.16, ZooKeeper, Chromium, build tools for librdkafka) and the tansu broker,
 # built once with cargo into a cache directory and reused afterwards (~16-25 min the first time).
 #
+# `setup.sh` prints the tansu binary's path as its last line; `setup.sh cargo-deny` also builds
+# cargo-deny (the supply-chain check deploy/test.sh runs) and prints its path last instead.
+#
 # Environment:
 #   PALISADE_CACHE   cache directory (default: $HOME/.cache/palisade)
 #   PALISADE_TANSU   path of an existing tansu binary to use instead of building one
@@ -10,6 +13,7 @@ set -euo pipefail
 
 cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
 tansu_version="0.6.0"
+cargo_deny_version="0.20.2"
 mkdir -p "$cache"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -47,5 +51,18 @@ else
   CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu --version "$tansu_version" --locked \
     --features dynostore,libsql --root "$cache/tansu"
   rm -rf "$cache/tansu-target"
+fi
+
+# --- cargo-deny (only for deploy/test.sh) ------------------------------------------------------
+if [ "${1:-}" = cargo-deny ]; then
+  deny_bin="$cache/cargo-deny-$cargo_deny_version/bin/cargo-deny"
+  if [ ! -x "$deny_bin" ]; then
+    log "building cargo-deny $cargo_deny_version into $cache (once; a few minutes)"
+    CARGO_TARGET_DIR="$cache/cargo-deny-target" cargo install cargo-deny --version "$cargo_deny_version" \
+      --locked --root "$cache/cargo-deny-$cargo_deny_version"
+    rm -rf "$cache/cargo-deny-target"
+  fi
+  echo "$deny_bin"
+  exit 0
 fi
 echo "$tansu_bin"
