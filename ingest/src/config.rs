@@ -152,9 +152,8 @@ pub struct Config {
 
     // ---- Fair sharing of connections and in-flight requests (README "Connection-level limits").
     /// Most simultaneously open public connections from one peer IP (IPv6: one /64); a
-    /// connection over it is closed as soon as it is accepted. Behind a proxy every connection
-    /// comes from the proxy: raise it to the proxy's upstream connection pool (or to
-    /// `--max-connections`). Default 256.
+    /// connection over it is closed as soon as it is accepted. Not applied with
+    /// `--trust-forwarded-for` (every peer is then a proxy carrying many clients). Default 256.
     #[arg(long, env = "PALISADE_MAX_CONNECTIONS_PER_IP", default_value = "256")]
     pub max_connections_per_ip: NonZeroUsize,
 

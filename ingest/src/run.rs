@@ -101,7 +101,13 @@ pub async fn run(
     });
     let public_settings = Settings {
         max_connections: config.max_connections.get(),
-        max_connections_per_ip: config.max_connections_per_ip.get(),
+        // Behind a proxy (`--trust-forwarded-for`) every peer is a proxy carrying many
+        // clients: their share is the client-IP in-flight share, not the peer's connections.
+        max_connections_per_ip: if config.trust_forwarded_for {
+            config.max_connections.get()
+        } else {
+            config.max_connections_per_ip.get()
+        },
         http2_max_concurrent_streams: config.http2_max_concurrent_streams.get(),
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
