@@ -45,7 +45,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::body_rate::ReceivedBytes;
+use crate::body_rate::ReceivedBytes;
 use crate::inflight::{ip_key, KeyedSlots};
 use crate::metrics;
 
