@@ -118,6 +118,29 @@ async fn one_ip_cannot_hold_every_connection() {
     assert_eq!(status_of(&mut again, PREFLIGHT).await, Some(204));
 }
 
+/// Behind a proxy (`--trust-forwarded-for`) every peer is a proxy carrying many clients: the
+/// per-peer connection cap does not apply to it.
+#[tokio::test]
+async fn proxies_are_not_held_to_the_per_ip_connection_cap() {
+    let server = Server::without_kafka(
+        support::PROJECTS,
+        &[
+            "--trust-forwarded-for",
+            "--max-connections",
+            "4",
+            "--max-connections-per-ip",
+            "1",
+        ],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = connect_from("127.0.0.4", server.public_addr).await;
+        assert_eq!(status_of(&mut stream, PREFLIGHT).await, Some(204));
+        held.push(stream);
+    }
+}
+
 /// A minimal HTTP/2 client (prior knowledge, plain TCP) that opens `streams` POST streams
 /// announcing a 1000-byte body and never sends a byte of it. Answers ACK the server's SETTINGS
 /// and PINGs and are otherwise discarded; the connection stays open until `stop`.
