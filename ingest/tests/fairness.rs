@@ -143,7 +143,8 @@ async fn proxies_are_not_held_to_the_per_ip_connection_cap() {
 
 /// A minimal HTTP/2 client (prior knowledge, plain TCP) that opens `streams` POST streams
 /// announcing a 1000-byte body and never sends a byte of it. Answers ACK the server's SETTINGS
-/// and PINGs and are otherwise discarded; the connection stays open until `stop`.
+/// and PINGs and are otherwise discarded; the connection stays open until `stop`. Returns the
+/// server's advertised `SETTINGS_MAX_CONCURRENT_STREAMS`, if any.
 mod h2_attack {
     use super::*;
 
@@ -190,7 +191,7 @@ mod h2_attack {
         path: &str,
         streams: u32,
         stop: Arc<AtomicBool>,
-    ) {
+    ) -> Option<u32> {
         let stream = connect_from(local, addr).await;
         let (mut read, mut write) = stream.into_split();
         let mut out = PREFACE.to_vec();
@@ -199,8 +200,9 @@ mod h2_attack {
         for i in 0..streams {
             out.extend(frame(HEADERS, END_HEADERS, 1 + 2 * i, &block));
         }
+        let mut max_streams = None;
         if write.write_all(&out).await.is_err() {
-            return;
+            return max_streams;
         }
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
@@ -209,7 +211,7 @@ mod h2_attack {
                 .await
             {
                 Err(_) => continue,
-                Ok(Ok(0) | Err(_)) => return,
+                Ok(Ok(0) | Err(_)) => return max_streams,
                 Ok(Ok(n)) => n,
             };
             buf.extend_from_slice(&chunk[..n]);
@@ -222,16 +224,27 @@ mod h2_attack {
                 let (kind, flags) = (buf[3], buf[4]);
                 let payload = buf[9..9 + len].to_vec();
                 buf.drain(..9 + len);
+                if kind == SETTINGS && flags & ACK == 0 {
+                    // Six-byte entries: identifier (u16), value (u32); 0x3 is
+                    // SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 section 6.5.2).
+                    for entry in payload.chunks_exact(6) {
+                        if entry[..2] == [0, 3] {
+                            let value = [entry[2], entry[3], entry[4], entry[5]];
+                            max_streams = Some(u32::from_be_bytes(value));
+                        }
+                    }
+                }
                 let ack = match kind {
                     SETTINGS if flags & ACK == 0 => frame(SETTINGS, ACK, 0, &[]),
                     PING if flags & ACK == 0 => frame(PING, ACK, 0, &payload),
                     _ => continue,
                 };
                 if write.write_all(&ack).await.is_err() {
-                    return;
+                    return max_streams;
                 }
             }
         }
+        max_streams
     }
 }
 
@@ -359,9 +372,11 @@ async fn one_client_cannot_hold_every_in_flight_slot() {
                 )));
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            let mut advertised = Vec::new();
             for connection in connections {
-                let _ = connection.await;
+                advertised.push(connection.await.unwrap());
             }
+            advertised
         })
     };
     let slow_answers = Arc::new(AtomicU64::new(0));
@@ -390,7 +405,7 @@ async fn one_client_cannot_hold_every_in_flight_slot() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, Ordering::SeqCst);
-    h2.await.unwrap();
+    let advertised = h2.await.unwrap();
     slow.await.unwrap();
 
     let refused = |reason: &str| {
@@ -411,6 +426,10 @@ async fn one_client_cannot_hold_every_in_flight_slot() {
         statuses.keys().collect::<Vec<_>>(),
         ["202"],
         "the bystander got only 202s during the attack: {statuses:?}"
+    );
+    assert!(
+        advertised.iter().all(|max| *max == Some(16)),
+        "every HTTP/2 connection was limited to 16 concurrent streams: {advertised:?}"
     );
     assert!(
         refused("client_in_flight").await > 0.0,
