@@ -357,7 +357,10 @@ async fn one_client_cannot_hold_every_in_flight_slot() {
     let stop = Arc::new(AtomicBool::new(false));
     let attack_path = "/api/1/security/?sentry_key=ka";
     // One HTTP/2 connection from 127.0.0.2 with 64 streams (twice the global cap) every
-    // 500 ms, and 40 HTTP/1 connections from 127.0.0.3 trickling their bodies.
+    // 500 ms on another project, and 40 HTTP/1 connections from 127.0.0.3 trickling their
+    // bodies with the bystander's own key (it is public): the per-project share alone would
+    // let them take every slot of the bystander's project, the per-IP share stops that.
+    let bystander_path = "/api/2/security/?sentry_key=kb";
     let h2 = {
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {
@@ -383,7 +386,7 @@ async fn one_client_cannot_hold_every_in_flight_slot() {
     let slow = tokio::spawn(slow_bodies(
         "127.0.0.3",
         addr,
-        attack_path,
+        bystander_path,
         40,
         Arc::clone(&stop),
         Arc::clone(&slow_answers),
