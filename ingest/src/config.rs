@@ -21,6 +21,13 @@ fn secs(s: &str) -> Result<Duration, ParseIntError> {
     s.parse::<u64>().map(Duration::from_secs)
 }
 
+/// A configuration ingest refuses to start with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{flag} must be greater than zero")]
+    Zero { flag: &'static str },
+}
+
 /// Configuration of `palisade-ingest`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "palisade-ingest", version, about)]
@@ -143,6 +150,55 @@ pub struct Config {
     #[arg(long = "ready-timeout-ms", env = "PALISADE_READY_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
     pub ready_timeout: Duration,
 
+    // ---- Fair sharing of connections and in-flight requests (README "Connection-level limits").
+    /// Most simultaneously open public connections from one peer IP (IPv6: one /64); a
+    /// connection over it is closed as soon as it is accepted. Not applied with
+    /// `--trust-forwarded-for` (every peer is then a proxy carrying many clients). Default 256.
+    #[arg(long, env = "PALISADE_MAX_CONNECTIONS_PER_IP", default_value = "256")]
+    pub max_connections_per_ip: NonZeroUsize,
+
+    /// Most report requests in flight from one client IP (IPv6: one /64; the client IP of the
+    /// per-IP rate limit), then 429 `client_in_flight`. Default: `--max-in-flight-requests` / 16
+    /// (64 at its default), at least 1.
+    #[arg(long, env = "PALISADE_MAX_IN_FLIGHT_PER_IP")]
+    pub max_in_flight_per_ip: Option<NonZeroUsize>,
+
+    /// Most report requests in flight for one project, then 429 `project_in_flight`. Default:
+    /// `--max-in-flight-requests` / 4 (256 at its default), at least 1.
+    #[arg(long, env = "PALISADE_MAX_IN_FLIGHT_PER_PROJECT")]
+    pub max_in_flight_per_project: Option<NonZeroUsize>,
+
+    /// Slowest a connection may deliver a request body once `--body-grace-ms` has passed, in
+    /// bytes per second, measured on the connection's received bytes while the body is awaited
+    /// (then 408 `body_too_slow`); 0 turns the check off. Default 16384 (16 KiB/s).
+    #[arg(
+        long,
+        env = "PALISADE_MIN_BODY_BYTES_PER_SECOND",
+        default_value = "16384"
+    )]
+    pub min_body_bytes_per_second: u64,
+
+    /// How long after the request head a body may send nothing before
+    /// `--min-body-bytes-per-second` applies, in milliseconds. Default 2000.
+    #[arg(long = "body-grace-ms", env = "PALISADE_BODY_GRACE_MS", default_value = "2000", value_parser = millis)]
+    pub body_grace: Duration,
+
+    /// Most concurrent HTTP/2 streams (requests) one connection may open; more are refused by
+    /// HTTP/2 itself (`REFUSED_STREAM`, which clients retry). Default 16.
+    #[arg(
+        long,
+        env = "PALISADE_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value = "16"
+    )]
+    pub http2_max_concurrent_streams: NonZeroU32,
+
+    // ---- TLS certificate reload.
+    /// How often the `--tls-cert` and `--tls-key` files are checked for changes (modification
+    /// time and size), in milliseconds; a changed pair is loaded for new connections (also on
+    /// SIGHUP). A pair that does not load keeps the old one and logs an error. Default 10000.
+    #[arg(long = "tls-reload-interval-ms", env = "PALISADE_TLS_RELOAD_INTERVAL_MS", default_value = "10000", value_parser = millis)]
+    pub tls_reload_interval: Duration,
+
     /// Log as JSON lines instead of human-readable text. Default off.
     #[arg(long, env = "PALISADE_LOG_JSON")]
     pub log_json: bool,
@@ -171,6 +227,57 @@ impl Config {
         Self::try_parse_from(args)
     }
 
+    /// `--max-in-flight-per-ip`, or its default (1/16 of the global cap, at least 1).
+    pub fn in_flight_per_ip(&self) -> usize {
+        self.max_in_flight_per_ip.map_or(
+            (self.max_in_flight_requests.get() / 16).max(1),
+            NonZeroUsize::get,
+        )
+    }
+
+    /// `--max-in-flight-per-project`, or its default (1/4 of the global cap, at least 1).
+    pub fn in_flight_per_project(&self) -> usize {
+        self.max_in_flight_per_project.map_or(
+            (self.max_in_flight_requests.get() / 4).max(1),
+            NonZeroUsize::get,
+        )
+    }
+
+    /// Refuses values that would panic or make ingest refuse everything, naming the flag. Run
+    /// at start-up (by [`crate::run`]) before anything is bound or spawned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("--projects-poll-interval-ms", self.projects_poll_interval),
+            ("--ip-sweep-interval-ms", self.ip_sweep_interval),
+            ("--tls-reload-interval-ms", self.tls_reload_interval),
+            ("--header-read-timeout-ms", self.header_read_timeout),
+            ("--idle-timeout-ms", self.idle_timeout),
+            ("--body-read-timeout-ms", self.body_read_timeout),
+            ("--drain-timeout-ms", self.drain_timeout),
+            ("--flush-timeout-ms", self.flush_timeout),
+            ("--ready-timeout-ms", self.ready_timeout),
+        ];
+        if let Some((flag, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Zero { flag });
+        }
+        if self.kafka.message_timeout_ms == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--kafka-message-timeout-ms",
+            });
+        }
+        if self.max_json_depth == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--max-json-depth",
+            });
+        }
+        if self.max_batch_len == 0 {
+            return Err(ConfigError::Zero {
+                flag: "--max-batch-len",
+            });
+        }
+        Ok(())
+    }
+
     /// The parser limits derived from this config.
     pub fn parse_limits(&self) -> schemas::ParseLimits {
         schemas::ParseLimits {
@@ -193,6 +300,75 @@ mod tests {
         assert_eq!(c.parse_limits(), schemas::ParseLimits::default());
         assert_eq!(c.kafka.brokers, "127.0.0.1:1");
         assert!(c.tls_cert.is_none());
+    }
+
+    fn parse(extra: &[&str]) -> Config {
+        Config::for_tests(std::path::Path::new("p.toml"), "x:1", extra.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(parse(&[]).validate(), Ok(()));
+    }
+
+    /// Regression: a zero interval panicked in `tokio::time::interval` after start-up, and zero
+    /// limits or timeouts refused every request.
+    #[test]
+    fn values_that_would_panic_or_refuse_everything_are_refused_naming_the_flag() {
+        for flag in [
+            "--projects-poll-interval-ms",
+            "--ip-sweep-interval-ms",
+            "--tls-reload-interval-ms",
+            "--header-read-timeout-ms",
+            "--idle-timeout-ms",
+            "--body-read-timeout-ms",
+            "--drain-timeout-ms",
+            "--flush-timeout-ms",
+            "--ready-timeout-ms",
+            "--kafka-message-timeout-ms",
+            "--max-json-depth",
+            "--max-batch-len",
+        ] {
+            let error = parse(&[flag, "0"]).validate().unwrap_err();
+            assert_eq!(error, ConfigError::Zero { flag }, "{flag}");
+            assert_eq!(
+                error.to_string(),
+                format!("{flag} must be greater than zero")
+            );
+            assert_eq!(parse(&[flag, "1"]).validate(), Ok(()), "{flag} = 1 is fine");
+        }
+        for flag in [
+            "--max-connections",
+            "--max-connections-per-ip",
+            "--max-in-flight-per-ip",
+            "--max-in-flight-per-project",
+            "--http2-max-concurrent-streams",
+            "--ip-burst",
+        ] {
+            let zero = Config::for_tests(std::path::Path::new("p.toml"), "x:1", [flag, "0"]);
+            assert!(zero.is_err(), "{flag} 0 is refused by its type");
+        }
+    }
+
+    #[test]
+    fn in_flight_shares_default_to_fractions_of_the_global_cap() {
+        let c = parse(&[]);
+        assert_eq!((c.in_flight_per_ip(), c.in_flight_per_project()), (64, 256));
+        let small = parse(&["--max-in-flight-requests", "2"]);
+        assert_eq!(
+            (small.in_flight_per_ip(), small.in_flight_per_project()),
+            (1, 1)
+        );
+        let set = parse(&[
+            "--max-in-flight-per-ip",
+            "3",
+            "--max-in-flight-per-project",
+            "9",
+        ]);
+        assert_eq!(
+            (set.in_flight_per_ip(), set.in_flight_per_project()),
+            (3, 9)
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! filters noise, applies the project's privacy rules and publishes one Kafka message per
 //! report. It answers 202 only after Kafka acknowledged every accepted report.
 //!
-//! Map (in data-flow order): [`server`] (accept, TLS, connection limits, graceful shutdown) ->
-//! [`routes`] (paths, CORS, the request pipeline) -> [`auth`] (key -> project, from the
+//! Map (in data-flow order): [`server`] (accept, connection limits, graceful shutdown; [`tls`]
+//! with certificate reload) ->
+//! [`routes`] (paths, CORS, the request pipeline; [`inflight`] shares of the in-flight budget,
+//! [`body_rate`] minimum body rate) -> [`auth`] (key -> project, from the
 //! [`projects`] snapshot) -> [`limit`] (per-IP and per-project governor limiters) ->
 //! [`validate`] (body size, decompression, parsing) -> [`filter`] (host allow-list, noise,
 //! ignore lists) -> [`privacy`] -> [`publish`] (Kafka). [`rejection`] maps every refusal to one
@@ -13,8 +15,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body_rate;
 pub mod config;
 pub mod filter;
+pub mod inflight;
 pub mod limit;
 pub mod metrics;
 pub mod privacy;
@@ -24,6 +28,7 @@ pub mod rejection;
 pub mod routes;
 pub mod run;
 pub mod server;
+pub mod tls;
 pub mod validate;
 
 pub use config::Config;

@@ -4,13 +4,19 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ingest::{publish::Publisher, Config, Listeners};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Err(error) = config.validate() {
+        // Exits 2 with `error: <flag> must be ...` and the usage line, like clap's own refusals.
+        Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, error)
+            .exit();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);

@@ -36,6 +36,11 @@ pub const PROJECTS_LOADED: &str = "ingest_projects_loaded";
 pub const CONNECTIONS_OPEN: &str = "ingest_connections_open";
 /// Connections that ended in an error (TLS handshake, protocol), by reason.
 pub const CONNECTION_ERRORS_TOTAL: &str = "ingest_connection_errors_total";
+/// Connections closed as soon as they were accepted, by reason (`per_ip_cap`: the peer IP
+/// already held `--max-connections-per-ip`).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "ingest_connections_refused_total";
+/// TLS certificate reloads by result (`ok`, `error`: the old pair stays in use).
+pub const TLS_RELOADS_TOTAL: &str = "ingest_tls_reloads_total";
 /// Client IPs tracked by the per-IP limiter.
 pub const IP_LIMITER_TRACKED: &str = "ingest_ip_limiter_tracked";
 /// Requests from new IPs that went to the shared overflow limiter because the map was full.
@@ -167,6 +172,14 @@ pub fn connection_closed() {
 
 pub fn connection_error(reason: &'static str) {
     metrics::counter!(CONNECTION_ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn tls_reload(result: &'static str) {
+    metrics::counter!(TLS_RELOADS_TOTAL, "result" => result).increment(1);
 }
 
 pub fn ip_limiter_tracked(n: usize) {

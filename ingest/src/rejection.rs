@@ -43,6 +43,9 @@ pub enum Rejection {
     BadCompression(#[source] std::io::Error),
     #[error("body not received in time")]
     BodyTimeout,
+    /// The connection delivered the body slower than `--min-body-bytes-per-second`.
+    #[error("body arrived slower than {min_bytes_per_second} bytes per second")]
+    BodyTooSlow { min_bytes_per_second: u64 },
     #[error("body could not be read")]
     BodyRead(#[source] hyper::Error),
     #[error("malformed report")]
@@ -53,6 +56,10 @@ pub enum Rejection {
     QuotaExceeded { retry_after: Duration },
     #[error("too many requests in flight, retry in {retry_after:?}")]
     Overloaded { retry_after: Duration },
+    #[error("this client already has {limit} requests in flight, retry in {retry_after:?}")]
+    ClientInFlight { limit: usize, retry_after: Duration },
+    #[error("this project already has {limit} requests in flight, retry in {retry_after:?}")]
+    ProjectInFlight { limit: usize, retry_after: Duration },
     #[error("reports could not be queued, retry in {retry_after:?}")]
     Unavailable {
         retry_after: Duration,
@@ -81,14 +88,15 @@ impl Rejection {
             }
             Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadCompression(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTimeout | Self::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Malformed(schemas::ParseError::BatchTooLong { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
-            Self::IpRateLimited { .. } | Self::QuotaExceeded { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::IpRateLimited { .. }
+            | Self::QuotaExceeded { .. }
+            | Self::ClientInFlight { .. }
+            | Self::ProjectInFlight { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MessageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,11 +119,14 @@ impl Rejection {
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::BadCompression(_) => "bad_compression",
             Self::BodyTimeout => "body_timeout",
+            Self::BodyTooSlow { .. } => "body_too_slow",
             Self::BodyRead(_) => "body_read_error",
             Self::Malformed(e) => e.reason(),
             Self::IpRateLimited { .. } => "ip_rate_limited",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Overloaded { .. } => "overloaded",
+            Self::ClientInFlight { .. } => "client_in_flight",
+            Self::ProjectInFlight { .. } => "project_in_flight",
             Self::MessageTooLarge(_) => "message_too_large",
             Self::Unavailable { source, .. } => source.reason(),
             Self::Worker(_) => "internal",
@@ -128,6 +139,8 @@ impl Rejection {
             Self::IpRateLimited { retry_after }
             | Self::QuotaExceeded { retry_after }
             | Self::Overloaded { retry_after }
+            | Self::ClientInFlight { retry_after, .. }
+            | Self::ProjectInFlight { retry_after, .. }
             | Self::Unavailable { retry_after, .. } => Some(ceil_secs(*retry_after)),
             _ => None,
         }
@@ -211,6 +224,29 @@ mod tests {
             ),
             (Rejection::UnsupportedEncoding, 415, "unsupported_encoding"),
             (Rejection::BodyTimeout, 408, "body_timeout"),
+            (
+                Rejection::BodyTooSlow {
+                    min_bytes_per_second: 1,
+                },
+                408,
+                "body_too_slow",
+            ),
+            (
+                Rejection::ClientInFlight {
+                    limit: 1,
+                    retry_after: Duration::from_secs(1),
+                },
+                429,
+                "client_in_flight",
+            ),
+            (
+                Rejection::ProjectInFlight {
+                    limit: 1,
+                    retry_after: Duration::from_secs(1),
+                },
+                429,
+                "project_in_flight",
+            ),
             (
                 Rejection::Malformed(schemas::ParseError::NotUtf8),
                 400,

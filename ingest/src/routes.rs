@@ -9,7 +9,9 @@
 //! - `OPTIONS` on those paths: 204 with static CORS headers (never credentials).
 //! - Other methods 405 (with `Allow`), other paths 404.
 //!
-//! Flow: route -> per-IP limit -> [`auth`](crate::auth) -> body ([`validate`](crate::validate))
+//! Flow: per-IP limit (every request, whatever its path or method) -> route ->
+//! [`auth`](crate::auth) -> in-flight shares ([`inflight`](crate::inflight)) -> body
+//! ([`validate`](crate::validate), at the [`body_rate`](crate::body_rate) minimum rate)
 //! -> [`filter`](crate::filter) -> project quota (per report) -> [`privacy`](crate::privacy) ->
 //! publish -> 202 `{"accepted":n,"filtered":m,"rejected":k}`.
 //!
@@ -74,8 +76,10 @@ pub struct App {
     pub body_limits: BodyLimits,
     pub trust_forwarded_for: bool,
     pub unavailable_retry_after: Duration,
-    /// Permits for report requests in flight (`--max-in-flight-requests`).
-    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Report requests in flight: the global cap and the per-IP and per-project shares.
+    pub in_flight: crate::inflight::InFlight,
+    /// The slowest a body may arrive.
+    pub body_rate: crate::body_rate::MinRate,
     /// Server faults repeat per request (e.g. Kafka down): log at most one per second.
     pub error_logs: LogGate,
     /// The accepted path's metric handles.
@@ -128,19 +132,24 @@ impl crate::server::Handler for App {
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let start = Instant::now();
         let method = request.method().clone();
+        // Every request counts against its client's limit: preflights, 404s and 405s are as
+        // cheap to send as reports.
+        let ip = client_ip(request.headers(), peer, self.trust_forwarded_for);
+        let limited = self.ip_limiter.check(ip);
         let (label, result) = match match_path(request.uri().path()) {
-            None => ("not_found", Err(Rejection::NotFound)),
+            None => ("not_found", limited.and(Err(Rejection::NotFound))),
             Some(path) => {
                 let label = path.label;
-                let result = match method {
-                    Method::OPTIONS => Ok(preflight()),
-                    Method::POST => {
+                let result = match (limited, method) {
+                    (Err(limited), _) => Err(limited),
+                    (Ok(()), Method::OPTIONS) => Ok(preflight()),
+                    (Ok(()), Method::POST) => {
                         let project_id = path.project_id;
                         let path_key = path.path_key.map(str::to_owned);
-                        self.ingest(project_id, path_key.as_deref(), request, peer)
+                        self.ingest(project_id, path_key.as_deref(), request, ip)
                             .await
                     }
-                    _ => Err(Rejection::MethodNotAllowed),
+                    (Ok(()), _) => Err(Rejection::MethodNotAllowed),
                 };
                 (label, result)
             }
@@ -210,14 +219,12 @@ impl App {
         project_id: u64,
         path_key: Option<&str>,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        ip: IpAddr,
     ) -> Result<Response<Full<Bytes>>, Rejection> {
         let received_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let (parts, body) = request.into_parts();
-        let ip = client_ip(&parts.headers, peer, self.trust_forwarded_for);
-        self.ip_limiter.check(ip)?;
 
         let query = auth::QueryParams::parse(parts.uri.query());
         // One snapshot for the whole request: a reload never changes the rules mid-request.
@@ -227,13 +234,12 @@ impl App {
 
         let encoding =
             Encoding::from_headers(&parts.headers).ok_or(Rejection::UnsupportedEncoding)?;
-        // Held until the answer is built: bounds the bodies and messages held in memory.
-        let _permit = Arc::clone(&self.in_flight)
-            .try_acquire_owned()
-            .map_err(|_| Rejection::Overloaded {
-                retry_after: Duration::from_secs(1),
-            })?;
-        let body = validate::read_body(&parts.headers, body, self.body_limits).await?;
+        // Held until the answer is built: bounds the bodies and messages held in memory, and
+        // what one client or project can hold of that.
+        let _admission = self.in_flight.admit(ip, project.id)?;
+        let meter = parts.extensions.get::<crate::body_rate::ReceivedBytes>();
+        let read = validate::read_body(&parts.headers, body, self.body_limits);
+        let body = self.body_rate.enforce(meter, read).await?;
         let (parsed, plain_len) = if encoding == Encoding::Identity {
             // At most `max_body_bytes` (1 MiB by default): parsing that inline stays well
             // within the runtime's budget.

@@ -10,11 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
+use crate::body_rate::MinRate;
+use crate::inflight::InFlight;
 use crate::limit::IpLimiter;
 use crate::projects::{error_chain, Projects, ProjectsError};
 use crate::publish::{PublishError, Publisher};
 use crate::routes::{App, LogGate};
-use crate::server::{self, Settings, TlsError};
+use crate::server::{self, Settings};
+use crate::tls::{ReloadingCert, TlsError};
 use crate::validate::{BodyLimits, ParserPool};
 use crate::Config;
 
@@ -29,6 +32,8 @@ pub struct Listeners {
 /// Why ingest could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("invalid configuration")]
+    Config(#[source] crate::config::ConfigError),
     #[error("cannot load the projects file")]
     Projects(#[source] ProjectsError),
     #[error("cannot set up TLS")]
@@ -45,10 +50,15 @@ pub async fn run(
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    config.validate().map_err(RunError::Config)?;
     let projects = Arc::new(Projects::load(&config.projects_file).map_err(RunError::Projects)?);
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key).map_err(RunError::Tls)?),
+    let certificate = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(ReloadingCert::load(cert, key).map_err(RunError::Tls)?),
         _ => None,
+    };
+    let tls = match &certificate {
+        Some(certificate) => Some(certificate.acceptor().map_err(RunError::Tls)?),
+        None => None,
     };
     let ip_limiter = Arc::new(IpLimiter::new(
         config.ip_rate_per_second,
@@ -70,9 +80,15 @@ pub async fn run(
         },
         trust_forwarded_for: config.trust_forwarded_for,
         unavailable_retry_after: config.unavailable_retry_after,
-        in_flight: Arc::new(tokio::sync::Semaphore::new(
+        in_flight: InFlight::new(
             config.max_in_flight_requests.get(),
-        )),
+            config.in_flight_per_ip(),
+            config.in_flight_per_project(),
+        ),
+        body_rate: MinRate {
+            bytes_per_second: config.min_body_bytes_per_second,
+            grace: config.body_grace,
+        },
         error_logs: LogGate::new(std::time::Duration::from_secs(1)),
         metrics: crate::metrics::Hot::new(&crate::routes::ROUTE_LABELS),
     });
@@ -85,6 +101,14 @@ pub async fn run(
     });
     let public_settings = Settings {
         max_connections: config.max_connections.get(),
+        // Behind a proxy (`--trust-forwarded-for`) every peer is a proxy carrying many
+        // clients: their share is the client-IP in-flight share, not the peer's connections.
+        max_connections_per_ip: if config.trust_forwarded_for {
+            config.max_connections.get()
+        } else {
+            config.max_connections_per_ip.get()
+        },
+        http2_max_concurrent_streams: config.http2_max_concurrent_streams.get(),
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         drain_timeout: config.drain_timeout,
@@ -93,6 +117,7 @@ pub async fn run(
     // The admin listener serves a scraper and probes: a small fixed cap is plenty.
     let admin_settings = Settings {
         max_connections: 64,
+        max_connections_per_ip: 64,
         tls: None,
         ..public_settings.clone()
     };
@@ -100,6 +125,9 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let background = shutdown.child_token();
     tasks.spawn(Arc::clone(&projects).watch(config.projects_poll_interval, background.clone()));
+    if let Some(certificate) = certificate {
+        tasks.spawn(certificate.watch(config.tls_reload_interval, background.clone()));
+    }
     tasks.spawn(metrics_upkeep(upkeep_handle, background.clone()));
     tasks.spawn(sweep_ip_limiter(
         ip_limiter,

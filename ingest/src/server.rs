@@ -1,8 +1,12 @@
-//! Accepting connections: optional TLS (rustls with the `ring` provider, PEM files), HTTP/1.1
-//! and HTTP/2 via hyper-util's auto builder, and the connection-level limits:
+//! Accepting connections: optional TLS ([`crate::tls`]), HTTP/1.1 and HTTP/2 via hyper-util's
+//! auto builder, and the connection-level limits:
 //!
 //! - at most `max_connections` open connections: a semaphore permit is taken BEFORE `accept`,
 //!   so at the cap we stop accepting and new clients wait in the kernel backlog;
+//! - at most `max_connections_per_ip` of them from one peer IP (IPv6: one /64): a connection
+//!   over that share is closed as soon as it is accepted (counted in
+//!   `ingest_connections_refused_total`), so one address cannot hold every slot;
+//! - at most `http2_max_concurrent_streams` requests at once on one HTTP/2 connection;
 //! - `header_read_timeout` for the TLS handshake and each HTTP/1 request head (hyper starts
 //!   that timer whenever it waits for a request);
 //! - the first request must begin within `header_read_timeout` of the connection (TLS
@@ -14,16 +18,18 @@
 //!   requests finish (HTTP/1 closes after the current response, HTTP/2 sends GOAWAY), give up
 //!   after the drain timeout (logged).
 //!
-//! The per-request body read timeout lives in [`crate::validate`]. Header sizes and HTTP/2
-//! concurrent streams per connection stay at hyper's bounded defaults (about 400 KiB of
-//! HTTP/1 read buffer, 200 streams).
+//! Every connection counts the bytes it receives ([`ReceivedBytes`], a request extension) for
+//! the minimum body rate of [`crate::body_rate`]. The per-request body read timeout lives in
+//! [`crate::validate`]. Header sizes stay at hyper's bounded defaults (about 400 KiB of HTTP/1
+//! read buffer).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,12 +39,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::body_rate::ReceivedBytes;
+use crate::inflight::{ip_key, KeyedSlots};
 use crate::metrics;
 
 /// Answers one request. Implemented by the public API and the admin endpoints.
@@ -54,6 +62,9 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Settings {
     pub max_connections: usize,
+    /// Open connections from one peer IP (IPv6: one /64).
+    pub max_connections_per_ip: usize,
+    pub http2_max_concurrent_streams: u32,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
@@ -64,52 +75,17 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field(
+                "http2_max_concurrent_streams",
+                &self.http2_max_concurrent_streams,
+            )
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .field("tls", &self.tls.is_some())
             .finish()
     }
-}
-
-/// Why TLS could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read PEM file {path}")]
-    Pem {
-        path: String,
-        #[source]
-        source: rustls_pki_types::pem::Error,
-    },
-    #[error("invalid TLS certificate or key")]
-    Rustls(#[source] rustls::Error),
-}
-
-/// A TLS acceptor from a PEM certificate chain and private key, offering h2 and http/1.1.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let pem_error = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| TlsError::Pem {
-            path: path.clone(),
-            source,
-        }
-    };
-    let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(pem_error(cert))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error(cert))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Rustls)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(TlsError::Rustls)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves `listener` with `handler` until `shutdown`, then drains (bounded by the drain timeout).
@@ -122,12 +98,17 @@ pub async fn serve<H: Handler>(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    // Entries exist only while a connection is open, so at most `max_connections` of them.
+    let per_ip = KeyedSlots::new(settings.max_connections_per_ip);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.http2_max_concurrent_streams);
     let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
@@ -150,6 +131,12 @@ pub async fn serve<H: Handler>(
                 }
             },
         };
+        let Some(ip_slot) = per_ip.try_take(ip_key(peer.ip())) else {
+            // Dropping the stream closes it; the permit goes back with it.
+            metrics::connection_refused("per_ip_cap");
+            tracing::debug!(listener = name, "connection over the per-IP cap closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: Arc::clone(&builder),
@@ -169,6 +156,7 @@ pub async fn serve<H: Handler>(
             if counted {
                 metrics::connection_closed();
             }
+            drop(ip_slot);
             drop(permit);
         });
     }
@@ -197,15 +185,20 @@ struct Connection<H> {
 
 impl<H: Handler> Connection<H> {
     async fn run(self, stream: tokio::net::TcpStream) {
+        let received = ReceivedBytes::default();
+        let stream = Metered {
+            io: stream,
+            received: received.clone(),
+        };
         match self.settings.tls.clone() {
-            None => self.serve(stream).await,
+            None => self.serve(stream, received).await,
             Some(acceptor) => match tokio::time::timeout(
                 self.settings.header_read_timeout,
                 acceptor.accept(stream),
             )
             .await
             {
-                Ok(Ok(tls)) => self.serve(tls).await,
+                Ok(Ok(tls)) => self.serve(tls, received).await,
                 Ok(Err(error)) => {
                     metrics::connection_error("tls_handshake");
                     tracing::debug!(%error, "tls handshake failed");
@@ -215,12 +208,17 @@ impl<H: Handler> Connection<H> {
         }
     }
 
-    async fn serve<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: IO) {
+    async fn serve<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        self,
+        io: IO,
+        received: ReceivedBytes,
+    ) {
         let activity = Arc::new(Activity::new());
         let handler = self.handler;
         let peer = self.peer;
         let tracked = Arc::clone(&activity);
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(received.clone());
             let handler = Arc::clone(&handler);
             let guard = tracked.begin();
             async move {
@@ -257,6 +255,55 @@ impl<H: Handler> Connection<H> {
                 }
             }
         }
+    }
+}
+
+/// A connection's socket, counting the bytes it receives.
+struct Metered<IO> {
+    io: IO,
+    received: ReceivedBytes,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Metered<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.received.add(buf.filled().len().saturating_sub(before));
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -197,3 +197,82 @@ async fn in_flight_cap_answers_503() {
         "permit released when the slow client left"
     );
 }
+
+/// A client trusting only `cert` (a fresh connection pool, so every request makes a new TLS
+/// connection).
+fn trusting(cert: &testbed::tls::SelfSigned) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .add_root_certificate(reqwest::Certificate::from_der(&cert.cert_der).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Writes `contents` to `path` atomically (a temp file renamed over it), as cert-manager and
+/// certbot deploy hooks do.
+fn replace(path: &std::path::Path, contents: &str) {
+    let temp = path.with_extension("new");
+    std::fs::write(&temp, contents).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+/// Regression: the certificate was read once at start-up, so a renewed one needed a restart.
+#[tokio::test]
+async fn tls_certificate_is_reloaded_from_its_files_without_a_restart() {
+    let (a, b) = (
+        testbed::tls::SelfSigned::generate().unwrap(),
+        testbed::tls::SelfSigned::generate().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    replace(&cert, &a.cert_pem);
+    replace(&key, &a.key_pem);
+    let flags = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-reload-interval-ms",
+        "100",
+    ];
+    let server = Server::without_kafka(PROJECTS, &flags).await;
+    let url = format!("https://{}/api/1/security/", server.public_addr);
+    let preflight = |cert| {
+        let request = trusting(cert).request(reqwest::Method::OPTIONS, &url);
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(preflight(&a).await.unwrap(), 204, "serves certificate A");
+    assert!(preflight(&b).await.is_err(), "not B yet");
+
+    // A bad pair (B's certificate with A's key) keeps A.
+    replace(&cert, &b.cert_pem);
+    let errors = r#"ingest_tls_reloads_total{result="error"}"#;
+    testbed::wait::wait_for(
+        "the bad pair to be noticed",
+        Duration::from_secs(10),
+        || async {
+            if server.metric(errors).await >= 1.0 {
+                Ok(())
+            } else {
+                Err("no reload error yet".to_owned())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        preflight(&a).await.unwrap(),
+        204,
+        "still A after a bad pair"
+    );
+
+    replace(&key, &b.key_pem);
+    testbed::wait::wait_for("certificate B", Duration::from_secs(10), || async {
+        match preflight(&b).await {
+            Ok(204) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(preflight(&a).await.is_err(), "A is no longer served");
+}

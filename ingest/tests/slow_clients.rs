@@ -246,6 +246,9 @@ async fn ten_thousand_idle_connections_and_slowloris() {
             "slow",
             "--max-connections",
             &cap_flag,
+            // Every client here is 127.0.0.1: the per-IP share is the whole cap.
+            "--max-connections-per-ip",
+            &cap_flag,
             "--header-read-timeout-ms",
             "8000",
             "--idle-timeout-ms",
@@ -368,6 +371,8 @@ async fn ten_thousand_idle_connections_and_slowloris() {
             "--kafka-topic",
             "slow",
             "--max-connections",
+            &cap_flag,
+            "--max-connections-per-ip",
             &cap_flag,
             "--header-read-timeout-ms",
             "2000",

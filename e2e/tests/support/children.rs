@@ -127,6 +127,11 @@ impl Service {
             .args(["--kafka-brokers", brokers, "--kafka-topic", topic])
             // The load comes from one address: per-IP limits are not under test here.
             .args(["--ip-rate-per-second", "1000000", "--ip-burst", "1000000"])
+            // Nor the per-IP shares of connections and in-flight requests: while Kafka is down
+            // the load holds up to its own cap (256) of requests open, all from 127.0.0.1.
+            .args(["--max-connections-per-ip", "10000"])
+            .args(["--max-in-flight-per-ip", "1024"])
+            .args(["--max-in-flight-per-project", "1024"])
             .args(["--ready-timeout-ms", "1000"])
             .args(extra)
             .env("RUST_LOG", "info,librdkafka=warn");

@@ -1,0 +1,232 @@
+//! Fair shares of what one sender may hold at once: report requests in flight (the global
+//! `--max-in-flight-requests` cap, and within it a cap per client IP and per project) and, for
+//! the accept loop in [`crate::server`], open connections per peer IP.
+//!
+//! Without the shares one client could hold every global slot (e.g. one HTTP/2 connection
+//! opening many streams that never send their bodies) and every other tenant would be answered
+//! 503 `overloaded` (RELIABILITY.md). The per-key counts live in a [`KeyedSlots`] map whose
+//! entries exist only while a slot is held; slots are taken only after the global permit (or
+//! the connection permit), so the map never holds more keys than that global cap.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::rejection::Rejection;
+
+/// How long a client refused for holding too many slots is asked to wait (`Retry-After`).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The key of a client address for the per-IP shares: IPv4 as is, IPv6 by its /64 (one
+/// subscriber's allocation, which hands out as many addresses as it likes).
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let masked = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(masked))
+        }
+        v4 => v4,
+    }
+}
+
+/// At most `per_key` slots per key, counted in a map that holds only keys with a slot taken.
+#[derive(Debug)]
+pub struct KeyedSlots<K: Hash + Eq + Clone> {
+    counts: Mutex<HashMap<K, usize>>,
+    per_key: usize,
+}
+
+/// One slot of `key`, given back on drop.
+#[derive(Debug)]
+pub struct Slot<K: Hash + Eq + Clone> {
+    slots: Arc<KeyedSlots<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> KeyedSlots<K> {
+    pub fn new(per_key: usize) -> Arc<Self> {
+        Arc::new(Self {
+            counts: Mutex::new(HashMap::new()),
+            per_key,
+        })
+    }
+
+    /// The most slots one key may hold.
+    pub fn per_key(&self) -> usize {
+        self.per_key
+    }
+
+    /// A slot of `key`, or `None` when the key already holds `per_key`.
+    pub fn try_take(self: &Arc<Self>, key: K) -> Option<Slot<K>> {
+        // A poisoned lock only means a holder panicked between two integer updates.
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = counts.entry(key.clone()).or_insert(0);
+        if *held >= self.per_key {
+            return None;
+        }
+        *held += 1;
+        Some(Slot {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// Keys holding at least one slot.
+    pub fn len(&self) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for Slot<K> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .slots
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = counts.get_mut(&self.key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The in-flight budget of report requests.
+#[derive(Debug)]
+pub struct InFlight {
+    global: Arc<Semaphore>,
+    per_ip: Arc<KeyedSlots<IpAddr>>,
+    per_project: Arc<KeyedSlots<u64>>,
+}
+
+/// What one admitted request holds until its answer is built.
+#[derive(Debug)]
+pub struct Admission {
+    _global: OwnedSemaphorePermit,
+    _ip: Slot<IpAddr>,
+    _project: Slot<u64>,
+}
+
+impl InFlight {
+    pub fn new(global: usize, per_ip: usize, per_project: usize) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(global)),
+            per_ip: KeyedSlots::new(per_ip),
+            per_project: KeyedSlots::new(per_project),
+        }
+    }
+
+    /// Admits one request of `project` from `ip`, or refuses it at once: 503 `overloaded` when
+    /// the global cap is reached, 429 `client_in_flight` / `project_in_flight` when this client
+    /// or project already holds its share. The global permit is taken first so the per-key maps
+    /// never hold more keys than the global cap.
+    pub fn admit(&self, ip: IpAddr, project: u64) -> Result<Admission, Rejection> {
+        let global =
+            Arc::clone(&self.global)
+                .try_acquire_owned()
+                .map_err(|_| Rejection::Overloaded {
+                    retry_after: RETRY_AFTER,
+                })?;
+        let ip = self
+            .per_ip
+            .try_take(ip_key(ip))
+            .ok_or(Rejection::ClientInFlight {
+                limit: self.per_ip.per_key(),
+                retry_after: RETRY_AFTER,
+            })?;
+        let project = self
+            .per_project
+            .try_take(project)
+            .ok_or(Rejection::ProjectInFlight {
+                limit: self.per_project.per_key(),
+                retry_after: RETRY_AFTER,
+            })?;
+        Ok(Admission {
+            _global: global,
+            _ip: ip,
+            _project: project,
+        })
+    }
+
+    /// Client keys and projects with a request in flight (the maps' sizes).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.per_ip.len(), self.per_project.len())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(ip_key(ip("2001:db8:1:2:ffff::9")), ip("2001:db8:1:2::"));
+        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(ip_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(ip_key(ip("10.0.0.1")), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn slots_are_capped_per_key_and_forgotten_when_all_are_back() {
+        let slots = KeyedSlots::new(2);
+        let a1 = slots.try_take("a").unwrap();
+        let a2 = slots.try_take("a").unwrap();
+        assert!(slots.try_take("a").is_none(), "a holds its share");
+        let b = slots.try_take("b").unwrap();
+        assert_eq!(slots.len(), 2);
+        drop(a1);
+        let a3 = slots.try_take("a").unwrap();
+        drop((a2, a3, b));
+        assert!(slots.is_empty(), "no key without a slot stays in the map");
+    }
+
+    #[test]
+    fn one_client_or_project_cannot_take_every_global_slot() {
+        let in_flight = InFlight::new(4, 2, 3);
+        let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
+        let held = [
+            in_flight.admit(a, 1).unwrap(),
+            in_flight.admit(a, 1).unwrap(),
+        ];
+        let refused = in_flight.admit(a, 2).unwrap_err();
+        assert_eq!(
+            (refused.status().as_u16(), refused.reason()),
+            (429, "client_in_flight")
+        );
+        let third = in_flight.admit(b, 1).unwrap();
+        let refused = in_flight.admit(c, 1).unwrap_err();
+        assert_eq!(
+            (refused.status().as_u16(), refused.reason()),
+            (429, "project_in_flight")
+        );
+        let other_project = in_flight.admit(c, 2).unwrap();
+        let refused = in_flight.admit(c, 3).unwrap_err();
+        assert_eq!(
+            (refused.status().as_u16(), refused.reason()),
+            (503, "overloaded")
+        );
+        assert_eq!(in_flight.tracked(), (3, 2));
+        drop((held, third, other_project));
+        assert_eq!(in_flight.tracked(), (0, 0));
+        assert!(in_flight.admit(c, 3).is_ok(), "refusals held nothing");
+    }
+}
