@@ -4,8 +4,9 @@
 //! report. It answers 202 only after Kafka acknowledged every accepted report.
 //!
 //! Map (in data-flow order): [`server`] (accept, TLS, connection limits, graceful shutdown) ->
-//! [`routes`] (paths, CORS, the request pipeline) -> [`auth`] (key -> project, from the
-//! [`projects`] snapshot) -> [`limit`] (per-IP and per-project governor limiters) ->
+//! [`routes`] (paths, CORS, the request pipeline; [`client`] says who the client is) ->
+//! [`auth`] (key -> project, from the [`projects`] snapshot) -> [`limit`] (per-client and
+//! per-project governor limiters) ->
 //! [`validate`] (body size, decompression, parsing) -> [`filter`] (host allow-list, noise,
 //! ignore lists) -> [`privacy`] -> [`publish`] (Kafka). [`rejection`] maps every refusal to one
 //! status and one metric label; [`metrics`] is the catalog of metric names; [`admin`] serves
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod filter;
 pub mod limit;

@@ -16,12 +16,12 @@
 //! Privacy: request headers are never logged or stored, except `User-Agent` (truncated) in the
 //! message; same-origin `report-uri` uploads carry the page's cookies, and they go nowhere.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -72,7 +72,8 @@ pub struct App {
     pub parsers: Arc<ParserPool>,
     pub publisher: Publisher,
     pub body_limits: BodyLimits,
-    pub trust_forwarded_for: bool,
+    /// Whose `X-Forwarded-For` is believed ([`crate::client`]).
+    pub trusted_proxies: crate::client::TrustedProxies,
     pub unavailable_retry_after: Duration,
     /// Permits for report requests in flight (`--max-in-flight-requests`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
@@ -216,7 +217,7 @@ impl App {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let (parts, body) = request.into_parts();
-        let ip = client_ip(&parts.headers, peer, self.trust_forwarded_for);
+        let ip = self.trusted_proxies.client_ip(&parts.headers, peer);
         self.ip_limiter.check(ip)?;
 
         let query = auth::QueryParams::parse(parts.uri.query());
@@ -387,25 +388,6 @@ impl MessageContext<'_> {
     }
 }
 
-/// The client's IP: the socket peer, or the last `X-Forwarded-For` entry (the one our own proxy
-/// appended) when `trust_forwarded_for` is set.
-pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .next_back()
-            .and_then(|last| last.trim().parse::<IpAddr>().ok());
-        if let Some(ip) = forwarded {
-            return ip.to_canonical();
-        }
-    }
-    // A dual-stack socket reports IPv4 clients as `::ffff:a.b.c.d`: key them as IPv4.
-    peer.ip().to_canonical()
-}
-
 fn truncate(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
@@ -454,24 +436,5 @@ mod tests {
         assert!(!gate.allow_at(999));
         assert!(gate.allow_at(1000));
         assert!(!gate.allow_at(1500));
-    }
-
-    #[test]
-    fn forwarded_for_only_when_trusted() {
-        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.append(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
-        );
-        h.append("x-forwarded-for", HeaderValue::from_static("3.3.3.3"));
-        assert_eq!(client_ip(&h, peer, false), peer.ip());
-        assert_eq!(
-            client_ip(&h, peer, true),
-            "3.3.3.3".parse::<IpAddr>().unwrap()
-        );
-        let mut junk = HeaderMap::new();
-        junk.insert("x-forwarded-for", HeaderValue::from_static("nope"));
-        assert_eq!(client_ip(&junk, peer, true), peer.ip());
     }
 }

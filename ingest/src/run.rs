@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
-use crate::limit::IpLimiter;
+use crate::client::TrustedProxies;
+use crate::limit::{ClientKeys, IpLimiter, IpLimits};
+use crate::privacy::{Salt, SaltError};
 use crate::projects::{error_chain, Projects, ProjectsError};
 use crate::publish::{PublishError, Publisher};
 use crate::routes::{App, LogGate};
@@ -31,6 +33,8 @@ pub struct Listeners {
 pub enum RunError {
     #[error("cannot load the projects file")]
     Projects(#[source] ProjectsError),
+    #[error("refusing the ip hash salt")]
+    Salt(#[source] SaltError),
     #[error("cannot set up TLS")]
     Tls(#[source] TlsError),
     #[error("kafka producer did not flush before the timeout")]
@@ -45,16 +49,29 @@ pub async fn run(
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let projects = Arc::new(Projects::load(&config.projects_file).map_err(RunError::Projects)?);
+    let ip_salt = match &config.ip_hash_salt_file {
+        Some(path) => Some(Salt::from_file(path).map_err(RunError::Salt)?),
+        None => config.ip_hash_salt.clone(),
+    };
+    let projects =
+        Arc::new(Projects::load(&config.projects_file, ip_salt).map_err(RunError::Projects)?);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key).map_err(RunError::Tls)?),
         _ => None,
     };
-    let ip_limiter = Arc::new(IpLimiter::new(
-        config.ip_rate_per_second,
-        config.ip_burst,
-        config.ip_max_tracked.get(),
-    ));
+    let ip_limiter = Arc::new(IpLimiter::new(IpLimits {
+        per_second: config.ip_rate_per_second,
+        burst: config.ip_burst,
+        max_tracked: config.ip_max_tracked.get(),
+        overflow_buckets: config.ip_overflow_buckets.get(),
+        keys: ClientKeys {
+            v4_prefix: config.ip_limit_ipv4_prefix,
+            v6_prefix: config.ip_limit_ipv6_prefix,
+        },
+    }));
+    if config.trust_forwarded_for {
+        tracing::warn!("--trust-forwarded-for is deprecated: it trusts X-Forwarded-For from any peer; set --trusted-proxies to your proxies' networks instead");
+    }
     let app = Arc::new(App {
         projects: Arc::clone(&projects),
         ip_limiter: Arc::clone(&ip_limiter),
@@ -68,7 +85,10 @@ pub async fn run(
             max_decompressed_bytes: config.max_decompressed_bytes.get(),
             read_timeout: config.body_read_timeout,
         },
-        trust_forwarded_for: config.trust_forwarded_for,
+        trusted_proxies: TrustedProxies::new(
+            config.trusted_proxies.clone(),
+            config.trust_forwarded_for,
+        ),
         unavailable_retry_after: config.unavailable_retry_after,
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             config.max_in_flight_requests.get(),
@@ -99,7 +119,11 @@ pub async fn run(
 
     let tasks = TaskTracker::new();
     let background = shutdown.child_token();
-    tasks.spawn(Arc::clone(&projects).watch(config.projects_poll_interval, background.clone()));
+    tasks.spawn(Arc::clone(&projects).watch(
+        config.projects_poll_interval,
+        config.projects_settle,
+        background.clone(),
+    ));
     tasks.spawn(metrics_upkeep(upkeep_handle, background.clone()));
     tasks.spawn(sweep_ip_limiter(
         ip_limiter,

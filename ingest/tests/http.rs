@@ -391,7 +391,7 @@ async fn accepted_reports_reach_kafka() {
     let projects = format!(
         "{PROJECTS}\n[[project]]\nid = 4\nname = \"private\"\nquota = {{ per_second = 100, burst = 100 }}\n\
          keys = [{{ public_key = \"k4\" }}]\n\
-         privacy = {{ strip_query = true, strip_fragment = true, drop_referrer = true, client_ip = \"hash\", ip_salt = \"pepper\" }}\n"
+         privacy = {{ strip_query = true, strip_fragment = true, drop_referrer = true, client_ip = \"hash\", ip_salt = \"7d1e9b3f0a5c2e84\" }}\n"
     );
     let server = Server::start(&projects, &tansu.bootstrap(), &["--kafka-topic", topic]).await;
 
