@@ -318,7 +318,16 @@ async fn projects_file_reload_changes_keys() {
 
     // A broken file keeps the previous projects.
     std::fs::write(&server.projects_path, "this is not toml [").unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Read once it settled (`--projects-settle-ms`), refused, counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server
+        .metric(r#"ingest_projects_reload_total{result="error"}"#)
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "broken file not read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(probe("k3-old").await, 400);
 
     std::fs::write(&server.projects_path, PROJECTS).unwrap();

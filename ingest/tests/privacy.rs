@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use schemas::ReportMessage;
 use support::Server;
+use testbed::bodies::{SECRETS, WITH_SECRETS_BATCH, WITH_SECRETS_DOCUMENTS, WITH_SECRETS_LEGACY};
 use testbed::kafka::Tansu;
 
 /// Project 1 keeps the full client IP (to check which client was picked) and says nothing
@@ -32,32 +33,6 @@ privacy = { client_ip = "hash" }
 "#;
 
 const SALT: &str = "c6f0a1d94e2b7358a9e0";
-
-/// A legacy CSP report with credentials and tokens in all four URL fields.
-const LEGACY: &str = r#"{"csp-report":{
-    "document-uri":"https://alice:hunter2@shop.example/cart?session=SECRET1#frag1",
-    "referrer":"https://bob:pw2@search.example/?q=SECRET2",
-    "blocked-uri":"https://carol:pw3@evil.example/x.js?id=SECRET3#frag3",
-    "violated-directive":"script-src-elem",
-    "source-file":"https://dave:pw4@shop.example/app.js?v=SECRET4","line-number":1}}"#;
-
-/// Reporting API items whose URLs sit in the envelope, the body and the kind-specific fields.
-const BATCH: &str = r#"[
- {"type":"network-error","age":0,"url":"https://eve:pw5@api.shop.example/v1?token=SECRET5",
-  "user_agent":"UA/1","body":{"elapsed_time":45,"method":"GET","phase":"connection",
-  "protocol":"http/1.1","referrer":"https://frank:pw6@shop.example/?SECRET6#frag6",
-  "sampling_fraction":1.0,"server_ip":"192.0.2.1","status_code":0,"type":"tcp.timed_out"}},
- {"type":"coop","age":1,"url":"https://gina:pw7@shop.example/o?SECRET7","user_agent":"UA/1",
-  "body":{"disposition":"enforce","effectivePolicy":"same-origin","type":"navigation-from-response",
-  "previousResponseURL":"https://hank:pw8@x.example/?SECRET8#frag8"}},
- {"type":"future-thing","age":1,"url":"https://shop.example/f","user_agent":"UA/1",
-  "body":{"where":"wss://ivan:pw9@ws.example/s?SECRET9","note":"free text? kept"}}
-]"#;
-
-/// Strings that must appear in no published message.
-const LEAKS: [&str; 12] = [
-    "hunter2", "alice", "pw2", "pw3", "pw4", "pw5", "pw6", "pw7", "pw8", "pw9", "SECRET", "frag",
-];
 
 async fn post(server: &Server, path: &str, content_type: &str, body: &str, forwarded: &str) {
     let response = support::client()
@@ -104,8 +79,22 @@ async fn credentials_and_tokens_never_reach_kafka() {
         "/api/1/security/?sentry_key=k1",
         "/api/2/security/?sentry_key=k2",
     ] {
-        post(&server, path, "application/csp-report", LEGACY, forwarded).await;
-        post(&server, path, "application/reports+json", BATCH, forwarded).await;
+        post(
+            &server,
+            path,
+            "application/csp-report",
+            WITH_SECRETS_LEGACY,
+            forwarded,
+        )
+        .await;
+        post(
+            &server,
+            path,
+            "application/reports+json",
+            WITH_SECRETS_BATCH,
+            forwarded,
+        )
+        .await;
     }
 
     let consumed =
@@ -121,7 +110,7 @@ async fn credentials_and_tokens_never_reach_kafka() {
     let mut documents = Vec::new();
     for raw in &consumed {
         let text = String::from_utf8_lossy(&raw.payload);
-        for leak in LEAKS {
+        for leak in SECRETS {
             assert!(!text.contains(leak), "{leak:?} published: {text}");
         }
         let message = ReportMessage::decode(&raw.payload).unwrap();
@@ -139,15 +128,7 @@ async fn credentials_and_tokens_never_reach_kafka() {
     }
     documents.sort();
     documents.dedup();
-    assert_eq!(
-        documents,
-        [
-            "https://api.shop.example/v1",
-            "https://shop.example/cart",
-            "https://shop.example/f",
-            "https://shop.example/o",
-        ]
-    );
+    assert_eq!(documents, WITH_SECRETS_DOCUMENTS);
     server.shutdown_and_wait().await.expect("run succeeds");
 }
 
