@@ -242,6 +242,39 @@ mod tests {
         assert!(c.tls_cert.is_none());
     }
 
+    /// Issue 10, items 4, 5, 7, 12: the client identity and privacy flags.
+    #[test]
+    fn client_identity_and_privacy_flags() {
+        let p = std::path::Path::new("p.toml");
+        let c = Config::for_tests(p, "x:1", []).unwrap();
+        assert!(c.trusted_proxies.is_empty() && !c.trust_forwarded_for);
+        assert_eq!((c.ip_limit_ipv4_prefix, c.ip_limit_ipv6_prefix), (32, 64));
+        assert_eq!(c.ip_overflow_buckets.get(), 4096);
+        assert_eq!(c.projects_settle, Duration::from_millis(500));
+        assert!(c.ip_hash_salt.is_none() && c.ip_hash_salt_file.is_none());
+        let c = Config::for_tests(
+            p,
+            "x:1",
+            ["--trusted-proxies", "10.0.0.0/8,192.168.1.1,fd00::/8"],
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        for bad in [
+            ["--trusted-proxies", "10.0.0.0/33"],
+            ["--ip-limit-ipv6-prefix", "0"],
+            ["--ip-limit-ipv4-prefix", "33"],
+            ["--ip-overflow-buckets", "0"],
+            ["--ip-hash-salt", "short"],
+        ] {
+            assert!(Config::for_tests(p, "x:1", bad).is_err(), "{bad:?}");
+        }
+        let salted = Config::for_tests(p, "x:1", ["--ip-hash-salt", "8f0c3a9d2e7b4f61"]).unwrap();
+        assert!(
+            !format!("{salted:?}").contains("8f0c3a9d2e7b4f61"),
+            "the salt is never printed"
+        );
+    }
+
     #[test]
     fn tls_needs_both_files() {
         let r = Config::for_tests(

@@ -69,6 +69,13 @@ pub async fn run(
             v6_prefix: config.ip_limit_ipv6_prefix,
         },
     }));
+    if config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.prefix_len() == 0)
+    {
+        tracing::warn!("--trusted-proxies includes a /0 network: every peer is trusted, so any client can choose its IP with X-Forwarded-For");
+    }
     if config.trust_forwarded_for {
         tracing::warn!("--trust-forwarded-for is deprecated: it trusts X-Forwarded-For from any peer; set --trusted-proxies to your proxies' networks instead");
     }
