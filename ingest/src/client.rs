@@ -15,6 +15,10 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// Most `X-Forwarded-For` entries examined: the walk stops at the first untrusted hop, so only a
+/// chain of trusted-looking entries (written by a client inside a trusted network) gets long.
+const MAX_HOPS: usize = 64;
+
 /// The proxies whose `X-Forwarded-For` entries are believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
@@ -54,11 +58,13 @@ impl TrustedProxies {
             .get_all("x-forwarded-for")
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .rev();
+            .rev()
+            .take(MAX_HOPS);
         let mut client = peer;
         loop {
             match hops.next().map(parse_hop) {
-                // The header ran out: every hop was a trusted proxy; the first one is the client.
+                // The header ran out (or `MAX_HOPS`): every hop was a trusted proxy; the first
+                // one is the client.
                 None => return client,
                 // A trusted proxy passed on garbage: it is the last address we can vouch for.
                 Some(None) => return client,
@@ -182,6 +188,15 @@ mod tests {
             TrustedProxies::default().client_ip(&h, peer("::ffff:198.51.100.7")),
             ip("198.51.100.7")
         );
+    }
+
+    #[test]
+    fn the_walk_is_bounded() {
+        let p = proxies(&["10.0.0.0/8"]);
+        let long = format!("{}10.0.0.2", "10.0.0.1, ".repeat(10_000));
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(&long).unwrap());
+        assert_eq!(p.client_ip(&h, peer("10.0.0.9")), ip("10.0.0.1"));
     }
 
     #[test]
