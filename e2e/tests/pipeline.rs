@@ -31,6 +31,9 @@ id = 1
 name = "shop"
 quota = { per_second = 10000, burst = 10000 }
 keys = [{ public_key = "shop-key" }]
+# These tests check that URLs reach ClickHouse as sent: keep queries and fragments (the
+# default strips them; e2e/tests/privacy.rs checks that).
+privacy = { strip_query = false, strip_fragment = false }
 "#;
 
 /// One POST to ingest from `client` (via `X-Forwarded-For`); returns the accepted count.

@@ -32,6 +32,9 @@ id = 1
 name = "shop"
 quota = { per_second = 10000, burst = 10000 }
 keys = [{ public_key = "shop-key" }]
+# These tests check that URLs reach ClickHouse as sent: keep queries and fragments (the
+# default strips them; e2e/tests/privacy.rs checks that).
+privacy = { strip_query = false, strip_fragment = false }
 "#;
 
 /// Longest `sentry_environment`/`sentry_release` kept by ingest, in bytes (`auth::MAX_TAG_LEN`).

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 use ingest::projects::{IpPolicy, Snapshot};
 use ingest::validate::{self, Encoding, ParserPool};
-use ingest::{auth, filter, privacy, routes};
+use ingest::{auth, client, filter, privacy, routes};
 use libfuzzer_sys::fuzz_target;
 use schemas::{ParseLimits, ReportMessage, MESSAGE_VERSION};
 
@@ -44,7 +44,7 @@ strip_query = true
 strip_fragment = true
 drop_referrer = true
 client_ip = "hash"
-ip_salt = "salt"
+ip_salt = "f1e2d3c4b5a69788"
 
 [[project]]
 id = 2
@@ -258,7 +258,16 @@ fuzz_target!(|data: &[u8]| {
         return; // 204 preflight or 405
     }
     let (parts, body) = request.into_parts();
-    let ip = routes::client_ip(&parts.headers, peer, trust_forwarded_for);
+    // Trust the fuzzed peer (or nobody): the walk must never panic, and without trust the
+    // headers are ignored.
+    let proxies = if trust_forwarded_for {
+        let peer_net = client::parse_net(&peer.ip().to_canonical().to_string())
+            .expect("an address is a network");
+        client::TrustedProxies::new(vec![peer_net], false)
+    } else {
+        client::TrustedProxies::default()
+    };
+    let ip = proxies.client_ip(&parts.headers, peer);
     assert!(
         trust_forwarded_for || ip == peer.ip().to_canonical(),
         "client ip without trust must be the peer"
@@ -325,6 +334,15 @@ fuzz_target!(|data: &[u8]| {
         .into_iter()
         .flatten()
         {
+            let authority = url
+                .strip_prefix("//")
+                .or_else(|| url.split_once("://").map(|(_, rest)| rest));
+            if let Some(authority) = authority {
+                let end = authority
+                    .find(['/', '?', '#', '\\'])
+                    .unwrap_or(authority.len());
+                assert!(!authority[..end].contains('@'), "credentials kept: {url}");
+            }
             if spec.strip_fragment {
                 assert!(!url.contains('#'), "fragment kept: {url}");
             }

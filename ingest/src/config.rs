@@ -128,11 +128,58 @@ pub struct Config {
     #[arg(long = "ip-sweep-interval-ms", env = "PALISADE_IP_SWEEP_INTERVAL_MS", default_value = "10000", value_parser = millis)]
     pub ip_sweep_interval: Duration,
 
-    /// Take the client IP from the last entry of `X-Forwarded-For` instead of the socket peer.
-    /// Only set it behind a proxy that overwrites that header. Default off.
+    // --- Client identity, privacy and the projects file (issue 10, items 4, 5, 7, 12) ---
+    /// Proxies (load balancers, ingress controllers) whose `X-Forwarded-For` entries are
+    /// believed, as a comma-separated list of CIDRs or addresses (`10.0.0.0/8,fd00::/8`). The
+    /// header is walked right to left past these hops; the first other address is the client.
+    /// A peer outside the list is the client whatever it sends. Default: none (the socket peer is
+    /// the client, headers ignored).
+    #[arg(long, env = "PALISADE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Deprecated (use `--trusted-proxies`): trust the socket peer, whatever its address, as a
+    /// proxy, so the last `X-Forwarded-For` entry is the client. Default off.
     #[arg(long, env = "PALISADE_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
+    /// Prefix length an IPv6 client is rate-limited by: every address of one /64 (one home or
+    /// one server, by convention) shares one per-IP bucket. 1-128. Default 64.
+    #[arg(long, env = "PALISADE_IP_LIMIT_IPV6_PREFIX", default_value = "64", value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ip_limit_ipv6_prefix: u8,
+
+    /// Prefix length an IPv4 client is rate-limited by. 1-32. Default 32 (one bucket per address).
+    #[arg(long, env = "PALISADE_IP_LIMIT_IPV4_PREFIX", default_value = "32", value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub ip_limit_ipv4_prefix: u8,
+
+    /// Overflow buckets of the per-IP limiter: when `--ip-max-tracked` clients are tracked, a new
+    /// client is limited by the bucket its network (IPv4 /24, IPv6 /48) hashes to, so one
+    /// network's flood of new addresses drains one bucket, not every newcomer's. 8 bytes each.
+    /// Default 4096.
+    #[arg(long, env = "PALISADE_IP_OVERFLOW_BUCKETS", default_value = "4096")]
+    pub ip_overflow_buckets: NonZeroUsize,
+
+    /// File holding the salt of `client_ip = "hash"` (e.g. a mounted Kubernetes Secret); one
+    /// trailing newline is ignored. At least 16 bytes, not a placeholder, or ingest refuses to
+    /// start. Read at start-up only. Default: none (then `--ip-hash-salt` or the project's
+    /// `ip_salt`).
+    #[arg(
+        long,
+        env = "PALISADE_IP_HASH_SALT_FILE",
+        conflicts_with = "ip_hash_salt"
+    )]
+    pub ip_hash_salt_file: Option<PathBuf>,
+
+    /// The salt itself, for when a file is not practical (prefer the environment to the command
+    /// line, which other local users can list). Same rules as `--ip-hash-salt-file`. Default: none.
+    #[arg(long, env = "PALISADE_IP_HASH_SALT", hide_env_values = true, value_parser = crate::privacy::Salt::parse)]
+    pub ip_hash_salt: Option<crate::privacy::Salt>,
+
+    /// A changed projects file is applied only once its modification time and size stayed the
+    /// same for this long, in milliseconds (a file being written is not read half-way). 0 turns
+    /// the wait off. Default 500.
+    #[arg(long = "projects-settle-ms", env = "PALISADE_PROJECTS_SETTLE_MS", default_value = "500", value_parser = millis)]
+    pub projects_settle: Duration,
+    // --- end of client identity, privacy and projects file ---
     /// `Retry-After` sent with 503 when Kafka cannot take reports, in seconds. Default 30.
     #[arg(long = "unavailable-retry-after-secs", env = "PALISADE_UNAVAILABLE_RETRY_AFTER_SECS", default_value = "30", value_parser = secs)]
     pub unavailable_retry_after: Duration,
@@ -368,6 +415,39 @@ mod tests {
         assert_eq!(
             (set.in_flight_per_ip(), set.in_flight_per_project()),
             (3, 9)
+        );
+    }
+
+    /// Issue 10, items 4, 5, 7, 12: the client identity and privacy flags.
+    #[test]
+    fn client_identity_and_privacy_flags() {
+        let p = std::path::Path::new("p.toml");
+        let c = Config::for_tests(p, "x:1", []).unwrap();
+        assert!(c.trusted_proxies.is_empty() && !c.trust_forwarded_for);
+        assert_eq!((c.ip_limit_ipv4_prefix, c.ip_limit_ipv6_prefix), (32, 64));
+        assert_eq!(c.ip_overflow_buckets.get(), 4096);
+        assert_eq!(c.projects_settle, Duration::from_millis(500));
+        assert!(c.ip_hash_salt.is_none() && c.ip_hash_salt_file.is_none());
+        let c = Config::for_tests(
+            p,
+            "x:1",
+            ["--trusted-proxies", "10.0.0.0/8,192.168.1.1,fd00::/8"],
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        for bad in [
+            ["--trusted-proxies", "10.0.0.0/33"],
+            ["--ip-limit-ipv6-prefix", "0"],
+            ["--ip-limit-ipv4-prefix", "33"],
+            ["--ip-overflow-buckets", "0"],
+            ["--ip-hash-salt", "short"],
+        ] {
+            assert!(Config::for_tests(p, "x:1", bad).is_err(), "{bad:?}");
+        }
+        let salted = Config::for_tests(p, "x:1", ["--ip-hash-salt", "8f0c3a9d2e7b4f61"]).unwrap();
+        assert!(
+            !format!("{salted:?}").contains("8f0c3a9d2e7b4f61"),
+            "the salt is never printed"
         );
     }
 

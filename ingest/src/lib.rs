@@ -5,9 +5,10 @@
 //!
 //! Map (in data-flow order): [`server`] (accept, connection limits, graceful shutdown; [`tls`]
 //! with certificate reload) ->
-//! [`routes`] (paths, CORS, the request pipeline; [`inflight`] shares of the in-flight budget,
-//! [`body_rate`] minimum body rate) -> [`auth`] (key -> project, from the
-//! [`projects`] snapshot) -> [`limit`] (per-IP and per-project governor limiters) ->
+//! [`routes`] (paths, CORS, the request pipeline; [`client`] says who the client is;
+//! [`inflight`] shares of the in-flight budget, [`body_rate`] minimum body rate) ->
+//! [`auth`] (key -> project, from the [`projects`] snapshot) -> [`limit`] (per-client and
+//! per-project governor limiters) ->
 //! [`validate`] (body size, decompression, parsing) -> [`filter`] (host allow-list, noise,
 //! ignore lists) -> [`privacy`] -> [`publish`] (Kafka). [`rejection`] maps every refusal to one
 //! status and one metric label; [`metrics`] is the catalog of metric names; [`admin`] serves
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body_rate;
+pub mod client;
 pub mod config;
 pub mod filter;
 pub mod inflight;

@@ -1,17 +1,25 @@
-//! Rate limiting with governor: a per-client-IP request limiter with a bounded number of tracked
-//! IPs, and the per-project quota counted per report.
+//! Rate limiting with governor: a per-client limiter with a bounded number of tracked clients,
+//! and the per-project quota counted per report.
 //!
-//! Bounding the IP map: governor's keyed limiter keeps one entry per key forever unless
-//! `retain_recent()` runs, so [`IpLimiter`] uses a [`CappedStore`]: a DashMap that admits new IPs
-//! only while it holds fewer than `max_tracked` of them. Once full, requests from IPs not in the
-//! map all share ONE overflow bucket (counted in `ingest_ip_limiter_overflow_total`) until the
-//! periodic [`IpLimiter::sweep`] (`retain_recent()`) forgets IPs whose bucket refilled. Under a
-//! flood of distinct IPs the overflow bucket throttles the newcomers together, and memory stays
-//! at `max_tracked` entries: every insertion of a new IP happens under one mutex that re-checks
-//! the size, so racing requests cannot push the map past the cap (known IPs never take it).
+//! Who "one client" is ([`ClientKeys`]): an IPv4 address (`--ip-limit-ipv4-prefix`, default
+//! /32) or an IPv6 /64 (`--ip-limit-ipv6-prefix`, default 64). One host or home usually holds
+//! a whole /64, so keying IPv6 by address would let it rotate through 2^64 buckets.
+//!
+//! Bounding the map: governor's keyed limiter keeps one entry per key forever unless
+//! `retain_recent()` runs, so [`IpLimiter`] uses a [`CappedStore`]: a DashMap that admits new
+//! clients only while it holds fewer than `max_tracked` of them. Once full, a client not in the
+//! map is limited by one of `--ip-overflow-buckets` overflow buckets, picked by a (per-process
+//! seeded) hash of its network (IPv4 /24, IPv6 /48; counted in
+//! `ingest_ip_limiter_overflow_total`), until the periodic [`IpLimiter::sweep`]
+//! (`retain_recent()`) forgets clients whose bucket refilled. So a flood of new addresses from
+//! one network drains that network's overflow bucket, and a browser elsewhere keeps its own
+//! (it shares a bucket with a given network with odds 1 in `--ip-overflow-buckets`). Memory
+//! stays at `max_tracked` entries plus 8 bytes per overflow bucket: every insertion of a new
+//! client happens under one mutex that re-checks the size, so racing requests cannot push the
+//! map past the cap (known clients never take it).
 
-use std::hash::Hash;
-use std::net::IpAddr;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -25,40 +33,110 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::rejection::Rejection;
 
-/// A keyed state store with at most `cap` keys; keys beyond share one overflow state.
+/// The overflow bucket of an untracked client is picked by its network: IPv4 /24.
+const OVERFLOW_V4_PREFIX: u8 = 24;
+/// ... and IPv6 /48 (a typical site allocation).
+const OVERFLOW_V6_PREFIX: u8 = 48;
+
+/// How a client IP becomes a limiter key: the network of `v4_prefix` / `v6_prefix` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientKeys {
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+}
+
+impl Default for ClientKeys {
+    /// One IPv4 address, one IPv6 /64.
+    fn default() -> Self {
+        Self {
+            v4_prefix: 32,
+            v6_prefix: 64,
+        }
+    }
+}
+
+impl ClientKeys {
+    /// The key of `ip`: its network's first address (IPv4-mapped IPv6 counts as IPv4).
+    pub fn key(&self, ip: IpAddr) -> IpAddr {
+        network(ip, self.v4_prefix, self.v6_prefix)
+    }
+}
+
+/// `ip` with every bit past the prefix cleared (prefixes beyond the address length keep it whole).
+pub fn network(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let keep = u32::MAX
+                .checked_shl(32 - u32::from(v4_prefix.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & keep))
+        }
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX
+                .checked_shl(128 - u32::from(v6_prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep))
+        }
+    }
+}
+
+/// The overflow bucket (of `buckets`) of the client keyed `key`: a hash of its network.
+fn overflow_bucket(hasher: &std::hash::RandomState, buckets: usize, key: &IpAddr) -> usize {
+    let net = network(*key, OVERFLOW_V4_PREFIX, OVERFLOW_V6_PREFIX);
+    (hasher.hash_one(net) % buckets.max(1) as u64) as usize
+}
+
+/// A keyed state store with at most `cap` clients; clients beyond share the overflow bucket of
+/// their network.
 #[derive(Debug)]
-pub struct CappedStore<K: Hash + Eq + Clone> {
-    map: DashMapStateStore<K>,
-    overflow: InMemoryState,
+pub struct CappedStore {
+    map: DashMapStateStore<IpAddr>,
+    overflow: Box<[InMemoryState]>,
+    /// Seeded per process, so a sender cannot aim its networks at a victim's overflow bucket.
+    overflow_hasher: std::hash::RandomState,
     cap: usize,
     /// Serialises insertions of new keys so the size check and the insert are one step.
     /// (`retain_recent` only removes, so it needs no lock.)
     insert: Mutex<()>,
 }
 
-impl<K: Hash + Eq + Clone> CappedStore<K> {
-    pub fn new(cap: usize) -> Self {
+impl CappedStore {
+    /// At most `cap` clients, and `overflow_buckets` (at least 1) buckets beyond, picked with
+    /// `overflow_hasher`.
+    pub fn new(
+        cap: usize,
+        overflow_buckets: usize,
+        overflow_hasher: std::hash::RandomState,
+    ) -> Self {
         Self {
             map: DashMapStateStore::default(),
-            overflow: InMemoryState::default(),
+            overflow: (0..overflow_buckets.max(1))
+                .map(|_| InMemoryState::default())
+                .collect(),
+            overflow_hasher,
             cap,
             insert: Mutex::new(()),
         }
     }
 
-    fn measure_overflow<T, F, E>(&self, f: F) -> Result<T, E>
+    /// Which overflow bucket the client keyed `key` uses once the map is full.
+    pub fn overflow_bucket(&self, key: &IpAddr) -> usize {
+        overflow_bucket(&self.overflow_hasher, self.overflow.len(), key)
+    }
+
+    fn measure_overflow<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
         crate::metrics::ip_limiter_overflow();
-        self.overflow.measure_and_replace(&NotKeyed::NonKey, f)
+        self.overflow[self.overflow_bucket(key)].measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
-impl<K: Hash + Eq + Clone> StateStore for CappedStore<K> {
-    type Key = K;
+impl StateStore for CappedStore {
+    type Key = IpAddr;
 
-    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
@@ -68,19 +146,19 @@ impl<K: Hash + Eq + Clone> StateStore for CappedStore<K> {
         }
         // Full: skip the lock, the common case under a flood of new IPs.
         if self.map.len() >= self.cap {
-            return self.measure_overflow(f);
+            return self.measure_overflow(key, f);
         }
         // A poisoned lock only means another insert panicked; the map itself is still sound.
         let _insert = self.insert.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.map.contains_key(key) && self.map.len() >= self.cap {
-            return self.measure_overflow(f);
+            return self.measure_overflow(key, f);
         }
-        let state = self.map.entry(key.clone()).or_default();
+        let state = self.map.entry(*key).or_default();
         state.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
-impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for CappedStore<K> {
+impl ShrinkableKeyedStateStore<IpAddr> for CappedStore {
     fn retain_recent(&self, drop_below: Nanos) {
         self.map.retain_recent(drop_below);
     }
@@ -98,54 +176,88 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for CappedStore<K> {
     }
 }
 
-/// Requests per client IP, over a clock (the real one in production, a fake one in tests).
+/// The per-client limiter's settings (`--ip-*` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct IpLimits {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Most clients tracked (`--ip-max-tracked`).
+    pub max_tracked: usize,
+    /// `--ip-overflow-buckets`.
+    pub overflow_buckets: usize,
+    pub keys: ClientKeys,
+}
+
+/// Requests per client (IPv4 address, IPv6 /64), over a clock (the real one in production, a
+/// fake one in tests).
 pub struct IpLimiter<C: Clock = DefaultClock> {
-    limiter: RateLimiter<IpAddr, CappedStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    limiter: RateLimiter<IpAddr, CappedStore, C, NoOpMiddleware<C::Instant>>,
+    keys: ClientKeys,
+    /// The store's overflow hasher and bucket count (governor does not lend out its store).
+    overflow_hasher: std::hash::RandomState,
+    overflow_buckets: usize,
 }
 
 impl<C: Clock> std::fmt::Debug for IpLimiter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IpLimiter")
             .field("tracked", &self.len())
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
 impl IpLimiter<DefaultClock> {
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32, max_tracked: usize) -> Self {
-        Self::with_clock(per_second, burst, max_tracked, DefaultClock::default())
+    pub fn new(limits: IpLimits) -> Self {
+        Self::with_clock(limits, DefaultClock::default())
     }
 }
 
 impl<C: Clock> IpLimiter<C> {
-    pub fn with_clock(
-        per_second: NonZeroU32,
-        burst: NonZeroU32,
-        max_tracked: usize,
-        clock: C,
-    ) -> Self {
-        let quota = Quota::per_second(per_second).allow_burst(burst);
-        let limiter = RateLimiter::new(quota, CappedStore::new(max_tracked), clock);
-        Self { limiter }
+    pub fn with_clock(limits: IpLimits, clock: C) -> Self {
+        let quota = Quota::per_second(limits.per_second).allow_burst(limits.burst);
+        let overflow_hasher = std::hash::RandomState::new();
+        let overflow_buckets = limits.overflow_buckets.max(1);
+        let store = CappedStore::new(
+            limits.max_tracked,
+            overflow_buckets,
+            overflow_hasher.clone(),
+        );
+        let limiter = RateLimiter::new(quota, store, clock);
+        Self {
+            limiter,
+            keys: limits.keys,
+            overflow_hasher,
+            overflow_buckets,
+        }
     }
 
-    /// Counts one request from `ip`.
+    /// Counts one request from `ip` against its client's bucket.
     pub fn check(&self, ip: IpAddr) -> Result<(), Rejection> {
         self.limiter
-            .check_key(&ip)
+            .check_key(&self.keys.key(ip))
             .map_err(|not_until| Rejection::IpRateLimited {
                 retry_after: not_until.wait_time_from(self.limiter.clock().now()),
             })
     }
 
-    /// Forgets IPs whose bucket is full again; call periodically.
+    /// Which overflow bucket `ip` would use if it arrived while the map is full.
+    pub fn overflow_bucket(&self, ip: IpAddr) -> usize {
+        overflow_bucket(
+            &self.overflow_hasher,
+            self.overflow_buckets,
+            &self.keys.key(ip),
+        )
+    }
+
+    /// Forgets clients whose bucket is full again; call periodically.
     pub fn sweep(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
         crate::metrics::ip_limiter_tracked(self.len());
     }
 
-    /// IPs currently tracked.
+    /// Clients currently tracked.
     pub fn len(&self) -> usize {
         self.limiter.len()
     }
@@ -202,10 +314,20 @@ mod tests {
         IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
     }
 
+    fn limits(per_second: u32, burst: u32, max_tracked: usize) -> IpLimits {
+        IpLimits {
+            per_second: nz(per_second),
+            burst: nz(burst),
+            max_tracked,
+            overflow_buckets: 1024,
+            keys: ClientKeys::default(),
+        }
+    }
+
     #[test]
     fn per_ip_burst_then_refill() {
         let clock = FakeRelativeClock::default();
-        let l = IpLimiter::with_clock(nz(1), nz(2), 10, clock.clone());
+        let l = IpLimiter::with_clock(limits(1, 2, 10), clock.clone());
         assert!(l.check(ip(1)).is_ok());
         assert!(l.check(ip(1)).is_ok());
         let refused = l.check(ip(1)).unwrap_err();
@@ -217,9 +339,9 @@ mod tests {
     }
 
     #[test]
-    fn tracked_ips_are_bounded_and_newcomers_share_the_overflow_bucket() {
+    fn tracked_ips_are_bounded_and_newcomers_of_one_network_share_an_overflow_bucket() {
         let clock = FakeRelativeClock::default();
-        let l = IpLimiter::with_clock(nz(1), nz(1), 2, clock.clone());
+        let l = IpLimiter::with_clock(limits(1, 1, 2), clock.clone());
         assert!(l.check(ip(1)).is_ok());
         assert!(l.check(ip(2)).is_ok());
         assert_eq!(l.len(), 2);
@@ -229,7 +351,7 @@ mod tests {
         );
         assert!(
             l.check(ip(4)).is_err(),
-            "second newcomer shares the same, now empty, bucket"
+            "second newcomer of the same /24 shares the same, now empty, bucket"
         );
         assert_eq!(l.len(), 2, "the map never grows past the cap");
         clock.advance(Duration::from_secs(5));
@@ -243,7 +365,7 @@ mod tests {
     /// with new IPs could push the map past the cap.
     #[test]
     fn racing_new_ips_never_exceed_the_cap() {
-        let l = std::sync::Arc::new(IpLimiter::new(nz(1), nz(1), 100));
+        let l = std::sync::Arc::new(IpLimiter::new(limits(1, 1, 100)));
         let threads: Vec<_> = (0..4u8)
             .map(|t| {
                 let l = std::sync::Arc::clone(&l);
@@ -259,6 +381,90 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(l.len(), 100, "filled up to the cap, not past it");
+    }
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Regression (issue 10, item 4): every IPv6 address had its own bucket, so one host
+    /// rotating through its /64 was never limited.
+    #[test]
+    fn an_ipv6_64_rotating_addresses_is_one_client() {
+        let clock = FakeRelativeClock::default();
+        let l = IpLimiter::with_clock(limits(1, 5, 1000), clock.clone());
+        let mut accepted = 0;
+        for i in 0..100u16 {
+            let addr = addr(&format!("2001:db8:aa:bb:{i:x}:{i:x}::{i:x}"));
+            accepted += usize::from(l.check(addr).is_ok());
+        }
+        assert_eq!(accepted, 5, "one burst for the whole /64");
+        assert_eq!(l.len(), 1, "one entry for the whole /64");
+        assert!(
+            l.check(addr("2001:db8:aa:cc::1")).is_ok(),
+            "the next /64 is another client"
+        );
+        // IPv4 stays per address by default; a coarser prefix is configurable.
+        assert!(l.check(ip(1)).is_ok());
+        assert!(l.check(ip(2)).is_ok());
+        let per_24 = IpLimiter::with_clock(
+            IpLimits {
+                keys: ClientKeys {
+                    v4_prefix: 24,
+                    v6_prefix: 48,
+                },
+                ..limits(1, 1, 10)
+            },
+            clock,
+        );
+        assert!(per_24.check(ip(1)).is_ok());
+        assert!(per_24.check(ip(2)).is_err(), "one bucket for the /24");
+        assert!(per_24.check(addr("2001:db8:aa:1::1")).is_ok());
+        assert!(
+            per_24.check(addr("2001:db8:aa:2::1")).is_err(),
+            "one for the /48"
+        );
+    }
+
+    #[test]
+    fn keys_are_networks() {
+        let k = ClientKeys::default();
+        assert_eq!(k.key(addr("2001:db8:1:2:3:4:5:6")), addr("2001:db8:1:2::"));
+        assert_eq!(k.key(addr("::ffff:203.0.113.7")), addr("203.0.113.7"));
+        assert_eq!(k.key(ip(9)), ip(9));
+        assert_eq!(network(ip(9), 0, 0), addr("0.0.0.0"));
+        assert_eq!(network(addr("2001:db8::1"), 32, 128), addr("2001:db8::1"));
+        assert_eq!(network(addr("10.1.2.3"), 8, 128), addr("10.0.0.0"));
+    }
+
+    /// Regression (issue 10, item 4): once the map was full, every new client shared ONE
+    /// overflow bucket, so one sender's stream of new addresses got every new browser 429.
+    #[test]
+    fn a_full_map_does_not_refuse_newcomers_of_other_networks() {
+        let clock = FakeRelativeClock::default();
+        let l = IpLimiter::with_clock(limits(1, 3, 2), clock);
+        // The attacker fills the map, then keeps coming from new addresses of its /24.
+        let attacker = |n: u8| IpAddr::V4(Ipv4Addr::new(198, 51, 100, n));
+        assert!(l.check(attacker(1)).is_ok());
+        assert!(l.check(attacker(2)).is_ok());
+        let refused = (3..=200u8)
+            .filter(|n| l.check(attacker(*n)).is_err())
+            .count();
+        assert!(
+            refused > 190,
+            "the attacker's newcomers are limited: {refused}"
+        );
+        assert_eq!(l.len(), 2);
+        // A browser elsewhere, in a bucket other than the attacker's (the hash is seeded per
+        // process, so pick one that does not collide; 1 in 1024 would).
+        let browser = (0..=255u8)
+            .map(|n| IpAddr::V4(Ipv4Addr::new(203, 0, n, 9)))
+            .find(|b| l.overflow_bucket(*b) != l.overflow_bucket(attacker(3)))
+            .unwrap();
+        for i in 0..3 {
+            assert!(l.check(browser).is_ok(), "request {i} of a new browser");
+        }
+        assert!(l.check(browser).is_err(), "and it is still limited");
     }
 
     #[test]

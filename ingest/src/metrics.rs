@@ -28,7 +28,8 @@ pub const PUBLISH_DURATION_SECONDS: &str = "ingest_publish_duration_seconds";
 pub const PUBLISH_ERRORS_TOTAL: &str = "ingest_publish_errors_total";
 /// Messages in the Kafka producer queue (set when `/metrics` is scraped).
 pub const KAFKA_QUEUE_DEPTH: &str = "ingest_kafka_queue_depth";
-/// Projects file reloads by result (`ok`, `error`).
+/// Projects file reloads by result (`ok`, `error`, `incomplete`: the file lacks the end marker
+/// the file in force has, taken as written half-way and retried at the next poll).
 pub const PROJECTS_RELOAD_TOTAL: &str = "ingest_projects_reload_total";
 /// Projects in the current snapshot.
 pub const PROJECTS_LOADED: &str = "ingest_projects_loaded";
@@ -41,9 +42,9 @@ pub const CONNECTION_ERRORS_TOTAL: &str = "ingest_connection_errors_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "ingest_connections_refused_total";
 /// TLS certificate reloads by result (`ok`, `error`: the old pair stays in use).
 pub const TLS_RELOADS_TOTAL: &str = "ingest_tls_reloads_total";
-/// Client IPs tracked by the per-IP limiter.
+/// Clients (IPv4 addresses, IPv6 /64s by default) tracked by the per-IP limiter.
 pub const IP_LIMITER_TRACKED: &str = "ingest_ip_limiter_tracked";
-/// Requests from new IPs that went to the shared overflow limiter because the map was full.
+/// Requests from new clients limited by their network's overflow bucket because the map was full.
 pub const IP_LIMITER_OVERFLOW_TOTAL: &str = "ingest_ip_limiter_overflow_total";
 /// Kafka producers replaced after librdkafka fenced or failed the idempotent producer.
 pub const KAFKA_PRODUCER_RESTARTS_TOTAL: &str = "ingest_kafka_producer_restarts_total";

@@ -1,21 +1,137 @@
 //! The project's privacy settings applied to a report and the client IP before anything is
-//! published: query strings and fragments stripped from URLs, referrer dropped, client IP kept
-//! in full, truncated (/24, /48), hashed (salted sha256) or dropped.
+//! published: credentials (`user:pass@`) always removed from every URL, query strings and
+//! fragments stripped (by default; a project may opt out), referrer optionally dropped, client
+//! IP kept in full, truncated (/24, /48), hashed (salted sha256) or dropped.
+//!
+//! The hash salt ([`Salt`]) comes from `--ip-hash-salt-file` / `PALISADE_IP_HASH_SALT` (or a
+//! project's own `ip_salt`); a short or placeholder salt is refused at start-up, because a
+//! guessable salt makes the hashes of all 2^32 IPv4 addresses a table anyone can compute.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::projects::{IpPolicy, PrivacySpec};
 
-/// Strips what the project asked for from the report's URLs.
+/// Fewest bytes a salt may have.
+pub const MIN_SALT_BYTES: usize = 16;
+
+/// Fewest distinct byte values a salt may have (`aaaaaaaaaaaaaaaa` is not a secret).
+const MIN_DISTINCT_SALT_BYTES: usize = 6;
+
+/// Words that mark a salt copied from an example rather than generated.
+const PLACEHOLDERS: [&str; 11] = [
+    "changeme",
+    "change-me",
+    "change_me",
+    "replaceme",
+    "replace-me",
+    "placeholder",
+    "example",
+    "salt",
+    "secret",
+    "password",
+    "default",
+];
+
+/// Why a salt was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SaltError {
+    #[error("cannot read the ip hash salt file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the ip hash salt is {len} bytes, at least {MIN_SALT_BYTES} are needed (generate one: openssl rand -hex 32)")]
+    TooShort { len: usize },
+    #[error("the ip hash salt looks like a placeholder (it contains {0:?}); generate one: openssl rand -hex 32")]
+    Placeholder(&'static str),
+    #[error(
+        "the ip hash salt has only {distinct} distinct bytes; generate one: openssl rand -hex 32"
+    )]
+    Repetitive { distinct: usize },
+}
+
+/// A salt for `client_ip = "hash"`, checked to be long and not a placeholder. Its `Debug`
+/// never shows it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct Salt(Vec<u8>);
+
+impl std::fmt::Debug for Salt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Salt(<{} bytes>)", self.0.len())
+    }
+}
+
+impl TryFrom<String> for Salt {
+    type Error = SaltError;
+
+    fn try_from(text: String) -> Result<Self, SaltError> {
+        Self::new(text.into_bytes())
+    }
+}
+
+impl Salt {
+    /// Checks `bytes`: at least [`MIN_SALT_BYTES`], no placeholder word, not one repeated byte.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, SaltError> {
+        if bytes.len() < MIN_SALT_BYTES {
+            return Err(SaltError::TooShort { len: bytes.len() });
+        }
+        let lower = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+        if let Some(word) = PLACEHOLDERS.iter().find(|w| lower.contains(*w)) {
+            return Err(SaltError::Placeholder(word));
+        }
+        let mut seen = [false; 256];
+        for b in &bytes {
+            seen[usize::from(*b)] = true;
+        }
+        let distinct = seen.iter().filter(|s| **s).count();
+        if distinct < MIN_DISTINCT_SALT_BYTES {
+            return Err(SaltError::Repetitive { distinct });
+        }
+        Ok(Self(bytes))
+    }
+
+    /// For clap: `--ip-hash-salt` / `PALISADE_IP_HASH_SALT`.
+    pub fn parse(text: &str) -> Result<Self, SaltError> {
+        Self::new(text.as_bytes().to_vec())
+    }
+
+    /// Reads a salt file (e.g. a mounted Kubernetes Secret), without one trailing newline.
+    pub fn from_file(path: &Path) -> Result<Self, SaltError> {
+        let mut bytes = std::fs::read(path).map_err(|source| SaltError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+        }
+        Self::new(bytes)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Cleans the report's URLs as the project asks: credentials always, query and fragment unless
+/// the project opted out, referrer when asked. Covers the first-class URL fields and every
+/// absolute URL inside the kind-specific and unknown fields.
 pub fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
     if privacy.drop_referrer {
         report.referrer = None;
     }
-    if !privacy.strip_query && !privacy.strip_fragment {
-        return;
-    }
+    let clean = |url: &mut String| {
+        strip_credentials(url);
+        strip_url(url, privacy.strip_query, privacy.strip_fragment);
+    };
     for url in [
         &mut report.document_url,
         &mut report.blocked_url,
@@ -25,7 +141,60 @@ pub fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
     .into_iter()
     .flatten()
     {
-        strip_url(url, privacy.strip_query, privacy.strip_fragment);
+        clean(url);
+    }
+    match &mut report.details {
+        schemas::Details::Fields(fields) => fields.values_mut().for_each(|v| clean_urls(v, &clean)),
+        schemas::Details::Unknown(body) => clean_urls(body, &clean),
+        _ => {}
+    }
+    report
+        .extra
+        .values_mut()
+        .for_each(|v| clean_urls(v, &clean));
+}
+
+/// Applies `clean` to every string in `value` that is an absolute URL (`scheme://...`). The
+/// depth is bounded by the parser's `--max-json-depth`.
+fn clean_urls(value: &mut Value, clean: &impl Fn(&mut String)) {
+    match value {
+        Value::String(s) if is_absolute_url(s) => clean(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| clean_urls(v, clean)),
+        Value::Object(map) => map.values_mut().for_each(|v| clean_urls(v, clean)),
+        _ => {}
+    }
+}
+
+/// Whether `s` starts with `scheme://` (RFC 3986 scheme): a URL inside a free-form field.
+fn is_absolute_url(s: &str) -> bool {
+    s.find("://").is_some_and(|colon| {
+        let scheme = &s[..colon];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    })
+}
+
+/// Where the authority starts: after the first `://`, or after a leading `//`.
+fn authority_start(url: &str) -> Option<usize> {
+    if url.starts_with("//") {
+        return Some(2);
+    }
+    url.find("://").map(|colon| colon + 3)
+}
+
+/// Removes `user:pass@` (any userinfo) from a URL in place (whatever precedes its `://`: a
+/// stored URL field never keeps credentials, even in a malformed URL). The authority ends at the
+/// first `/`, `?`, `#` or backslash (WHATWG URL); the userinfo is everything before its last `@`.
+pub fn strip_credentials(url: &mut String) {
+    let Some(start) = authority_start(url) else {
+        return;
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    if let Some(at) = rest[..end].rfind('@') {
+        url.replace_range(start..=start + at, "");
     }
 }
 
@@ -53,7 +222,11 @@ pub fn client_ip(privacy: &PrivacySpec, ip: IpAddr) -> Option<String> {
     match privacy.client_ip {
         IpPolicy::Full => Some(ip.to_string()),
         IpPolicy::Truncate => Some(truncate(ip).to_string()),
-        IpPolicy::Hash => Some(hash(privacy.ip_salt.as_deref().unwrap_or_default(), ip)),
+        // `Snapshot::build` refuses `hash` without a salt; an empty one is never used.
+        IpPolicy::Hash => Some(hash(
+            privacy.ip_salt.as_ref().map_or(&[][..], Salt::bytes),
+            ip,
+        )),
         IpPolicy::Drop => None,
     }
 }
@@ -81,9 +254,9 @@ pub fn truncate(ip: IpAddr) -> IpAddr {
 }
 
 /// First 16 hex digits of sha256(salt || ip).
-pub fn hash(salt: &str, ip: IpAddr) -> String {
+pub fn hash(salt: &[u8], ip: IpAddr) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(salt.as_bytes());
+    hasher.update(salt);
     hasher.update(ip.to_string().as_bytes());
     let digest = hasher.finalize();
     hex::encode(&digest[..8])
@@ -94,10 +267,12 @@ pub fn hash(salt: &str, ip: IpAddr) -> String {
 mod tests {
     use super::*;
 
+    const SALT: &str = "8f0c3a9d2e7b4f61";
+
     fn spec(policy: IpPolicy) -> PrivacySpec {
         PrivacySpec {
             client_ip: policy,
-            ip_salt: Some("salt".into()),
+            ip_salt: Some(Salt::parse(SALT).unwrap()),
             ..PrivacySpec::default()
         }
     }
@@ -165,8 +340,8 @@ mod tests {
         assert!(h
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert_eq!(h, hash("salt", v4), "stable");
-        assert_ne!(h, hash("other", v4), "salted");
+        assert_eq!(h, hash(SALT.as_bytes(), v4), "stable");
+        assert_ne!(h, hash(b"other", v4), "salted");
     }
 
     #[test]
@@ -195,5 +370,107 @@ mod tests {
             Some("https://a.example/app.js")
         );
         assert_eq!(report.referrer, None);
+    }
+
+    /// Regression (issue 10, item 7): credentials and tokens in URLs were stored unless the
+    /// project asked for stripping, and `user:pass@` was never removed.
+    #[test]
+    fn by_default_credentials_queries_and_fragments_go_everywhere() {
+        let mut report: schemas::Report = serde_json::from_value(serde_json::json!({
+            "kind": "coop", "wire": "reporting-batch", "blocked_class": "none",
+            "document_url": "https://user:pass@a.example/p?token=t1#f",
+            "referrer": "https://u@r.example/?t=2",
+            "blocked_url": "wss://x:y@b.example:8443/s?k=3",
+            "source_file": "https://a:b@a.example/app.js?v=1",
+            "details": { "type": "fields", "fields": {
+                "previousResponseURL": "https://me:pw@prev.example/?session=4",
+                "nested": [{ "u": "http://q:r@n.example#frag" }],
+                "id": "not a url ?keep"
+            }},
+            "extra": { "otherURL": "ftp://anon:mail@f.example/x?y" }
+        }))
+        .unwrap();
+        apply(&PrivacySpec::default(), &mut report);
+        let text = serde_json::to_string(&report).unwrap();
+        for secret in [
+            "user", "pass", "token", "t=2", "k=3", "pw", "session", "#f", "frag", "mail", "?y",
+        ] {
+            assert!(!text.contains(secret), "{secret} left in {text}");
+        }
+        assert_eq!(report.document_url.as_deref(), Some("https://a.example/p"));
+        assert_eq!(
+            report.blocked_url.as_deref(),
+            Some("wss://b.example:8443/s")
+        );
+        assert!(
+            text.contains("not a url ?keep"),
+            "non-URL strings untouched"
+        );
+    }
+
+    #[test]
+    fn a_project_may_keep_queries_but_never_credentials() {
+        let privacy = PrivacySpec {
+            strip_query: false,
+            strip_fragment: false,
+            ..PrivacySpec::default()
+        };
+        let mut report: schemas::Report = serde_json::from_value(serde_json::json!({
+            "kind": "csp-violation", "wire": "legacy-csp", "blocked_class": "url",
+            "document_url": "https://user:pass@a.example/p?q=1#f",
+            "details": { "type": "none" }
+        }))
+        .unwrap();
+        apply(&privacy, &mut report);
+        assert_eq!(
+            report.document_url.as_deref(),
+            Some("https://a.example/p?q=1#f")
+        );
+    }
+
+    #[test]
+    fn credentials_only_in_the_authority() {
+        let cases = [
+            ("https://u:p@h.example/a@b", "https://h.example/a@b"),
+            ("https://h.example/?mail=a@b", "https://h.example/?mail=a@b"),
+            ("https://a@b@h.example:1/", "https://h.example:1/"),
+            ("//u:p@h.example/x", "//h.example/x"),
+            ("https://u:p@h.example", "https://h.example"),
+            ("mailto:a@b.example", "mailto:a@b.example"),
+            ("inline", "inline"),
+            ("not a scheme://u@h/", "not a scheme://h/"),
+        ];
+        for (input, want) in cases {
+            let mut s = input.to_owned();
+            strip_credentials(&mut s);
+            assert_eq!(s, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn salts_must_be_long_and_not_placeholders() {
+        assert!(Salt::parse("8f0c3a9d2e7b4f61").is_ok());
+        for (bad, want) in [
+            ("pepper", "at least 16"),
+            ("change-me-to-a-long-random-string", "placeholder"),
+            ("CHANGEME0123456789", "placeholder"),
+            ("my-salt-1234567890", "placeholder"),
+            ("aaaaaaaaaaaaaaaaaaaaaaaa", "distinct"),
+        ] {
+            let err = Salt::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salt");
+        std::fs::write(&path, "8f0c3a9d2e7b4f61\n").unwrap();
+        assert_eq!(Salt::from_file(&path).unwrap(), Salt::parse(SALT).unwrap());
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(Salt::from_file(&path).is_err());
+        assert!(Salt::from_file(&dir.path().join("missing")).is_err());
+        assert_eq!(
+            format!("{:?}", Salt::parse(SALT).unwrap()),
+            "Salt(<16 bytes>)",
+            "never logged"
+        );
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -74,7 +74,8 @@ pub struct App {
     pub parsers: Arc<ParserPool>,
     pub publisher: Publisher,
     pub body_limits: BodyLimits,
-    pub trust_forwarded_for: bool,
+    /// Whose `X-Forwarded-For` is believed ([`crate::client`]).
+    pub trusted_proxies: crate::client::TrustedProxies,
     pub unavailable_retry_after: Duration,
     /// Report requests in flight: the global cap and the per-IP and per-project shares.
     pub in_flight: crate::inflight::InFlight,
@@ -134,7 +135,7 @@ impl crate::server::Handler for App {
         let method = request.method().clone();
         // Every request counts against its client's limit: preflights, 404s and 405s are as
         // cheap to send as reports.
-        let ip = client_ip(request.headers(), peer, self.trust_forwarded_for);
+        let ip = self.trusted_proxies.client_ip(request.headers(), peer);
         let limited = self.ip_limiter.check(ip);
         let (label, result) = match match_path(request.uri().path()) {
             None => ("not_found", limited.and(Err(Rejection::NotFound))),
@@ -393,25 +394,6 @@ impl MessageContext<'_> {
     }
 }
 
-/// The client's IP: the socket peer, or the last `X-Forwarded-For` entry (the one our own proxy
-/// appended) when `trust_forwarded_for` is set.
-pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .next_back()
-            .and_then(|last| last.trim().parse::<IpAddr>().ok());
-        if let Some(ip) = forwarded {
-            return ip.to_canonical();
-        }
-    }
-    // A dual-stack socket reports IPv4 clients as `::ffff:a.b.c.d`: key them as IPv4.
-    peer.ip().to_canonical()
-}
-
 fn truncate(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
@@ -460,24 +442,5 @@ mod tests {
         assert!(!gate.allow_at(999));
         assert!(gate.allow_at(1000));
         assert!(!gate.allow_at(1500));
-    }
-
-    #[test]
-    fn forwarded_for_only_when_trusted() {
-        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.append(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
-        );
-        h.append("x-forwarded-for", HeaderValue::from_static("3.3.3.3"));
-        assert_eq!(client_ip(&h, peer, false), peer.ip());
-        assert_eq!(
-            client_ip(&h, peer, true),
-            "3.3.3.3".parse::<IpAddr>().unwrap()
-        );
-        let mut junk = HeaderMap::new();
-        junk.insert("x-forwarded-for", HeaderValue::from_static("nope"));
-        assert_eq!(client_ip(&junk, peer, true), peer.ip());
     }
 }

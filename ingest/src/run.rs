@@ -11,8 +11,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
 use crate::body_rate::MinRate;
+use crate::client::TrustedProxies;
 use crate::inflight::InFlight;
-use crate::limit::IpLimiter;
+use crate::limit::{ClientKeys, IpLimiter, IpLimits};
+use crate::privacy::{Salt, SaltError};
 use crate::projects::{error_chain, Projects, ProjectsError};
 use crate::publish::{PublishError, Publisher};
 use crate::routes::{App, LogGate};
@@ -36,6 +38,8 @@ pub enum RunError {
     Config(#[source] crate::config::ConfigError),
     #[error("cannot load the projects file")]
     Projects(#[source] ProjectsError),
+    #[error("refusing the ip hash salt")]
+    Salt(#[source] SaltError),
     #[error("cannot set up TLS")]
     Tls(#[source] TlsError),
     #[error("kafka producer did not flush before the timeout")]
@@ -51,7 +55,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     config.validate().map_err(RunError::Config)?;
-    let projects = Arc::new(Projects::load(&config.projects_file).map_err(RunError::Projects)?);
+    let ip_salt = match &config.ip_hash_salt_file {
+        Some(path) => Some(Salt::from_file(path).map_err(RunError::Salt)?),
+        None => config.ip_hash_salt.clone(),
+    };
+    let projects =
+        Arc::new(Projects::load(&config.projects_file, ip_salt).map_err(RunError::Projects)?);
     let certificate = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(ReloadingCert::load(cert, key).map_err(RunError::Tls)?),
         _ => None,
@@ -60,11 +69,27 @@ pub async fn run(
         Some(certificate) => Some(certificate.acceptor().map_err(RunError::Tls)?),
         None => None,
     };
-    let ip_limiter = Arc::new(IpLimiter::new(
-        config.ip_rate_per_second,
-        config.ip_burst,
-        config.ip_max_tracked.get(),
-    ));
+    let ip_limiter = Arc::new(IpLimiter::new(IpLimits {
+        per_second: config.ip_rate_per_second,
+        burst: config.ip_burst,
+        max_tracked: config.ip_max_tracked.get(),
+        overflow_buckets: config.ip_overflow_buckets.get(),
+        keys: ClientKeys {
+            v4_prefix: config.ip_limit_ipv4_prefix,
+            v6_prefix: config.ip_limit_ipv6_prefix,
+        },
+    }));
+    if config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.prefix_len() == 0)
+    {
+        tracing::warn!("--trusted-proxies includes a /0 network: every peer is trusted, so any client can choose its IP with X-Forwarded-For");
+    }
+    if config.trust_forwarded_for {
+        tracing::warn!("--trust-forwarded-for is deprecated: it trusts X-Forwarded-For from any peer; set --trusted-proxies to your proxies' networks instead");
+    }
+    let proxies = TrustedProxies::new(config.trusted_proxies.clone(), config.trust_forwarded_for);
     let app = Arc::new(App {
         projects: Arc::clone(&projects),
         ip_limiter: Arc::clone(&ip_limiter),
@@ -78,7 +103,7 @@ pub async fn run(
             max_decompressed_bytes: config.max_decompressed_bytes.get(),
             read_timeout: config.body_read_timeout,
         },
-        trust_forwarded_for: config.trust_forwarded_for,
+        trusted_proxies: proxies.clone(),
         unavailable_retry_after: config.unavailable_retry_after,
         in_flight: InFlight::new(
             config.max_in_flight_requests.get(),
@@ -101,13 +126,10 @@ pub async fn run(
     });
     let public_settings = Settings {
         max_connections: config.max_connections.get(),
-        // Behind a proxy (`--trust-forwarded-for`) every peer is a proxy carrying many
-        // clients: their share is the client-IP in-flight share, not the peer's connections.
-        max_connections_per_ip: if config.trust_forwarded_for {
-            config.max_connections.get()
-        } else {
-            config.max_connections_per_ip.get()
-        },
+        // A trusted proxy carries many clients: it is exempt, and its clients are held to the
+        // per-client in-flight share instead.
+        max_connections_per_ip: config.max_connections_per_ip.get(),
+        proxies,
         http2_max_concurrent_streams: config.http2_max_concurrent_streams.get(),
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
@@ -118,13 +140,18 @@ pub async fn run(
     let admin_settings = Settings {
         max_connections: 64,
         max_connections_per_ip: 64,
+        proxies: TrustedProxies::default(),
         tls: None,
         ..public_settings.clone()
     };
 
     let tasks = TaskTracker::new();
     let background = shutdown.child_token();
-    tasks.spawn(Arc::clone(&projects).watch(config.projects_poll_interval, background.clone()));
+    tasks.spawn(Arc::clone(&projects).watch(
+        config.projects_poll_interval,
+        config.projects_settle,
+        background.clone(),
+    ));
     if let Some(certificate) = certificate {
         tasks.spawn(certificate.watch(config.tls_reload_interval, background.clone()));
     }

@@ -5,7 +5,8 @@
 //!   so at the cap we stop accepting and new clients wait in the kernel backlog;
 //! - at most `max_connections_per_ip` of them from one peer IP (IPv6: one /64): a connection
 //!   over that share is closed as soon as it is accepted (counted in
-//!   `ingest_connections_refused_total`), so one address cannot hold every slot;
+//!   `ingest_connections_refused_total`), so one address cannot hold every slot; trusted
+//!   proxies (`--trusted-proxies`) are exempt, their clients are held to per-client shares;
 //! - at most `http2_max_concurrent_streams` requests at once on one HTTP/2 connection;
 //! - `header_read_timeout` for the TLS handshake and each HTTP/1 request head (hyper starts
 //!   that timer whenever it waits for a request);
@@ -46,6 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::body_rate::ReceivedBytes;
+use crate::client::TrustedProxies;
 use crate::inflight::{ip_key, KeyedSlots};
 use crate::metrics;
 
@@ -64,6 +66,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Open connections from one peer IP (IPv6: one /64).
     pub max_connections_per_ip: usize,
+    /// Peers exempt from `max_connections_per_ip`: the trusted proxies (`--trusted-proxies`).
+    pub proxies: TrustedProxies,
     pub http2_max_concurrent_streams: u32,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -76,6 +80,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("proxies", &self.proxies)
             .field(
                 "http2_max_concurrent_streams",
                 &self.http2_max_concurrent_streams,
@@ -131,11 +136,16 @@ pub async fn serve<H: Handler>(
                 }
             },
         };
-        let Some(ip_slot) = per_ip.try_take(ip_key(peer.ip())) else {
-            // Dropping the stream closes it; the permit goes back with it.
-            metrics::connection_refused("per_ip_cap");
-            tracing::debug!(listener = name, "connection over the per-IP cap closed");
-            continue;
+        let ip_slot = if settings.proxies.is_proxy(peer.ip()) {
+            None
+        } else {
+            let Some(slot) = per_ip.try_take(ip_key(peer.ip())) else {
+                // Dropping the stream closes it; the permit goes back with it.
+                metrics::connection_refused("per_ip_cap");
+                tracing::debug!(listener = name, "connection over the per-IP cap closed");
+                continue;
+            };
+            Some(slot)
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {

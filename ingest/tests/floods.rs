@@ -334,7 +334,9 @@ async fn many_client_ips_keep_limiter_memory_bounded() {
         &[
             "--kafka-topic",
             "ips",
-            "--trust-forwarded-for",
+            // The test client is the proxy; each request names a new client behind it.
+            "--trusted-proxies",
+            "127.0.0.1",
             "--ip-max-tracked",
             &cap_flag,
             "--ip-sweep-interval-ms",
@@ -434,8 +436,8 @@ async fn many_client_ips_keep_limiter_memory_bounded() {
 
     // After the churn the per-IP limit still applies to one repeat offender. With a short sweep
     // interval, wait until the sweep made room so the offender gets its own bucket; with a long
-    // one (measuring a full map) it shares the overflow bucket, which has the same quota, so
-    // the bound below holds either way.
+    // one (measuring a full map) it uses its network's overflow bucket, which has the same
+    // quota, so the bound below holds either way.
     if sweep_ms <= 10_000 {
         testbed::wait::wait_for(
             "the sweep to free the map",

@@ -318,7 +318,16 @@ async fn projects_file_reload_changes_keys() {
 
     // A broken file keeps the previous projects.
     std::fs::write(&server.projects_path, "this is not toml [").unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Read once it settled (`--projects-settle-ms`), refused, counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server
+        .metric(r#"ingest_projects_reload_total{result="error"}"#)
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "broken file not read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(probe("k3-old").await, 400);
 
     std::fs::write(&server.projects_path, PROJECTS).unwrap();
@@ -391,7 +400,7 @@ async fn accepted_reports_reach_kafka() {
     let projects = format!(
         "{PROJECTS}\n[[project]]\nid = 4\nname = \"private\"\nquota = {{ per_second = 100, burst = 100 }}\n\
          keys = [{{ public_key = \"k4\" }}]\n\
-         privacy = {{ strip_query = true, strip_fragment = true, drop_referrer = true, client_ip = \"hash\", ip_salt = \"pepper\" }}\n"
+         privacy = {{ strip_query = true, strip_fragment = true, drop_referrer = true, client_ip = \"hash\", ip_salt = \"7d1e9b3f0a5c2e84\" }}\n"
     );
     let server = Server::start(&projects, &tansu.bootstrap(), &["--kafka-topic", topic]).await;
 

@@ -77,3 +77,39 @@ pub const EXPECT_STAPLE: &str = r#"{"expect-staple-report":{"date-time":"2019-01
 
 pub const XSS: &str = r#"{"xss-report":{"request-url":"https://shop.example/search?q=%3Cscript%3E",
   "request-body":""}}"#;
+
+/// A legacy CSP report with credentials, tokens and fragments in all four URL fields (ingest's
+/// default privacy must remove every one of [`SECRETS`]).
+pub const WITH_SECRETS_LEGACY: &str = r#"{"csp-report":{
+    "document-uri":"https://alice:hunter2@shop.example/cart?session=SECRET1#frag1",
+    "referrer":"https://bob:pw2@search.example/?q=SECRET2",
+    "blocked-uri":"https://carol:pw3@evil.example/x.js?id=SECRET3#frag3",
+    "violated-directive":"script-src-elem",
+    "source-file":"https://dave:pw4@shop.example/app.js?v=SECRET4","line-number":1}}"#;
+
+/// Reporting API items with credentials, tokens and fragments in the envelope URL, the body
+/// and the kind-specific fields; plus a free-text field with a `?` that must stay.
+pub const WITH_SECRETS_BATCH: &str = r#"[
+ {"type":"network-error","age":0,"url":"https://eve:pw5@api.shop.example/v1?token=SECRET5",
+  "user_agent":"UA/1","body":{"elapsed_time":45,"method":"GET","phase":"connection",
+  "protocol":"http/1.1","referrer":"https://frank:pw6@shop.example/?SECRET6#frag6",
+  "sampling_fraction":1.0,"server_ip":"192.0.2.1","status_code":0,"type":"tcp.timed_out"}},
+ {"type":"coop","age":1,"url":"https://gina:pw7@shop.example/o?SECRET7","user_agent":"UA/1",
+  "body":{"disposition":"enforce","effectivePolicy":"same-origin","type":"navigation-from-response",
+  "previousResponseURL":"https://hank:pw8@x.example/?SECRET8#frag8"}},
+ {"type":"future-thing","age":1,"url":"https://shop.example/f","user_agent":"UA/1",
+  "body":{"where":"wss://ivan:pw9@ws.example/s?SECRET9","note":"free text? kept"}}
+]"#;
+
+/// What [`WITH_SECRETS_LEGACY`] and [`WITH_SECRETS_BATCH`] hide: none may be stored.
+pub const SECRETS: [&str; 12] = [
+    "hunter2", "alice", "pw2", "pw3", "pw4", "pw5", "pw6", "pw7", "pw8", "pw9", "SECRET", "frag",
+];
+
+/// The document URLs of those four reports once stripped, sorted.
+pub const WITH_SECRETS_DOCUMENTS: [&str; 4] = [
+    "https://api.shop.example/v1",
+    "https://shop.example/cart",
+    "https://shop.example/f",
+    "https://shop.example/o",
+];

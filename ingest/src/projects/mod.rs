@@ -33,8 +33,24 @@ pub enum ProjectsError {
     ZeroQuota(u64),
     #[error("project {project}: bad host pattern {pattern:?}")]
     BadHostPattern { project: u64, pattern: String },
-    #[error("project {0}: client_ip = \"hash\" needs a non-empty ip_salt")]
+    #[error("project {0}: client_ip = \"hash\" needs a salt: --ip-hash-salt-file, PALISADE_IP_HASH_SALT or the project's ip_salt")]
     MissingSalt(u64),
+    #[error("the file does not end with the line {END_MARKER:?} although the file in force does: written half-way? (replace it atomically: write a temporary file, then rename it)")]
+    Incomplete,
+}
+
+/// The optional last line of a projects file. Once a file with it is in force, a file without
+/// it is taken as cut short (a copy or write still in progress) and refused, so a prefix that
+/// happens to be valid TOML never drops the rules after the cut.
+pub const END_MARKER: &str = "# palisade:end";
+
+/// Whether the last non-blank line of `text` is [`END_MARKER`].
+pub fn ends_with_marker(text: &str) -> bool {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::trim)
+        == Some(END_MARKER)
 }
 
 /// The projects file. Unknown fields are errors so typos never silently disable a rule.
@@ -118,19 +134,36 @@ impl Default for FilterSpec {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What a project keeps of URLs and the client IP. Credentials (`user:pass@`) are removed from
+/// every stored URL whatever this says.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacySpec {
-    /// Remove `?query` from document, blocked, source-file and referrer URLs. Default off.
+    /// Remove `?query` from every stored URL (document, blocked, source file, referrer, and the
+    /// URLs inside kind-specific fields). Default on.
     pub strip_query: bool,
-    /// Remove `#fragment` from the same URLs. Default off.
+    /// Remove `#fragment` from the same URLs. Default on.
     pub strip_fragment: bool,
     /// Drop the referrer entirely. Default off.
     pub drop_referrer: bool,
     /// What is stored of the client IP. Default `truncate`.
     pub client_ip: IpPolicy,
-    /// Salt for `client_ip = "hash"` (required then).
-    pub ip_salt: Option<String>,
+    /// This project's salt for `client_ip = "hash"`, instead of the process-wide
+    /// `--ip-hash-salt-file`. At least 16 bytes, not a placeholder. Once loaded, holds the salt
+    /// in force (the project's or the process-wide one).
+    pub ip_salt: Option<crate::privacy::Salt>,
+}
+
+impl Default for PrivacySpec {
+    fn default() -> Self {
+        Self {
+            strip_query: true,
+            strip_fragment: true,
+            drop_referrer: false,
+            client_ip: IpPolicy::default(),
+            ip_salt: None,
+        }
+    }
 }
 
 /// What is kept of the client IP.
@@ -212,11 +245,18 @@ pub struct Filters {
 pub struct Snapshot {
     projects: HashMap<u64, Arc<Project>>,
     keys: HashMap<String, (u64, KeyState)>,
+    /// The file ended with [`END_MARKER`]: later files must too.
+    pub ends_with_marker: bool,
 }
 
 impl Snapshot {
-    /// Validates a parsed file. `previous` lends its limiters to unchanged quotas.
-    pub fn build(file: ProjectsFile, previous: Option<&Snapshot>) -> Result<Self, ProjectsError> {
+    /// Validates a parsed file. `previous` lends its limiters to unchanged quotas; `ip_salt` is
+    /// the process-wide salt of projects that hash the client IP without their own.
+    pub fn build(
+        file: ProjectsFile,
+        previous: Option<&Snapshot>,
+        ip_salt: Option<&crate::privacy::Salt>,
+    ) -> Result<Self, ProjectsError> {
         let mut snapshot = Snapshot::default();
         for spec in file.projects {
             let id = spec.id;
@@ -251,9 +291,11 @@ impl Snapshot {
                     })
                     .collect()
             };
-            if spec.privacy.client_ip == IpPolicy::Hash
-                && spec.privacy.ip_salt.as_deref().is_none_or(str::is_empty)
-            {
+            let mut privacy = spec.privacy;
+            if privacy.ip_salt.is_none() {
+                privacy.ip_salt = ip_salt.cloned();
+            }
+            if privacy.client_ip == IpPolicy::Hash && privacy.ip_salt.is_none() {
                 return Err(ProjectsError::MissingSalt(id));
             }
             let rate = Quota::per_second(per_second).allow_burst(burst);
@@ -276,17 +318,28 @@ impl Snapshot {
                     directives: spec.filters.ignore_directives,
                     document_hosts: patterns(&spec.filters.ignore_document_hosts)?,
                 },
-                privacy: spec.privacy,
+                privacy,
             };
             snapshot.projects.insert(id, Arc::new(project));
         }
         Ok(snapshot)
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text (without a process-wide salt).
     pub fn from_toml(text: &str, previous: Option<&Snapshot>) -> Result<Self, ProjectsError> {
+        Self::from_toml_salted(text, previous, None)
+    }
+
+    /// Parses and validates TOML text; `ip_salt` as in [`Snapshot::build`].
+    pub fn from_toml_salted(
+        text: &str,
+        previous: Option<&Snapshot>,
+        ip_salt: Option<&crate::privacy::Salt>,
+    ) -> Result<Self, ProjectsError> {
         let file: ProjectsFile = toml::from_str(text).map_err(ProjectsError::Toml)?;
-        Self::build(file, previous)
+        let mut snapshot = Self::build(file, previous, ip_salt)?;
+        snapshot.ends_with_marker = ends_with_marker(text);
+        Ok(snapshot)
     }
 
     /// The project and state owning `public_key`.
@@ -332,7 +385,7 @@ mod tests {
         quota = { per_second = 10, burst = 20 }
         keys = [{ public_key = "k1" }, { public_key = "k1-old", state = "revoked" }]
         filters = { default_noise = false, ignore_directives = ["font-src"] }
-        privacy = { client_ip = "hash", ip_salt = "s" }
+        privacy = { client_ip = "hash", ip_salt = "3b9f1e7c5a2d8046" }
 
         [[project]]
         id = 2
@@ -367,6 +420,8 @@ mod tests {
             ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[{public_key='a b'}]", "public key"),
             ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[]\nallowed_hosts=['a.*.b']", "host pattern"),
             ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[]\nprivacy={client_ip='hash'}", "ip_salt"),
+            ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[]\nprivacy={client_ip='hash',ip_salt='pepper'}", "at least 16"),
+            ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[]\nprivacy={client_ip='hash',ip_salt='change-me-to-a-long-random-string'}", "placeholder"),
             ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[{public_key='k'}]\n[[project]]\nid=2\nname='b'\nquota={per_second=1,burst=1}\nkeys=[{public_key='k'}]", "twice"),
             ("[[project]]\nid=1\nname='a'\nquota={per_second=1,burst=1}\nkeys=[]\n[[project]]\nid=1\nname='b'\nquota={per_second=1,burst=1}\nkeys=[]", "duplicate project"),
         ];
@@ -378,11 +433,42 @@ mod tests {
     }
 
     #[test]
-    fn example_file_in_deploy_is_valid() {
-        let s = Snapshot::from_toml(include_str!("../../../deploy/projects.example.toml"), None)
-            .unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.key("0ld0ld0ld0ld0ld0"), Some((1, KeyState::Revoked)));
+    fn example_files_in_deploy_are_valid() {
+        let salt = crate::privacy::Salt::parse("3b9f1e7c5a2d8046").unwrap();
+        let example = include_str!("../../../deploy/projects.example.toml");
+        let kubernetes = include_str!("../../../deploy/kubernetes/projects.toml");
+        for (text, salt) in [(example, None), (kubernetes, Some(&salt))] {
+            let s = Snapshot::from_toml_salted(text, None, salt).unwrap();
+            assert_eq!(s.len(), 2);
+            assert_eq!(s.key("0ld0ld0ld0ld0ld0"), Some((1, KeyState::Revoked)));
+            assert!(s.ends_with_marker, "the examples end with the marker");
+        }
+        // Kubernetes hashes project 2's client IPs with the salt of its Secret.
+        let err = Snapshot::from_toml(kubernetes, None).unwrap_err();
+        assert!(matches!(err, ProjectsError::MissingSalt(2)), "{err}");
+    }
+
+    /// Issue 10, item 7: privacy on by default, a project's own salt wins over the global one.
+    #[test]
+    fn privacy_defaults_and_salts() {
+        let global = crate::privacy::Salt::parse("0123456789abcdef").unwrap();
+        let s = Snapshot::from_toml_salted(GOOD, None, Some(&global)).unwrap();
+        let own = &s.project(1).unwrap().privacy;
+        assert_eq!(
+            own.ip_salt,
+            Some(crate::privacy::Salt::parse("3b9f1e7c5a2d8046").unwrap())
+        );
+        let default = &s.project(2).unwrap().privacy;
+        assert!(default.strip_query && default.strip_fragment && !default.drop_referrer);
+        assert_eq!(default.ip_salt, Some(global));
+    }
+
+    #[test]
+    fn end_marker() {
+        assert!(ends_with_marker("a = 1\n# palisade:end\n\n"));
+        assert!(ends_with_marker("# palisade:end"));
+        assert!(!ends_with_marker("# palisade:end\na = 1\n"));
+        assert!(!ends_with_marker(""));
     }
 
     #[test]
