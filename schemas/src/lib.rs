@@ -13,6 +13,7 @@
 
 pub mod blocked;
 pub mod directive;
+mod extra;
 pub mod fingerprint;
 pub mod message;
 pub mod noise;
@@ -25,6 +26,6 @@ pub use message::{DecodeError, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{
-    BlockedClass, CertificateDetails, Details, Disposition, NetworkErrorDetails, Report,
+    BlockedClass, CertificateDetails, Details, Disposition, Extra, NetworkErrorDetails, Report,
     ReportKind, WireFormat, MAX_AGE_MS,
 };

@@ -82,6 +82,21 @@ impl ReportMessage {
         }
     }
 
+    /// Estimated heap bytes this message holds once decoded (its strings and the report's
+    /// [`Report::heap_bytes`]), plus its own size: what a consumer keeping it in memory pays.
+    pub fn heap_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.fingerprint.len()
+            + opt(&self.environment)
+            + opt(&self.release)
+            + opt(&self.client_ip)
+            + opt(&self.request_user_agent)
+            + opt(&self.noise)
+            + self.report.heap_bytes()
+    }
+
     /// The message as JSON bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENCODE_CAPACITY);
