@@ -670,6 +670,10 @@ async fn hostile_requests_get_their_documented_answer_and_ingest_stays_healthy()
         "2000",
         "--idle-timeout-ms",
         "2000",
+        // Above the body limit, so the big-string cases reach the producer's own
+        // `message.max.bytes` refusal; the default 64 KiB cap is covered by tests/memory.rs.
+        "--max-report-bytes",
+        "2097152",
     ];
     let server = Server::start(PROJECTS, &tansu.bootstrap(), &flags).await;
     let http = client();
