@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{fixture_reports, message, rss_kib, Child, Env, RECEIVED_AT_MS};
+use common::{fixture_reports, message, rss_kib, wait_for, Child, Env, RECEIVED_AT_MS};
 
 /// Hostile messages, one window each (distinct document URLs).
 const MESSAGES: u64 = 60;
@@ -130,6 +130,47 @@ async fn huge_unknown_fields_in_kafka_cannot_exhaust_the_processor() {
         "the report is stored whole"
     );
     drop(child);
+
+    // A restart that replays the same messages (a fresh group: no commit, no checkpoint, so
+    // from offset 0) is bounded the same way and re-emits the same rows (same ids and counts).
+    let replay = Child::spawn(
+        &env,
+        &[
+            "--window-secs",
+            "60",
+            "--dedup-max-bytes",
+            DEDUP_MAX_BYTES,
+            "--batch-age-ms",
+            "200",
+            "--kafka-group",
+            "memory-replay",
+        ],
+    );
+    wait_for("the replay's rows", Duration::from_secs(120), || async {
+        match replay.metric("processor_rows_emitted_total") {
+            Some(rows) if rows >= MESSAGES as f64 => Ok(()),
+            other => Err(format!("{other:?}; log:\n{}", replay.log_tail())),
+        }
+    })
+    .await;
+    env.wait_for_totals(
+        "the replay counts nothing twice",
+        Duration::from_secs(60),
+        (MESSAGES, MESSAGES),
+        &replay,
+    )
+    .await;
+    let replay_hwm = peak_rss(replay.pid());
+    println!(
+        "replay: peak RSS (VmHWM) {:.1} MiB",
+        replay_hwm as f64 / (1 << 20) as f64
+    );
+    let mut replay = replay;
+    assert!(replay.process.exited().is_none(), "{}", replay.log_tail());
+    assert!(
+        replay_hwm < PEAK_BOUND_BYTES,
+        "replay peak RSS {replay_hwm}"
+    );
 }
 
 /// `VmHWM` of `pid`, bytes (0 when gone).

@@ -2,9 +2,11 @@
 //! [`Report`], the versioned Kafka [`ReportMessage`], the "same violation" [`fingerprint()`], the
 //! default [`noise`] filters and the ClickHouse DDL (`sql/`). No I/O happens here.
 //!
-//! Map: [`parse`] (body shape dispatch, limits) -> [`wire`] (one module per wire format) ->
-//! [`report`] (the normalised model) -> [`blocked`] / [`directive`] (normalisation helpers) ->
-//! [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to Kafka).
+//! Map: [`parse`] (body shape dispatch, limits; [`parse::Scan`] counts items and values before
+//! anything is built) -> [`wire`] (one module per wire format) -> [`report`] (the normalised
+//! model; unknown fields as raw JSON text, [`Extra`]) -> [`blocked`] / [`directive`]
+//! (normalisation helpers) -> [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to
+//! Kafka).
 //!
 //! Hot path, as ingest uses it: one [`Parser`] per worker (it keeps simd-json's scratch
 //! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,

@@ -5,6 +5,9 @@
 //! One JSON object per Kafka message (UTF-8, produced by `serde_json`), one report per
 //! message, keyed by ingest with [`crate::dedup_key`]. Fields are those of [`ReportMessage`];
 //! optional fields are omitted when absent. `v` is the format version, [`MESSAGE_VERSION`].
+//! The report's unknown fields (`report.extra`) are one JSON object, written and read back as
+//! raw text ([`crate::Extra`]); its size is bounded by ingest's per-report cap
+//! ([`crate::ParseLimits::max_report_bytes`]), not by this format.
 //!
 //! # Compatibility rule
 //!
