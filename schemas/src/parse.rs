@@ -530,5 +530,20 @@ mod tests {
             let mut bad = b"[[[".to_vec();
             assert!(parser.parse(&mut bad).is_err());
         }
+        // Over RETAINED_BUFFER_BYTES: the buffers are replaced afterwards, and the parser
+        // still parses (the same results as a fresh one).
+        let mut huge = format!(
+            r#"{{"csp-report":{{"violated-directive":"img-src"}}}}{}"#,
+            " ".repeat(RETAINED_BUFFER_BYTES + 1)
+        )
+        .into_bytes();
+        assert!(parser.parse(&mut huge).is_ok());
+        let mut small = br#"{"csp-report":{"violated-directive":"img-src"}}"#.to_vec();
+        let reused = parser.parse(&mut small.clone()).expect("ok").items;
+        let fresh = Parser::new(ParseLimits::default())
+            .parse(&mut small)
+            .expect("ok")
+            .items;
+        assert_eq!(reused, fresh);
     }
 }
