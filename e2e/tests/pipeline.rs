@@ -283,6 +283,7 @@ async fn check_queries(stack: &Stack) {
             ("host", Param::Str("")),
             ("min_occurrences", Param::UInt(1)),
             ("min_pages", Param::UInt(1)),
+            ("min_networks", Param::UInt(1)),
             ("factor", Param::UInt(2)),
         ];
         params.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));

@@ -99,6 +99,18 @@ pub struct Config {
     #[arg(long, env = "PALISADE_MAX_BATCH_LEN", default_value = "100")]
     pub max_batch_len: usize,
 
+    /// Largest normalised report, in bytes of its JSON as published to Kafka (unknown fields
+    /// included). A bigger report is refused alone, `report_too_large`: counted as rejected in a
+    /// batch's 202, or 413 when it is the body's only report. Default 65536 (64 KiB).
+    #[arg(long, env = "PALISADE_MAX_REPORT_BYTES", default_value = "65536")]
+    pub max_report_bytes: NonZeroUsize,
+
+    /// Most JSON values (scalars, arrays, objects) in one body, counted by a scan of the raw
+    /// bytes before the parser builds anything (then 413 `too_many_values`); bounds the parser's
+    /// memory per request to about 100 bytes times this. Default 100000.
+    #[arg(long, env = "PALISADE_MAX_JSON_VALUES", default_value = "100000")]
+    pub max_json_values: NonZeroUsize,
+
     /// Most report requests processed at once (reading the body, parsing, publishing), across
     /// all connections. Beyond it requests are answered 503 at once. Bounds the memory held by
     /// bodies to about this times (`--max-body-bytes` + `--max-decompressed-bytes`).
@@ -330,6 +342,8 @@ impl Config {
         schemas::ParseLimits {
             max_depth: self.max_json_depth,
             max_batch_len: self.max_batch_len,
+            max_report_bytes: self.max_report_bytes.get(),
+            max_values: self.max_json_values.get(),
         }
     }
 }

@@ -89,9 +89,13 @@ impl Rejection {
             Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadCompression(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::BodyTimeout | Self::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::Malformed(schemas::ParseError::BatchTooLong { .. }) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::Malformed(
+                schemas::ParseError::BatchTooLong { .. }
+                | schemas::ParseError::TooManyValues { .. }
+                | schemas::ParseError::NoValidReport {
+                    first: schemas::ReportError::TooLarge { .. },
+                },
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::IpRateLimited { .. }
             | Self::QuotaExceeded { .. }
@@ -261,6 +265,18 @@ mod tests {
                 Rejection::Malformed(schemas::ParseError::BatchTooLong { len: 2, limit: 1 }),
                 413,
                 "batch_too_long",
+            ),
+            (
+                Rejection::Malformed(schemas::ParseError::TooManyValues { limit: 1 }),
+                413,
+                "too_many_values",
+            ),
+            (
+                Rejection::Malformed(schemas::ParseError::NoValidReport {
+                    first: schemas::ReportError::TooLarge { len: 2, limit: 1 },
+                }),
+                413,
+                "report_too_large",
             ),
             (
                 Rejection::IpRateLimited {

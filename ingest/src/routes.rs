@@ -257,7 +257,7 @@ impl App {
             let parsers = Arc::clone(&self.parsers);
             let max = self.body_limits.max_decompressed_bytes;
             tokio::task::spawn_blocking(move || {
-                let mut plain = validate::decode(encoding, body, max)?;
+                let mut plain = parsers.decode(encoding, body, max)?;
                 let plain_len = plain.len();
                 let parsed = parsers.parse(&mut plain).map_err(Rejection::Malformed)?;
                 Ok::<_, Rejection>((parsed, plain_len))

@@ -87,32 +87,68 @@ pub fn decode(
     body: Bytes,
     max_decompressed: usize,
 ) -> Result<Vec<u8>, Rejection> {
+    decode_scanned(encoding, body, max_decompressed, None)
+}
+
+/// [`decode`], feeding the inflated bytes to `limits`' [`schemas::parse::Scan`] as they come:
+/// a body with too many batch items or JSON values (a `[0,0,...]` bomb) is refused after its
+/// first inflated chunk over the limit, not after `max_decompressed` bytes.
+pub fn decode_scanned(
+    encoding: Encoding,
+    body: Bytes,
+    max_decompressed: usize,
+    limits: Option<&schemas::ParseLimits>,
+) -> Result<Vec<u8>, Rejection> {
+    let scan = || limits.map(schemas::parse::Scan::new);
     match encoding {
         Encoding::Identity => Ok(Vec::from(body)),
         Encoding::Gzip => inflate(
             flate2::read::MultiGzDecoder::new(&body[..]),
             max_decompressed,
+            scan(),
         ),
         // HTTP `deflate` is zlib-wrapped, but some clients send raw deflate: try both.
-        Encoding::Deflate => inflate(flate2::read::ZlibDecoder::new(&body[..]), max_decompressed)
-            .or_else(|first| match first {
-                Rejection::BadCompression(_) => inflate(
-                    flate2::read::DeflateDecoder::new(&body[..]),
-                    max_decompressed,
-                ),
-                other => Err(other),
-            }),
+        Encoding::Deflate => inflate(
+            flate2::read::ZlibDecoder::new(&body[..]),
+            max_decompressed,
+            scan(),
+        )
+        .or_else(|first| match first {
+            Rejection::BadCompression(_) => inflate(
+                flate2::read::DeflateDecoder::new(&body[..]),
+                max_decompressed,
+                scan(),
+            ),
+            other => Err(other),
+        }),
     }
 }
 
-fn inflate(reader: impl Read, max: usize) -> Result<Vec<u8>, Rejection> {
+/// Bytes inflated (and scanned) per read.
+const INFLATE_CHUNK_BYTES: usize = 16 * 1024;
+
+fn inflate(
+    reader: impl Read,
+    max: usize,
+    mut scan: Option<schemas::parse::Scan>,
+) -> Result<Vec<u8>, Rejection> {
     let mut out = Vec::new();
     // Read one byte past the cap to tell "exactly at the cap" from "over it".
     let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(Rejection::BadCompression)?;
+    let mut reader = reader.take(cap);
+    let mut chunk = vec![0u8; INFLATE_CHUNK_BYTES];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(Rejection::BadCompression(error)),
+        };
+        if let Some(scan) = scan.as_mut() {
+            scan.feed(&chunk[..n]).map_err(Rejection::Malformed)?;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
     if out.len() > max {
         return Err(Rejection::DecompressedTooLarge { limit: max });
     }
@@ -121,7 +157,9 @@ fn inflate(reader: impl Read, max: usize) -> Result<Vec<u8>, Rejection> {
 
 /// A bounded pool of parsers, so simd-json's scratch buffers are reused across requests.
 /// At most `capacity` idle parsers are kept; under more concurrency extra parsers are created
-/// and dropped after use.
+/// and dropped after use. A parser that parsed a body over `schemas::parse::RETAINED_BUFFER_BYTES`
+/// replaces its buffers before it comes back, so the idle pool holds at most `capacity` times
+/// the buffers of a 64 KiB body, whatever bodies it has seen.
 #[derive(Debug)]
 pub struct ParserPool {
     idle: Mutex<Vec<schemas::Parser>>,
@@ -136,6 +174,16 @@ impl ParserPool {
             capacity,
             limits,
         }
+    }
+
+    /// [`decode_scanned`] with this pool's parse limits.
+    pub fn decode(
+        &self,
+        encoding: Encoding,
+        body: Bytes,
+        max_decompressed: usize,
+    ) -> Result<Vec<u8>, Rejection> {
+        decode_scanned(encoding, body, max_decompressed, Some(&self.limits))
     }
 
     /// Parses `body` with a pooled parser.
@@ -209,6 +257,26 @@ mod tests {
         assert_eq!(err.reason(), "decompressed_too_large");
         let err = decode(Encoding::Gzip, Bytes::from_static(b"not gzip"), 1000).unwrap_err();
         assert_eq!(err.reason(), "bad_compression");
+    }
+
+    /// Regression (RELIABILITY.md, array bombs): a gzip body inflating to megabytes of
+    /// `[0,0,...]` is refused as `batch_too_long` while inflating, holding one chunk.
+    #[test]
+    fn array_bomb_is_refused_while_inflating() {
+        let mut bomb = b"[".to_vec();
+        bomb.extend(b"0,".repeat(2 << 20));
+        bomb.extend_from_slice(b"0]");
+        let pool = ParserPool::new(1, schemas::ParseLimits::default());
+        let err = pool
+            .decode(Encoding::Gzip, gzip(&bomb), 8 << 20)
+            .unwrap_err();
+        assert_eq!(err.reason(), "batch_too_long");
+        assert_eq!(err.status(), 413);
+        // Without the scan the same body inflates whole.
+        assert_eq!(
+            decode(Encoding::Gzip, gzip(&bomb), 8 << 20).unwrap().len(),
+            bomb.len()
+        );
     }
 
     #[test]

@@ -184,6 +184,19 @@ pub struct Config {
     )]
     pub max_open_windows: NonZeroUsize,
 
+    /// Most bytes the open dedup windows of one assigned partition may hold, estimated per
+    /// window from its decoded first message (a JSON tree counted node by node); past it the
+    /// oldest windows close early, like `--max-open-windows`. Bounds the processor's window
+    /// memory to about this times the assigned partitions, whatever the messages in Kafka hold.
+    /// Default 67108864 (64 MiB).
+    #[arg(
+        long,
+        env = "PALISADE_DEDUP_MAX_BYTES",
+        default_value = "67108864",
+        global = true
+    )]
+    pub dedup_max_bytes: NonZeroUsize,
+
     /// Most rows in one ClickHouse insert. Default 10000.
     #[arg(
         long,
@@ -393,6 +406,7 @@ impl Config {
             grace: self.grace,
             idle_close: self.idle_close,
             max_open_windows: self.max_open_windows,
+            max_bytes: self.dedup_max_bytes,
         }
     }
 

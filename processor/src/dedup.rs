@@ -57,9 +57,18 @@
 //! - `received_at_ms` comes from ingest's clock: a host with a clock far ahead pushes the
 //!   watermark and closes windows early (counts stay exact, windows get fuller later).
 //!
-//! Memory: at most `max_open_windows` open windows per assigned partition, each holding its first
-//! message (bounded by ingest's body limit). Closed windows wait in a queue until the next
-//! [`Dedup::drain_closed`], which the consume loop calls after every poll.
+//! - bytes: opening a window whose first message would take the partition's held bytes past
+//!   `max_bytes` force-closes the oldest windows the same way, until it fits (or none is left).
+//!
+//! Memory: per assigned partition, at most `max_open_windows` open windows holding at most
+//! `max_bytes` (plus the one message that opened the newest window, if it alone is bigger).
+//! A window holds its first message decoded; what it holds is counted with
+//! [`ReportMessage::heap_bytes`], an estimate that counts a JSON tree node by node, so a message
+//! already in Kafka with a huge unknown-field tree (written before ingest's per-report cap, or
+//! by a hostile producer) closes windows early instead of exhausting memory. The estimate is a
+//! function of the message alone, so the bound closes the same windows on a replay. Closed
+//! windows wait in a queue until the next [`Dedup::drain_closed`], which the consume loop calls
+//! after every poll.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
@@ -95,7 +104,12 @@ pub struct DedupConfig {
     pub idle_close: Duration,
     /// Open windows allowed per assigned partition.
     pub max_open_windows: NonZeroUsize,
+    /// Estimated bytes the open windows of one partition may hold.
+    pub max_bytes: NonZeroUsize,
 }
+
+/// Bytes counted for a window besides its message: its key and counters in the map.
+const WINDOW_OVERHEAD_BYTES: usize = std::mem::size_of::<OpenWindow>() + 32;
 
 /// Why a window was closed (a bounded metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,12 +221,16 @@ struct OpenWindow {
     first_seen_ms: u64,
     last_seen_ms: u64,
     first: ReportMessage,
+    /// What this window is counted for in its partition's `bytes`.
+    bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct PartitionState {
     /// Open windows by (window start, dedup key): ordered so closing by horizon is a split.
     windows: BTreeMap<(u64, u64), OpenWindow>,
+    /// Sum of the open windows' `bytes`.
+    bytes: usize,
     last_offset: Option<i64>,
     watermark_ms: u64,
     horizon_ms: u64,
@@ -281,10 +299,11 @@ impl Dedup {
         message: ReportMessage,
         now: Instant,
     ) -> Observed {
-        let (window_ms, grace_ms, bound) = (
+        let (window_ms, grace_ms, bound, max_bytes) = (
             self.window_ms,
             self.grace_ms,
             self.config.max_open_windows.get(),
+            self.config.max_bytes.get(),
         );
         let state = self.partitions.entry(partition).or_default();
         if state.last_offset.is_some_and(|last| offset <= last) {
@@ -311,22 +330,33 @@ impl Dedup {
         if window_start < state.horizon_ms && offset < state.horizon_since {
             return Observed::Replayed;
         }
-        let mut late = window_start < state.horizon_ms;
-        let mut target = (window_start.max(state.horizon_ms), dedup_key);
-        if !state.windows.contains_key(&target) && state.windows.len() >= bound {
+        // Force-close the oldest windows while a new window would pass either bound. Each
+        // round closes at least the oldest window, so this ends; the message then joins the
+        // window at the (possibly moved) horizon.
+        let mut bytes = 0;
+        let target = loop {
+            let target = (window_start.max(state.horizon_ms), dedup_key);
+            if state.windows.contains_key(&target) || state.windows.is_empty() {
+                break target;
+            }
+            if bytes == 0 {
+                bytes = message.heap_bytes() + WINDOW_OVERHEAD_BYTES;
+            }
+            let full = state.windows.len() >= bound;
+            if !full && state.bytes.saturating_add(bytes) <= max_bytes {
+                break target;
+            }
             let oldest = state.windows.keys().next().map_or(0, |(start, _)| *start);
-            let horizon = oldest.saturating_add(window_ms);
             advance(
                 state,
                 partition,
-                horizon,
+                oldest.saturating_add(window_ms),
                 offset,
                 CloseReason::Forced,
                 &mut self.closed,
             );
-            late = window_start < state.horizon_ms;
-            target = (window_start.max(state.horizon_ms), dedup_key);
-        }
+        };
+        let late = window_start < state.horizon_ms;
 
         let event_ms = event_time_ms(&message);
         let opened = match state.windows.get_mut(&target) {
@@ -338,6 +368,10 @@ impl Dedup {
                 false
             }
             None => {
+                if bytes == 0 {
+                    bytes = message.heap_bytes() + WINDOW_OVERHEAD_BYTES;
+                }
+                state.bytes += bytes;
                 let window = OpenWindow {
                     first_offset: offset,
                     last_offset: offset,
@@ -345,6 +379,7 @@ impl Dedup {
                     first_seen_ms: event_ms,
                     last_seen_ms: event_ms,
                     first: message,
+                    bytes,
                 };
                 state.windows.insert(target, window);
                 true
@@ -431,6 +466,19 @@ impl Dedup {
         self.partitions.values().map(|s| s.windows.len()).sum()
     }
 
+    /// Estimated bytes held by the open windows over all partitions (gauge).
+    pub fn held_bytes(&self) -> usize {
+        self.partitions.values().map(|s| s.bytes).sum()
+    }
+
+    /// The configured bound on held bytes over all assigned partitions (gauge).
+    pub fn bytes_bound(&self) -> usize {
+        self.config
+            .max_bytes
+            .get()
+            .saturating_mul(self.partitions.len())
+    }
+
     /// The configured bound on open windows over all assigned partitions (gauge).
     pub fn windows_bound(&self) -> usize {
         self.config
@@ -460,6 +508,7 @@ fn advance(
     state.horizon_since = since;
     let still_open = state.windows.split_off(&(horizon, 0));
     let done = std::mem::replace(&mut state.windows, still_open);
+    state.bytes = state.windows.values().map(|w| w.bytes).sum();
     closed.extend(
         done.into_iter()
             .map(|((window_start_ms, dedup_key), w)| ClosedWindow {

@@ -23,6 +23,10 @@ pub const MESSAGES_LATE_TOTAL: &str = "processor_messages_late_total";
 pub const WINDOWS_OPEN: &str = "processor_windows_open";
 /// Bound on open dedup windows (`max_open_windows` x assigned partitions).
 pub const WINDOWS_BOUND: &str = "processor_windows_bound";
+/// Estimated bytes held by the open dedup windows (`Dedup::held_bytes`).
+pub const WINDOWS_BYTES: &str = "processor_windows_bytes";
+/// Bound on those bytes (`--dedup-max-bytes` x assigned partitions).
+pub const WINDOWS_BYTES_BOUND: &str = "processor_windows_bytes_bound";
 /// Windows closed, by reason (`watermark`, `idle`, `forced`).
 pub const WINDOWS_CLOSED_TOTAL: &str = "processor_windows_closed_total";
 /// Rows emitted (one per closed window).
@@ -101,6 +105,11 @@ pub fn dead_lettered(reason: &'static str, n: u64) {
 pub fn windows(open: usize, bound: usize) {
     metrics::gauge!(WINDOWS_OPEN).set(open as f64);
     metrics::gauge!(WINDOWS_BOUND).set(bound as f64);
+}
+
+pub fn window_bytes(held: usize, bound: usize) {
+    metrics::gauge!(WINDOWS_BYTES).set(held as f64);
+    metrics::gauge!(WINDOWS_BYTES_BOUND).set(bound as f64);
 }
 
 pub fn windows_closed(reason: CloseReason, n: u64) {

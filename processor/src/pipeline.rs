@@ -131,6 +131,7 @@ impl Pipeline {
         }
         self.tally.record();
         metrics::windows(self.dedup.open_windows(), self.dedup.windows_bound());
+        metrics::window_bytes(self.dedup.held_bytes(), self.dedup.bytes_bound());
         let (hits, misses) = self.enricher.ua_cache_stats();
         metrics::ua_cache(hits, misses);
         let (hits, misses) = self.enricher.url_cache_stats();
@@ -191,6 +192,7 @@ mod tests {
             grace: Duration::from_secs(5),
             idle_close: Duration::from_secs(1),
             max_open_windows: NonZeroUsize::new(100).unwrap(),
+            max_bytes: NonZeroUsize::new(usize::MAX).unwrap(),
         };
         let limits = BatchLimits {
             max_rows: NonZeroUsize::new(1000).unwrap(),

@@ -498,6 +498,68 @@ async fn rows_rollups_and_every_query_are_exact() {
     );
 
     check_queries(&client).await;
+    check_allowlist_cannot_be_poisoned(&client, &writer).await;
+}
+
+/// Regression (issue 10 item 13): the sentry_key is public, so one sender can forge any number
+/// of occurrences on any pages; the proposed allow-list needs distinct client networks too.
+/// One sender (two addresses of one /24, 900 occurrences on 6 pages) is not proposed; an origin
+/// blocked for three networks (two IPv4 /24s, one IPv6 /48) with 3 occurrences is, and so is
+/// one seen by three hashed clients. A dropped client (empty) counts as no network.
+async fn check_allowlist_cannot_be_poisoned(client: &clickhouse::Client, writer: &Writer) {
+    use Param::{DateTime, UInt};
+    const PROJECT9: u64 = 9;
+    let row = |id: u64, origin: &str, path: &str, occurrences: u32, client_ip: &str| ReportRow {
+        project_id: PROJECT9,
+        client_ip: client_ip.to_owned(),
+        ..csp(id, H0 + 60, occurrences, origin, path)
+    };
+    let (poison, spread, hashed, dropped) = (
+        "https://poison.example",
+        "https://spread.example",
+        "https://hashed.example",
+        "https://dropped.example",
+    );
+    let mut rows: Vec<ReportRow> = (0..6)
+        .map(|i| {
+            let ip = if i % 2 == 0 {
+                "203.0.113.7"
+            } else {
+                "203.0.113.200"
+            };
+            row(900 + i, poison, &format!("/page{i}"), 150, ip)
+        })
+        .collect();
+    rows.push(row(910, spread, "/a", 1, "198.51.100.23"));
+    rows.push(row(911, spread, "/a", 1, "192.0.2.0"));
+    rows.push(row(912, spread, "/b", 1, "2001:db8:1:2::5"));
+    rows.push(row(913, spread, "/b", 1, "2001:db8:1:ffff::9"));
+    for (i, digest) in ["a1b2", "c3d4", "e5f6"].into_iter().enumerate() {
+        rows.push(row(920 + i as u64, hashed, "/a", 1, digest));
+    }
+    for i in 0..5 {
+        rows.push(row(930 + i, dropped, "/a", 10, ""));
+    }
+    writer
+        .insert_rows(&rows)
+        .await
+        .expect("poison rows inserted");
+    let params = [
+        ("project_id", UInt(PROJECT9)),
+        ("since", DateTime(H0.into())),
+        ("until", DateTime((H0 + 2 * HOUR).into())),
+        ("min_occurrences", UInt(3)),
+        ("min_pages", UInt(1)),
+        ("min_networks", UInt(3)),
+    ];
+    let proposals = run_query(client, "09_proposed_allowlist.sql", &params).await;
+    assert_eq!(
+        proposals,
+        cells(&[
+            "script-src\t['https://hashed.example','https://spread.example']\tscript-src https://hashed.example https://spread.example\t7"
+        ]),
+        "one sender's 900 occurrences are not a proposal"
+    );
 }
 
 async fn check_queries(client: &clickhouse::Client) {
@@ -643,7 +705,13 @@ async fn check_queries(client: &clickhouse::Client) {
         ])
     );
 
-    let allow = |min_pages| with(&[("min_occurrences", UInt(1)), ("min_pages", UInt(min_pages))]);
+    let allow = |min_pages| {
+        with(&[
+            ("min_occurrences", UInt(1)),
+            ("min_pages", UInt(min_pages)),
+            ("min_networks", UInt(1)),
+        ])
+    };
     let proposals = run_query(client, "09_proposed_allowlist.sql", &allow(1)).await;
     assert_eq!(
         proposals,

@@ -2,9 +2,11 @@
 //! [`Report`], the versioned Kafka [`ReportMessage`], the "same violation" [`fingerprint()`], the
 //! default [`noise`] filters and the ClickHouse DDL (`sql/`). No I/O happens here.
 //!
-//! Map: [`parse`] (body shape dispatch, limits) -> [`wire`] (one module per wire format) ->
-//! [`report`] (the normalised model) -> [`blocked`] / [`directive`] (normalisation helpers) ->
-//! [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to Kafka).
+//! Map: [`parse`] (body shape dispatch, limits; [`parse::Scan`] counts items and values before
+//! anything is built) -> [`wire`] (one module per wire format) -> [`report`] (the normalised
+//! model; unknown fields as raw JSON text, [`Extra`]) -> [`blocked`] / [`directive`]
+//! (normalisation helpers) -> [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to
+//! Kafka).
 //!
 //! Hot path, as ingest uses it: one [`Parser`] per worker (it keeps simd-json's scratch
 //! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,
@@ -13,6 +15,7 @@
 
 pub mod blocked;
 pub mod directive;
+mod extra;
 pub mod fingerprint;
 pub mod message;
 pub mod noise;
@@ -25,6 +28,6 @@ pub use message::{DecodeError, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{
-    BlockedClass, CertificateDetails, Details, Disposition, NetworkErrorDetails, Report,
+    BlockedClass, CertificateDetails, Details, Disposition, Extra, NetworkErrorDetails, Report,
     ReportKind, WireFormat, MAX_AGE_MS,
 };

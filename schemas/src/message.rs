@@ -5,6 +5,9 @@
 //! One JSON object per Kafka message (UTF-8, produced by `serde_json`), one report per
 //! message, keyed by ingest with [`crate::dedup_key`]. Fields are those of [`ReportMessage`];
 //! optional fields are omitted when absent. `v` is the format version, [`MESSAGE_VERSION`].
+//! The report's unknown fields (`report.extra`) are one JSON object, written and read back as
+//! raw text ([`crate::Extra`]); its size is bounded by ingest's per-report cap
+//! ([`crate::ParseLimits::max_report_bytes`]), not by this format.
 //!
 //! # Compatibility rule
 //!
@@ -80,6 +83,21 @@ impl ReportMessage {
             noise: None,
             report,
         }
+    }
+
+    /// Estimated heap bytes this message holds once decoded (its strings and the report's
+    /// [`Report::heap_bytes`]), plus its own size: what a consumer keeping it in memory pays.
+    pub fn heap_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.fingerprint.len()
+            + opt(&self.environment)
+            + opt(&self.release)
+            + opt(&self.client_ip)
+            + opt(&self.request_user_agent)
+            + opt(&self.noise)
+            + self.report.heap_bytes()
     }
 
     /// The message as JSON bytes.

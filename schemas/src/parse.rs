@@ -26,14 +26,25 @@ use crate::report::{Report, ReportKind, WireFormat};
 use crate::wire::fields::{key_matches, Fields};
 use crate::wire::{certificate, legacy_csp, reporting, xss};
 
+mod scan;
+
+pub use scan::Scan;
+
 /// Bounds enforced while parsing. Defaults are documented on each field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
     /// Deepest JSON nesting accepted, counting arrays and objects (`{}` is 1, a legacy CSP
     /// report `{"csp-report":{...}}` is 2). Default 32.
     pub max_depth: usize,
-    /// Most reports accepted in one Reporting API batch. Default 100.
+    /// Most reports accepted in one Reporting API batch. Default 100. Counted by a scan of the
+    /// raw bytes before any value is built, so a `[0,0,...]` bomb costs no tree.
     pub max_batch_len: usize,
+    /// Largest normalised report, in bytes of its JSON ([`Report::json_len`]); a bigger one is
+    /// refused alone ([`ReportError::TooLarge`]). Default 65536 (64 KiB).
+    pub max_report_bytes: usize,
+    /// Most JSON values (scalars, arrays and objects, counted by the same scan) in one body;
+    /// bounds the tree simd-json builds whatever the shape. Default 100000.
+    pub max_values: usize,
 }
 
 impl Default for ParseLimits {
@@ -41,6 +52,8 @@ impl Default for ParseLimits {
         Self {
             max_depth: 32,
             max_batch_len: 100,
+            max_report_bytes: 64 * 1024,
+            max_values: 100_000,
         }
     }
 }
@@ -56,8 +69,11 @@ pub enum ParseError {
     NotJson(#[source] simd_json::Error),
     #[error("json nested deeper than {limit}")]
     TooDeep { limit: usize },
-    #[error("batch of {len} reports exceeds {limit}")]
+    /// `len` is the count when the scan stopped: at least `limit + 1`.
+    #[error("batch of {len} or more reports exceeds {limit}")]
     BatchTooLong { len: usize, limit: usize },
+    #[error("body holds more than {limit} json values")]
+    TooManyValues { limit: usize },
     #[error("unrecognised report shape")]
     UnknownShape,
     #[error("no valid report in the body")]
@@ -73,6 +89,7 @@ impl ParseError {
             Self::NotJson(_) => "invalid_json",
             Self::TooDeep { .. } => "too_deep",
             Self::BatchTooLong { .. } => "batch_too_long",
+            Self::TooManyValues { .. } => "too_many_values",
             Self::UnknownShape => "unknown_shape",
             Self::NoValidReport { first } => first.reason(),
         }
@@ -90,6 +107,8 @@ pub enum ReportError {
     UnknownDirective(String),
     #[error("field {0} has the wrong type")]
     WrongType(&'static str),
+    #[error("normalised report of {len} bytes exceeds {limit}")]
+    TooLarge { len: usize, limit: usize },
 }
 
 impl ReportError {
@@ -100,6 +119,7 @@ impl ReportError {
             Self::MissingField(_) => "missing_field",
             Self::UnknownDirective(_) => "unknown_directive",
             Self::WrongType(_) => "wrong_type",
+            Self::TooLarge { .. } => "report_too_large",
         }
     }
 }
@@ -129,6 +149,10 @@ impl std::fmt::Debug for Parser {
 /// (itself bounded by the edge's body limit).
 const INITIAL_BUFFER_BYTES: usize = 4096;
 
+/// After a body larger than this (bytes), the scratch buffers are replaced by fresh ones, so an
+/// idle parser keeps at most the buffers of a 64 KiB body, not of the largest body it ever saw.
+pub const RETAINED_BUFFER_BYTES: usize = 64 * 1024;
+
 impl Parser {
     pub fn new(limits: ParseLimits) -> Self {
         let buffers = Buffers::with_max_depth(INITIAL_BUFFER_BYTES, limits.max_depth);
@@ -146,6 +170,15 @@ impl Parser {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ParseError::Empty);
         }
+        scan::check(body, &self.limits)?;
+        let parsed = self.parse_checked(body);
+        if body.len() > RETAINED_BUFFER_BYTES {
+            self.buffers = Buffers::with_max_depth(INITIAL_BUFFER_BYTES, self.limits.max_depth);
+        }
+        parsed
+    }
+
+    fn parse_checked(&mut self, body: &mut [u8]) -> Result<Parsed, ParseError> {
         let value = simd_json::to_borrowed_value_with_buffers(body, &mut self.buffers).map_err(
             |error| match error.error() {
                 ErrorType::InvalidUtf8 => ParseError::NotUtf8,
@@ -155,7 +188,7 @@ impl Parser {
                 _ => ParseError::NotJson(error),
             },
         )?;
-        let items = match &value {
+        let items: Vec<Result<Report, ReportError>> = match &value {
             BorrowedValue::Array(items) => {
                 if items.len() > self.limits.max_batch_len {
                     return Err(ParseError::BatchTooLong {
@@ -168,6 +201,16 @@ impl Parser {
             BorrowedValue::Object(object) => vec![parse_object(object)?],
             _ => return Err(ParseError::UnknownShape),
         };
+        let max = self.limits.max_report_bytes;
+        let items = items
+            .into_iter()
+            .map(|item| {
+                item.and_then(|report| match report.json_len() {
+                    len if len > max => Err(ReportError::TooLarge { len, limit: max }),
+                    _ => Ok(report),
+                })
+            })
+            .collect();
         let parsed = Parsed { items };
         match parsed.items.iter().find_map(|item| item.as_ref().err()) {
             Some(first) if parsed.items.iter().all(Result::is_err) => {
@@ -242,7 +285,7 @@ fn unwrap<'v>(
     let mut outer = Fields::new(object);
     let wrapped = outer.raw(&[canonical]).ok_or(ReportError::NotAnObject)?;
     let mut report = inner(as_object(wrapped)?)?;
-    outer.drain_into(&mut report.extra);
+    report.extra.absorb(outer.into_map());
     Ok(report)
 }
 
@@ -286,6 +329,7 @@ mod tests {
         let limits = ParseLimits {
             max_depth: 8,
             max_batch_len: 10,
+            ..ParseLimits::default()
         };
         assert!(parse_with(limits, &nested(8)).is_ok());
         assert!(matches!(
@@ -300,6 +344,7 @@ mod tests {
         let limits = ParseLimits {
             max_depth: 8,
             max_batch_len: 3,
+            ..ParseLimits::default()
         };
         let batch = |n: usize| format!("[{}]", vec![item; n].join(","));
         assert_eq!(parse_with(limits, &batch(3)).expect("3 fit").items.len(), 3);
@@ -307,6 +352,54 @@ mod tests {
             parse_with(limits, &batch(4)),
             Err(ParseError::BatchTooLong { len: 4, limit: 3 })
         ));
+    }
+
+    /// Regression (RELIABILITY.md, the processor memory attack): a report over
+    /// `max_report_bytes` is refused alone; the rest of its batch is kept.
+    #[test]
+    fn oversized_reports_are_refused_alone() {
+        let limits = ParseLimits {
+            max_report_bytes: 1000,
+            ..ParseLimits::default()
+        };
+        let small = r#"{"type":"deprecation","url":"https://a.example/","body":{"id":"x"}}"#;
+        let big = format!(
+            r#"{{"type":"deprecation","url":"https://a.example/","body":{{"id":"x","pad":[{}0]}}}}"#,
+            "0,".repeat(600)
+        );
+        let parsed = parse_with(limits, &format!("[{small},{big},{small}]")).expect("kept");
+        assert!(parsed.items[0].is_ok() && parsed.items[2].is_ok());
+        assert!(matches!(
+            parsed.items[1],
+            Err(ReportError::TooLarge { limit: 1000, len }) if len > 1200
+        ));
+        let alone = parse_with(limits, &big).expect_err("refused");
+        assert_eq!(alone.reason(), "report_too_large");
+        let report = parse_with(limits, small)
+            .expect("ok")
+            .items
+            .remove(0)
+            .expect("ok");
+        assert_eq!(
+            report.json_len(),
+            serde_json::to_vec(&report).expect("json").len()
+        );
+    }
+
+    #[test]
+    fn too_many_values_are_refused_before_parsing() {
+        let limits = ParseLimits {
+            max_values: 50,
+            ..ParseLimits::default()
+        };
+        let body = format!(
+            r#"{{"csp-report":{{"violated-directive":"img-src","x":[{}0]}}}}"#,
+            "0,".repeat(60)
+        );
+        assert_eq!(
+            parse_with(limits, &body).expect_err("refused").reason(),
+            "too_many_values"
+        );
     }
 
     #[test]
@@ -411,7 +504,8 @@ mod tests {
         )
         .expect("ok");
         let report = parsed.items[0].as_ref().expect("report");
-        let keys: Vec<_> = report.extra.keys().map(String::as_str).collect();
+        let extra = report.extra.to_map();
+        let keys: Vec<_> = extra.keys().map(String::as_str).collect();
         assert_eq!(keys, ["csp-report-2", "relay"]);
         assert!(matches!(
             parse(r#"{"csp-report":null}"#),
@@ -436,5 +530,20 @@ mod tests {
             let mut bad = b"[[[".to_vec();
             assert!(parser.parse(&mut bad).is_err());
         }
+        // Over RETAINED_BUFFER_BYTES: the buffers are replaced afterwards, and the parser
+        // still parses (the same results as a fresh one).
+        let mut huge = format!(
+            r#"{{"csp-report":{{"violated-directive":"img-src"}}}}{}"#,
+            " ".repeat(RETAINED_BUFFER_BYTES + 1)
+        )
+        .into_bytes();
+        assert!(parser.parse(&mut huge).is_ok());
+        let mut small = br#"{"csp-report":{"violated-directive":"img-src"}}"#.to_vec();
+        let reused = parser.parse(&mut small.clone()).expect("ok").items;
+        let fresh = Parser::new(ParseLimits::default())
+            .parse(&mut small)
+            .expect("ok")
+            .items;
+        assert_eq!(reused, fresh);
     }
 }

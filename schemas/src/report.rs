@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::extra::Extra;
+
 /// What kind of report this is, whichever wire format carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -213,9 +215,44 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     pub details: Details,
-    /// Fields the browser sent that the model does not name, preserved verbatim.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub extra: Map<String, Value>,
+    /// Fields the browser sent that the model does not name, preserved verbatim as the JSON text
+    /// of one object (not a parsed tree, so what it costs to hold is its length).
+    #[serde(default, skip_serializing_if = "Extra::is_empty")]
+    pub extra: Extra,
+}
+
+impl Report {
+    /// Length in bytes of this report's JSON (as it appears inside the Kafka message), without
+    /// building it: the size ingest's `max_report_bytes` cap is checked against.
+    pub fn json_len(&self) -> usize {
+        let mut counter = crate::extra::ByteCounter::default();
+        // Writing to a counter cannot fail: map keys are strings, tagged details are objects.
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.bytes()
+    }
+
+    /// Estimated heap bytes held by this report once decoded (strings, the `extra` text and
+    /// the `details` tree, node by node). Deterministic: the same report always gives the same
+    /// figure, so a bound on it behaves the same on a replay.
+    pub fn heap_bytes(&self) -> usize {
+        let strings = [
+            &self.report_type,
+            &self.document_url,
+            &self.referrer,
+            &self.blocked_url,
+            &self.effective_directive,
+            &self.violated_directive,
+            &self.source_file,
+            &self.sample,
+            &self.original_policy,
+            &self.user_agent,
+        ];
+        let text: usize = strings
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum();
+        text + self.extra.len() + self.details.heap_bytes()
+    }
 }
 
 /// Kind-specific fields.
@@ -236,6 +273,44 @@ pub enum Details {
     Fields(#[serde(with = "nested_fields")] Map<String, Value>),
     /// An unknown Reporting API type: its whole body. `{"type": "unknown", "body": ..}`.
     Unknown(#[serde(with = "nested_body")] Value),
+}
+
+impl Details {
+    /// Estimated heap bytes of the details (see [`Report::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        use crate::extra::{map_heap_bytes, value_heap_bytes};
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        match self {
+            Self::None => 0,
+            Self::Fields(fields) => map_heap_bytes(fields),
+            Self::Unknown(body) => value_heap_bytes(body),
+            Self::NetworkError(nel) => {
+                opt(&nel.phase)
+                    + opt(&nel.error_type)
+                    + opt(&nel.server_ip)
+                    + opt(&nel.method)
+                    + opt(&nel.protocol)
+            }
+            Self::Certificate(cert) => {
+                let list = |items: &[String]| {
+                    items
+                        .iter()
+                        .map(|s| s.len() + std::mem::size_of::<String>())
+                        .sum::<usize>()
+                };
+                cert.hostname.len()
+                    + opt(&cert.date_time)
+                    + opt(&cert.effective_expiration_date)
+                    + opt(&cert.noted_hostname)
+                    + opt(&cert.response_status)
+                    + opt(&cert.cert_status)
+                    + list(&cert.served_certificate_chain)
+                    + list(&cert.validated_certificate_chain)
+                    + list(&cert.known_pins)
+                    + cert.scts.iter().map(value_heap_bytes).sum::<usize>()
+            }
+        }
+    }
 }
 
 /// `Details::Fields` as `{"fields": {...}}` inside the tagged object.

@@ -673,8 +673,8 @@ fn csp_wire(report: &Report, legacy: bool) -> Map<String, Value> {
 /// parser collects it from (the object it was found in or the envelope).
 fn to_wire(report: &Report) -> Value {
     let with_extra = |mut m: Map<String, Value>| {
-        for (k, v) in &report.extra {
-            m.insert(k.clone(), v.clone());
+        for (k, v) in report.extra.to_map() {
+            m.insert(k, v);
         }
         m
     };

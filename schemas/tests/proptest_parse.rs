@@ -24,6 +24,7 @@ fn exercise(body: &mut [u8]) {
     let limits = ParseLimits {
         max_depth: 16,
         max_batch_len: 8,
+        ..ParseLimits::default()
     };
     let Ok(parsed) = Parser::new(limits).parse(body) else {
         return;

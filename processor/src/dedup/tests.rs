@@ -12,11 +12,16 @@ const WINDOW_MS: u64 = 10_000;
 const GRACE_MS: u64 = 2_000;
 
 fn config(max_open: usize) -> DedupConfig {
+    bounded(max_open, usize::MAX)
+}
+
+fn bounded(max_open: usize, max_bytes: usize) -> DedupConfig {
     DedupConfig {
         window: Duration::from_millis(WINDOW_MS),
         grace: Duration::from_millis(GRACE_MS),
         idle_close: Duration::from_secs(3600),
         max_open_windows: NonZeroUsize::new(max_open).unwrap(),
+        max_bytes: NonZeroUsize::new(max_bytes).unwrap(),
     }
 }
 
@@ -40,6 +45,13 @@ fn message(received_at_ms: u64, age_ms: Option<u64>) -> ReportMessage {
         "report": report,
     }))
     .unwrap()
+}
+
+/// A message whose size depends on its key (for the byte bound).
+fn sized(key: u64, received_at_ms: u64) -> ReportMessage {
+    let mut m = message(received_at_ms, None);
+    m.report.document_url = Some("x".repeat(200 * key as usize));
+    m
 }
 
 #[test]
@@ -215,6 +227,34 @@ fn the_bound_force_closes_the_oldest_windows_first() {
     assert_eq!(dedup.open_windows(), 2);
 }
 
+/// Regression (RELIABILITY.md, the processor memory attack): windows whose first messages hold
+/// huge JSON trees close once their estimated bytes pass `max_bytes`, whatever their number.
+#[test]
+fn the_byte_bound_closes_windows_holding_big_trees() {
+    let t0 = Instant::now();
+    let big = |received_at_ms: u64| {
+        let mut m = message(received_at_ms, None);
+        let numbers = serde_json::Value::Array(vec![0.into(); 10_000]);
+        let fields = serde_json::json!({ "x": numbers });
+        m.report.details = schemas::Details::Fields(fields.as_object().cloned().unwrap());
+        m
+    };
+    let one = big(0).heap_bytes();
+    assert!(one > 10_000 * 8, "the tree is counted node by node: {one}");
+    let mut dedup = Dedup::new(bounded(1_000, 3 * one));
+    for key in 0..10u64 {
+        dedup.observe(0, key as i64, key, big(1_000 + key), t0);
+        assert!(dedup.held_bytes() <= 3 * one + 3 * WINDOW_OVERHEAD_BYTES);
+    }
+    let closed = dedup.drain_closed(t0);
+    assert!(closed.len() >= 7, "{}", closed.len());
+    assert!(closed.iter().all(|w| w.reason == CloseReason::Forced));
+    let rest = dedup.drain_closed(far(t0));
+    let counted: u64 = closed.iter().chain(&rest).map(|w| w.occurrences).sum();
+    assert_eq!(counted, 10, "counts stay exact");
+    assert_eq!(dedup.held_bytes(), 0);
+}
+
 #[test]
 fn commit_metadata_round_trips_and_rejects_foreign_strings() {
     let point = CommitPoint {
@@ -303,12 +343,12 @@ fn far(t0: Instant) -> Instant {
     t0 + Duration::from_secs(36_000)
 }
 
-fn uninterrupted(input: &Input, max_open: usize) -> Vec<(u64, RowSig)> {
+fn uninterrupted(input: &Input, bound: (usize, usize)) -> Vec<(u64, RowSig)> {
     let t0 = Instant::now();
-    let mut dedup = Dedup::new(config(max_open));
+    let mut dedup = Dedup::new(bounded(bound.0, bound.1));
     let mut rows = Vec::new();
     for &(p, offset, key, received) in input {
-        dedup.observe(p, offset, key, message(received, None), t0);
+        dedup.observe(p, offset, key, sized(key, received), t0);
         rows.extend(dedup.drain_closed(t0).iter().map(sig));
     }
     rows.extend(dedup.drain_closed(far(t0)).iter().map(sig));
@@ -321,12 +361,12 @@ fn uninterrupted(input: &Input, max_open: usize) -> Vec<(u64, RowSig)> {
 /// and how many replayed messages were skipped as already written.
 fn crashed(
     input: &Input,
-    max_open: usize,
+    bound: (usize, usize),
     commit: usize,
     crash: usize,
 ) -> ([Vec<(u64, RowSig)>; 3], usize) {
     let t0 = Instant::now();
-    let mut dedup = Dedup::new(config(max_open));
+    let mut dedup = Dedup::new(bounded(bound.0, bound.1));
     let (mut committed_rows, mut uncommitted_rows) = (Vec::new(), Vec::new());
     let mut points = HashMap::new();
     for (i, &(p, offset, key, received)) in input[..crash].iter().enumerate() {
@@ -335,7 +375,7 @@ fn crashed(
                 .filter_map(|p| Some((p, dedup.commit_point(p)?)))
                 .collect();
         }
-        dedup.observe(p, offset, key, message(received, None), t0);
+        dedup.observe(p, offset, key, sized(key, received), t0);
         let rows = dedup.drain_closed(t0);
         let sink = if i < commit {
             &mut committed_rows
@@ -350,7 +390,7 @@ fn crashed(
             .collect();
     }
 
-    let mut restarted = Dedup::new(config(max_open));
+    let mut restarted = Dedup::new(bounded(bound.0, bound.1));
     let mut from = HashMap::new();
     for p in 0..2 {
         // Through the metadata string, as Kafka stores it.
@@ -363,7 +403,7 @@ fn crashed(
     let mut replayed = Vec::new();
     let mut skipped = 0;
     for &(p, offset, key, received) in input.iter().filter(|m| m.1 >= from[&m.0]) {
-        let observed = restarted.observe(p, offset, key, message(received, None), t0);
+        let observed = restarted.observe(p, offset, key, sized(key, received), t0);
         skipped += usize::from(observed == Observed::Replayed);
         replayed.extend(restarted.drain_closed(t0).iter().map(sig));
     }
@@ -371,9 +411,9 @@ fn crashed(
     ([committed_rows, uncommitted_rows, replayed], skipped)
 }
 
-fn check_crash_property(seed: u64, max_open: usize) {
+fn check_crash_property(seed: u64, bound: (usize, usize)) {
     let input = sequence(seed, 240);
-    let reference = uninterrupted(&input, max_open);
+    let reference = uninterrupted(&input, bound);
     let by_id: BTreeMap<u64, RowSig> = reference.iter().copied().collect();
     assert_eq!(by_id.len(), reference.len(), "one row per row id");
     let total: u64 = reference.iter().map(|r| r.1 .5).sum();
@@ -387,7 +427,7 @@ fn check_crash_property(seed: u64, max_open: usize) {
     for crash in (0..=input.len()).step_by(7) {
         for commit in (0..=crash).step_by(5) {
             let ([committed, uncommitted, replayed], skipped) =
-                crashed(&input, max_open, commit, crash);
+                crashed(&input, bound, commit, crash);
             skipped_total += skipped;
             for row in committed.iter().chain(&uncommitted).chain(&replayed) {
                 assert_eq!(
@@ -425,14 +465,24 @@ fn check_crash_property(seed: u64, max_open: usize) {
 #[test]
 fn replay_after_a_crash_emits_the_same_rows_as_an_uninterrupted_run() {
     for seed in [1, 2, 3] {
-        check_crash_property(seed, 1_000);
+        check_crash_property(seed, (1_000, usize::MAX));
     }
 }
 
 #[test]
 fn replay_is_exact_when_the_bound_force_closes_windows() {
     for seed in [4, 5] {
-        check_crash_property(seed, 3);
+        check_crash_property(seed, (3, usize::MAX));
+    }
+}
+
+/// The byte bound closes windows as deterministically as the count bound: messages of
+/// different sizes (by key), a bound of a few of them.
+#[test]
+fn replay_is_exact_when_the_byte_bound_force_closes_windows() {
+    let budget = 3 * (sized(4, 0).heap_bytes() + WINDOW_OVERHEAD_BYTES);
+    for seed in [6, 7] {
+        check_crash_property(seed, (1_000, budget));
     }
 }
 
@@ -444,9 +494,8 @@ fn the_sequences_exercise_late_and_forced_paths() {
     let mut late = 0;
     let mut forced = 0;
     for (p, offset, key, received) in sequence(4, 240) {
-        late += usize::from(
-            dedup.observe(p, offset, key, message(received, None), t0) == Observed::Late,
-        );
+        late +=
+            usize::from(dedup.observe(p, offset, key, sized(key, received), t0) == Observed::Late);
         forced += dedup
             .drain_closed(t0)
             .iter()
@@ -468,13 +517,13 @@ fn the_sequences_exercise_late_and_forced_paths() {
 /// `commit` messages, or the old ones for partitions that had nothing new to commit.
 fn lifetime(
     input: &Input,
-    max_open: usize,
+    bound: (usize, usize),
     from: &HashMap<i32, CommitPoint>,
     commit: usize,
     crash: Option<usize>,
 ) -> (Vec<(u64, RowSig)>, HashMap<i32, CommitPoint>) {
     let t0 = Instant::now();
-    let mut dedup = Dedup::new(config(max_open));
+    let mut dedup = Dedup::new(bounded(bound.0, bound.1));
     for p in 0..2 {
         let point = from.get(&p);
         dedup.resume(
@@ -491,7 +540,7 @@ fn lifetime(
         if i == commit {
             points.extend((0..2).filter_map(|p| Some((p, dedup.commit_point(p)?))));
         }
-        dedup.observe(p, offset, key, message(received, None), t0);
+        dedup.observe(p, offset, key, sized(key, received), t0);
         rows.extend(dedup.drain_closed(t0).iter().map(sig));
     }
     if crash.is_none() {
@@ -505,18 +554,23 @@ fn lifetime(
 
 #[test]
 fn replay_stays_exact_across_two_crashes_in_a_row() {
-    for (seed, max_open) in [(6, 1_000), (7, 3)] {
+    let budget = 3 * (sized(4, 0).heap_bytes() + WINDOW_OVERHEAD_BYTES);
+    for (seed, bound) in [
+        (6, (1_000, usize::MAX)),
+        (7, (3, usize::MAX)),
+        (8, (1_000, budget)),
+    ] {
         let input = sequence(seed, 200);
-        let by_id: BTreeMap<u64, RowSig> = uninterrupted(&input, max_open).into_iter().collect();
+        let by_id: BTreeMap<u64, RowSig> = uninterrupted(&input, bound).into_iter().collect();
         for crash1 in (0..=input.len()).step_by(23) {
             for commit1 in (0..=crash1).step_by(17) {
                 let (rows1, points1) =
-                    lifetime(&input, max_open, &HashMap::new(), commit1, Some(crash1));
+                    lifetime(&input, bound, &HashMap::new(), commit1, Some(crash1));
                 for crash2 in (0..=input.len()).step_by(29) {
                     for commit2 in (0..=crash2).step_by(19) {
                         let (rows2, points2) =
-                            lifetime(&input, max_open, &points1, commit2, Some(crash2));
-                        let (rows3, _) = lifetime(&input, max_open, &points2, 0, None);
+                            lifetime(&input, bound, &points1, commit2, Some(crash2));
+                        let (rows3, _) = lifetime(&input, bound, &points2, 0, None);
                         let mut seen = BTreeMap::new();
                         for row in rows1.iter().chain(&rows2).chain(&rows3) {
                             let at = (seed, commit1, crash1, commit2, crash2);

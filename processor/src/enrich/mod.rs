@@ -185,12 +185,18 @@ fn label<T: Serialize>(value: &T) -> String {
     }
 }
 
-fn details_json(details: &Details, extra: &serde_json::Map<String, serde_json::Value>) -> String {
+/// `{"details": .., "extra": ..}`, written straight from the report (`extra` is already JSON
+/// text, so no tree is built).
+fn details_json(details: &Details, extra: &schemas::Extra) -> String {
+    #[derive(Serialize)]
+    struct Column<'a> {
+        details: &'a Details,
+        extra: &'a schemas::Extra,
+    }
     if matches!(details, Details::None) && extra.is_empty() {
         return String::new();
     }
-    let value = serde_json::json!({ "details": details, "extra": extra });
-    value.to_string()
+    serde_json::to_string(&Column { details, extra }).unwrap_or_default()
 }
 
 fn seconds(ms: u64) -> u32 {

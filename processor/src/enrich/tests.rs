@@ -217,6 +217,7 @@ fn a_flood_through_decode_dedup_and_enrich_is_one_row() {
         grace: Duration::from_secs(5),
         idle_close: Duration::from_secs(90),
         max_open_windows: NonZeroUsize::new(10).unwrap(),
+        max_bytes: NonZeroUsize::new(usize::MAX).unwrap(),
     });
     let mut base: ReportMessage = serde_json::from_value(csp()).unwrap();
     for offset in 0..40i64 {

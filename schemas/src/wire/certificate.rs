@@ -47,6 +47,6 @@ pub(crate) fn parse(
     };
     let mut report = blank(kind, wire);
     report.details = Details::Certificate(details);
-    fields.drain_into(&mut report.extra);
+    report.extra.absorb(fields.into_map());
     Ok(report)
 }

@@ -24,7 +24,7 @@ pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, Rep
             report.document_url = Some(request_target(&request).to_owned());
         }
     }
-    fields.drain_into(&mut report.extra);
+    report.extra.absorb(fields.into_map());
     Ok(report)
 }
 

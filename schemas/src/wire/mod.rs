@@ -9,8 +9,6 @@ pub(crate) mod legacy_csp;
 pub(crate) mod reporting;
 pub(crate) mod xss;
 
-use serde_json::Map;
-
 use crate::blocked;
 use crate::report::{BlockedClass, Details, Disposition, Report, ReportKind, WireFormat};
 use fields::Fields;
@@ -55,7 +53,7 @@ pub(crate) fn blank(kind: ReportKind, wire: WireFormat) -> Report {
         age_ms: None,
         user_agent: None,
         details: Details::None,
-        extra: Map::new(),
+        extra: crate::report::Extra::default(),
     }
 }
 

@@ -76,7 +76,7 @@ pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, Rep
         match kind {
             ReportKind::CspViolation => {
                 legacy_csp::take_csp(&mut fields, &mut report)?;
-                fields.drain_into(&mut report.extra);
+                report.extra.absorb(fields.into_map());
             }
             ReportKind::NetworkError => take_network_error(fields, &mut report),
             _ => {
@@ -99,7 +99,7 @@ pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, Rep
         // For NEL `url` is the failed request; for every other type it is the document.
         report.document_url = url;
     }
-    envelope.drain_into(&mut report.extra);
+    report.extra.absorb(envelope.into_map());
     Ok(report)
 }
 
@@ -117,5 +117,5 @@ fn take_network_error(mut fields: Fields<'_, '_>, report: &mut Report) {
         sampling_fraction: fields.f64(&["samplingfraction"]),
     };
     report.details = Details::NetworkError(details);
-    fields.drain_into(&mut report.extra);
+    report.extra.absorb(fields.into_map());
 }

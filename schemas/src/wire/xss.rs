@@ -13,6 +13,6 @@ pub(crate) fn parse(object: &Object<'_>) -> Report {
     let mut fields = Fields::new(object);
     let mut report = blank(ReportKind::XssAuditor, WireFormat::XssAuditor);
     report.document_url = fields.string(&["requesturl", "documenturi", "documenturl"]);
-    fields.drain_into(&mut report.extra);
+    report.extra.absorb(fields.into_map());
     report
 }

@@ -1,0 +1,158 @@
+//! A cheap pass over the raw body before simd-json builds anything.
+//!
+//! simd-json's tree costs tens of bytes per value: a 4 KiB gzip body inflating to 4 MiB of
+//! `[0,0,...]` is two million values, 100+ MiB, built before the batch length could be checked
+//! (RELIABILITY.md). This scan counts, outside strings, the items of a top-level array and the
+//! values of the whole body, and stops as soon as either passes its limit, so such a body is
+//! refused having allocated nothing. It does not validate JSON (simd-json does that next); on
+//! malformed input its counts are only approximate, which can only refuse earlier.
+
+use super::{ParseError, ParseLimits};
+
+/// Refuses `body` if a top-level array has more than `max_batch_len` items or the body more
+/// than `max_values` values (see [`Scan`]).
+pub(super) fn check(body: &[u8], limits: &ParseLimits) -> Result<(), ParseError> {
+    Scan::new(limits).feed(body)
+}
+
+/// The scan, fed in pieces: ingest feeds it the output of gzip/deflate as it inflates, so a
+/// compression bomb is refused after the first kilobytes instead of after the whole inflated
+/// body. Values are counted as 1 + separators (`,` `:`) + opened arrays and objects: exact for
+/// non-empty containers, one more per empty one. Top-level items are the separators of a
+/// top-level array, plus one.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    max_batch_len: usize,
+    max_values: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    top_is_array: Option<bool>,
+    top_separators: usize,
+    values: usize,
+}
+
+impl Scan {
+    pub fn new(limits: &ParseLimits) -> Self {
+        Self {
+            max_batch_len: limits.max_batch_len,
+            max_values: limits.max_values,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            top_is_array: None,
+            top_separators: 0,
+            values: 1,
+        }
+    }
+
+    /// Scans the next piece of the body; `Err` as soon as a limit is passed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ParseError> {
+        for &byte in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'[' | b'{' => {
+                    if self.depth == 0 && self.top_is_array.is_none() {
+                        self.top_is_array = Some(byte == b'[');
+                    }
+                    self.depth += 1;
+                    self.values += 1;
+                }
+                b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+                b',' | b':' => {
+                    self.values += 1;
+                    if self.depth == 1 && byte == b',' && self.top_is_array == Some(true) {
+                        self.top_separators += 1;
+                        if self.top_separators >= self.max_batch_len {
+                            return Err(ParseError::BatchTooLong {
+                                len: self.top_separators + 1,
+                                limit: self.max_batch_len,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if self.values > self.max_values {
+                return Err(ParseError::TooManyValues {
+                    limit: self.max_values,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_batch_len: usize, max_values: usize) -> ParseLimits {
+        ParseLimits {
+            max_batch_len,
+            max_values,
+            ..ParseLimits::default()
+        }
+    }
+
+    #[test]
+    fn counts_top_level_items_only() {
+        let body = br#"[{"a":[1,2,3],"b":"x,y,]"},{"c":1},{"d":"\",["}]"#;
+        assert!(check(body, &limits(3, 100)).is_ok());
+        assert!(matches!(
+            check(body, &limits(2, 100)),
+            Err(ParseError::BatchTooLong { len: 3, limit: 2 })
+        ));
+        // An object body's commas are not batch items.
+        assert!(check(br#"{"a":1,"b":2,"c":3}"#, &limits(1, 100)).is_ok());
+    }
+
+    #[test]
+    fn counts_values_in_any_shape() {
+        // object, key a, array, 3 numbers = 6 values.
+        let body = br#"{"a":[0,0,0]}"#;
+        assert!(check(body, &limits(1, 6)).is_ok());
+        assert!(matches!(
+            check(body, &limits(1, 5)),
+            Err(ParseError::TooManyValues { limit: 5 })
+        ));
+    }
+
+    #[test]
+    fn pieces_scan_like_the_whole() {
+        let body = br#"[{"a":"x\\\",y"},{"b":[1,2]},3]"#;
+        for split in 0..body.len() {
+            let mut scan = Scan::new(&limits(2, 100));
+            let first = scan.feed(&body[..split]);
+            let result = first.and_then(|()| scan.feed(&body[split..]));
+            assert!(
+                matches!(result, Err(ParseError::BatchTooLong { len: 3, .. })),
+                "split at {split}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn array_bomb_stops_at_the_limit() {
+        let mut bomb = b"[".to_vec();
+        bomb.extend(b"0,".repeat(1_000_000));
+        bomb.extend_from_slice(b"0]");
+        assert!(matches!(
+            check(&bomb, &limits(100, 1_000_000_000)),
+            Err(ParseError::BatchTooLong {
+                len: 101,
+                limit: 100
+            })
+        ));
+    }
+}
