@@ -293,12 +293,16 @@ async fn migrations_are_idempotent_recorded_and_gated() {
     assert_eq!(
         tables,
         cells(&[
+            "api_audit",
+            "api_tokens",
             "processor_checkpoints",
             "reports",
+            "resolutions",
             "rollup_hourly",
             "rollup_nel_hourly",
             "rollup_policy_hourly",
-            "schema_migrations"
+            "schema_migrations",
+            "violation_mutes"
         ])
     );
 
