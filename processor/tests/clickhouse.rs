@@ -253,6 +253,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (2, Outcome::Applied),
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::Applied),
+            (5, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -264,6 +265,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (2, Outcome::AlreadyApplied),
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::AlreadyApplied),
+            (5, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
