@@ -250,6 +250,11 @@ async fn tenant_api_against_real_clickhouse() {
     )
     .unwrap();
     let base = now / 3600 * 3600 - 3 * 3600;
+    // Keep every inserted part unmerged, so the stale version below stays a separate row and
+    // only FINAL collapses it (what a production table looks like between merges).
+    server
+        .query(&format!("SYSTEM STOP MERGES {DATABASE}.reports"))
+        .unwrap();
     let row = |fingerprint, row_id, window, occurrences, ip| Row {
         project: 1,
         fingerprint,
@@ -666,7 +671,17 @@ async fn tenant_api_against_real_clickhouse() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["deleted_occurrences"], 12);
+    // Mutations need merges (stopped above). Wait for every mutation to finish, so rows of
+    // another project a wrong WHERE would delete are gone too before the check below.
+    server
+        .query(&format!("SYSTEM START MERGES {DATABASE}.reports"))
+        .unwrap();
     testbed::wait::wait_for("the delete mutation", Duration::from_secs(30), || async {
+        let pending = scalar(
+            &server,
+            "SELECT count() FROM system.mutations WHERE database = '{db}' AND is_done = 0",
+        )
+        .await;
         let left = scalar(
             &server,
             &format!(
@@ -674,10 +689,10 @@ async fn tenant_api_against_real_clickhouse() {
             ),
         )
         .await;
-        if left == "0" {
+        if pending == "0" && left == "0" {
             Ok(())
         } else {
-            Err(format!("{left} rows left"))
+            Err(format!("{pending} mutations pending, {left} rows left"))
         }
     })
     .await;
