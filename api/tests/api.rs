@@ -144,6 +144,8 @@ impl Api {
             "3",
             "--drain-timeout-ms",
             "2000",
+            "--token-refresh-secs",
+            "1",
         ])
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -372,6 +374,41 @@ async fn tenant_api_against_real_clickhouse() {
         .call(Method::POST, "/v1/projects/2/tokens", Some(ADMIN_TOKEN))
         .await;
     let token2 = created["token"].as_str().unwrap().to_owned();
+    // The bootstrap without a running server: `palisade-api token create` prints a token once;
+    // the running API accepts it after its next token reload (`--token-refresh-secs 1`).
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_palisade-api"))
+        .args(["token", "create", "--project", "1"])
+        .args(["--clickhouse-url", &server.http_url()])
+        .args(["--clickhouse-database", DATABASE])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cli_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(cli_token.starts_with("pal_"), "{cli_token}");
+    testbed::wait::wait_for(
+        "the CLI token is accepted",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = api
+                .call(Method::GET, "/v1/projects/1/resolutions", Some(&cli_token))
+                .await;
+            if status == StatusCode::OK {
+                Ok(())
+            } else {
+                Err(format!("{status}: {body}"))
+            }
+        },
+    )
+    .await;
+    let (status, _) = api
+        .call(Method::GET, "/v1/projects/2/resolutions", Some(&cli_token))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a project token is scoped");
     let hash = |token: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
     assert_eq!(
         scalar(
@@ -380,9 +417,9 @@ async fn tenant_api_against_real_clickhouse() {
         )
         .await,
         {
-            let mut hashes = [hash(&token1), hash(&token2)];
+            let mut hashes = [hash(&token1), hash(&token2), hash(&cli_token)];
             hashes.sort();
-            format!("['{}','{}']", hashes[0], hashes[1])
+            format!("['{}','{}','{}']", hashes[0], hashes[1], hashes[2])
         },
         "only the SHA-256 of each token is stored"
     );
@@ -723,7 +760,7 @@ async fn tenant_api_against_real_clickhouse() {
     // --- every change is audited
     assert_eq!(
         scalar(&server, "SELECT arrayStringConcat(arraySort(groupArray(action)), ',') FROM {db}.api_audit WHERE project_id = 1").await,
-        "apply_resolution,create_token,delete,mute,mute,unmute,unmute"
+        "apply_resolution,create_token,create_token,delete,mute,mute,unmute,unmute"
     );
 
     // --- the telemetry contract: refusals are counted by reason (admin-only /metrics)
