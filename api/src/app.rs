@@ -123,6 +123,8 @@ impl App {
                 .unwrap_or(u32::MAX),
             default_limit: limits.default_page_size,
             max_limit: limits.max_page_size,
+            max_search_bytes: limits.max_search_bytes,
+            max_filter_bytes: limits.max_filter_bytes,
         }
     }
 

@@ -120,8 +120,8 @@ impl ClickHouseConfig {
 /// The HTTP listener and who may use it.
 #[derive(Debug, Clone, Args)]
 pub struct ServerConfig {
-    /// Address of the HTTP API. Default: 127.0.0.1:8090.
-    #[arg(long, env = "PALISADE_API_ADDR", default_value = "127.0.0.1:8090")]
+    /// Address of the HTTP API. Default: 127.0.0.1:8088.
+    #[arg(long, env = "PALISADE_API_ADDR", default_value = "127.0.0.1:8088")]
     pub addr: SocketAddr,
     /// Admin tokens, comma-separated (at least 32 characters each): they manage every project
     /// and create project tokens. Hashed (SHA-256) at start; never logged. Default: none.
@@ -137,9 +137,10 @@ pub struct ServerConfig {
     /// Default: 5.
     #[arg(long, env = "PALISADE_API_TOKEN_REFRESH_SECS", default_value_t = 5)]
     pub token_refresh_secs: u64,
-    /// Most project tokens held in memory; more active tokens than this is a start-up or
-    /// refresh error. Default: 100000.
-    #[arg(long, env = "PALISADE_API_MAX_TOKENS", default_value_t = 100_000)]
+    /// Most project tokens held in memory; more active tokens than this fails the reload (the
+    /// previous set stays). Every request compares its token hash with each one in constant
+    /// time, so this also bounds the per-request cost. Default: 10000.
+    #[arg(long, env = "PALISADE_API_MAX_TOKENS", default_value_t = 10_000)]
     pub max_tokens: usize,
     /// Most open connections; beyond it new clients wait in the kernel backlog. Default: 256.
     #[arg(long, env = "PALISADE_API_MAX_CONNECTIONS", default_value_t = 256)]
@@ -173,6 +174,12 @@ pub struct Limits {
     /// Groups per page when `limit` is not given. Default: 50.
     #[arg(long, env = "PALISADE_API_DEFAULT_PAGE_SIZE", default_value_t = 50)]
     pub default_page_size: u32,
+    /// Longest `q` search text of a listing, in bytes. Default: 200.
+    #[arg(long, env = "PALISADE_API_MAX_SEARCH_BYTES", default_value_t = 200)]
+    pub max_search_bytes: usize,
+    /// Longest `kind`, `directive` or `host` filter of a listing, in bytes. Default: 255.
+    #[arg(long, env = "PALISADE_API_MAX_FILTER_BYTES", default_value_t = 255)]
+    pub max_filter_bytes: usize,
     /// Largest `limit` a request may ask for (groups per page). Default: 500.
     #[arg(long, env = "PALISADE_API_MAX_PAGE_SIZE", default_value_t = 500)]
     pub max_page_size: u32,
@@ -229,8 +236,15 @@ impl Config {
         {
             return fail("page sizes must be > 0 and default-page-size <= max-page-size");
         }
-        if self.limits.max_body_bytes == 0 || self.server.max_connections == 0 {
-            return fail("max-body-bytes and max-connections must be > 0");
+        if self.limits.max_body_bytes == 0
+            || self.server.max_connections == 0
+            || self.server.max_tokens == 0
+            || self.limits.max_search_bytes == 0
+            || self.limits.max_filter_bytes == 0
+        {
+            return fail(
+                "max-body-bytes, max-connections, max-tokens, max-search-bytes and max-filter-bytes must be > 0",
+            );
         }
         if self.limits.series_hours == 0 || self.limits.series_hours > 24 * 31 {
             return fail("series-hours must be between 1 and 744");

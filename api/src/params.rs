@@ -4,11 +4,6 @@
 
 use crate::error::ApiError;
 
-/// Longest `q` search text, in bytes.
-pub const MAX_SEARCH_BYTES: usize = 200;
-/// Longest `kind`, `directive` or `host` filter, in bytes.
-pub const MAX_FILTER_BYTES: usize = 255;
-
 /// A fingerprint as it appears in paths and answers: 16 lowercase hex digits.
 pub fn fingerprint_text(fingerprint: u64) -> String {
     format!("{fingerprint:016x}")
@@ -74,6 +69,10 @@ pub struct FilterDefaults {
     pub default_range_secs: u32,
     pub default_limit: u32,
     pub max_limit: u32,
+    /// Longest `q`, in bytes.
+    pub max_search_bytes: usize,
+    /// Longest `kind`, `directive` or `host`, in bytes.
+    pub max_filter_bytes: usize,
 }
 
 /// Parses the listing's query string. Unknown parameters are refused (a typo must not silently
@@ -92,10 +91,12 @@ pub fn parse_group_filter(
         match name.as_ref() {
             "since" => filter.since = parse_time("since", &value)?,
             "until" => filter.until = Some(parse_time("until", &value)?),
-            "kind" => filter.kind = Some(bounded("kind", value, MAX_FILTER_BYTES)?),
-            "directive" => filter.directive = Some(bounded("directive", value, MAX_FILTER_BYTES)?),
-            "host" => filter.host = Some(bounded("host", value, MAX_FILTER_BYTES)?),
-            "q" => filter.q = Some(bounded("q", value, MAX_SEARCH_BYTES)?),
+            "kind" => filter.kind = Some(bounded("kind", value, defaults.max_filter_bytes)?),
+            "directive" => {
+                filter.directive = Some(bounded("directive", value, defaults.max_filter_bytes)?)
+            }
+            "host" => filter.host = Some(bounded("host", value, defaults.max_filter_bytes)?),
+            "q" => filter.q = Some(bounded("q", value, defaults.max_search_bytes)?),
             "cursor" => filter.cursor = Some(Cursor::decode(&value)?),
             "limit" => {
                 let limit: u32 = value
@@ -199,6 +200,8 @@ mod tests {
         default_range_secs: 3600,
         default_limit: 50,
         max_limit: 500,
+        max_search_bytes: 200,
+        max_filter_bytes: 255,
     };
 
     #[test]
@@ -241,7 +244,9 @@ mod tests {
         assert!(parse_group_filter(Some("limit=0"), DEFAULTS).is_err());
         assert!(parse_group_filter(Some("sinse=1"), DEFAULTS).is_err());
         assert!(parse_group_filter(Some("since=-1"), DEFAULTS).is_err());
-        let long = format!("q={}", "a".repeat(MAX_SEARCH_BYTES + 1));
+        let long = format!("q={}", "a".repeat(201));
+        assert!(parse_group_filter(Some(&long), DEFAULTS).is_err());
+        let long = format!("host={}", "a".repeat(256));
         assert!(parse_group_filter(Some(&long), DEFAULTS).is_err());
     }
 
