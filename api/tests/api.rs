@@ -693,6 +693,42 @@ async fn tenant_api_against_real_clickhouse() {
     );
     let (status, _) = api.call(Method::GET, "/metrics", Some(&token1)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // --- request edges: unknown path, wrong method, body bounds and shape
+    let (status, body) = api
+        .call(Method::GET, "/v1/projects/1/nothing", Some(&token1))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = api
+        .call(Method::PUT, "/v1/projects/1/violations", Some(&token1))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let big = json!({ "force": false, "padding": "x".repeat(5000) });
+    let (status, body) = api
+        .send(Method::POST, &apply(B), Some(&token1), Some(big))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
+    );
+    let (status, body) = api
+        .send(
+            Method::POST,
+            &apply(B),
+            Some(&token1),
+            Some(json!({"forse": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body"))
+    );
     // Project 2 still sees its own group with A's fingerprint value.
     let own = api.get("/v1/projects/2/violations", &token2).await;
     assert_eq!(fingerprints(&own), [fp(A)]);
