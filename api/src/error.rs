@@ -36,6 +36,8 @@ pub enum ApiError {
     BodyRead(#[source] hyper::Error),
     #[error("no violation group {fingerprint} in this project")]
     GroupNotFound { fingerprint: String },
+    #[error("no token {token_id} in this project")]
+    TokenNotFound { token_id: String },
     #[error("no CSP policy observed for this project yet")]
     NoPolicyObserved,
     #[error("no policy change can allow this violation: {reason}")]
@@ -62,9 +64,10 @@ impl ApiError {
     /// The one status code of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound | Self::GroupNotFound { .. } | Self::NoPolicyObserved => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotFound
+            | Self::GroupNotFound { .. }
+            | Self::TokenNotFound { .. }
+            | Self::NoPolicyObserved => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingToken | Self::BadToken => StatusCode::UNAUTHORIZED,
             Self::WrongProject { .. } | Self::AdminRequired => StatusCode::FORBIDDEN,
@@ -98,6 +101,7 @@ impl ApiError {
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_read_error",
             Self::GroupNotFound { .. } => "group_not_found",
+            Self::TokenNotFound { .. } => "token_not_found",
             Self::NoPolicyObserved => "no_policy_observed",
             Self::NoResolution { .. } => "no_resolution",
             Self::NotQualified { .. } => "not_qualified",

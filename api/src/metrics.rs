@@ -20,7 +20,7 @@ pub const TOKEN_RELOADS_TOTAL: &str = "api_token_reloads_total";
 /// Tokens accepted (admin + active project tokens).
 pub const TOKENS_LOADED: &str = "api_tokens_loaded";
 /// Changes made through the API, by action (`mute`, `unmute`, `delete`, `apply_resolution`,
-/// `create_token`).
+/// `create_token`, `revoke_token`).
 pub const CHANGES_TOTAL: &str = "api_changes_total";
 
 pub fn request_answered(route: &'static str, status: u16, elapsed: Duration) {

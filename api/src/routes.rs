@@ -5,12 +5,18 @@
 use crate::error::ApiError;
 use crate::params::parse_fingerprint;
 
+/// Length of a token id: the first hex digits of the token's SHA-256 (64 bits; shown in
+/// listings, never enough to authenticate).
+pub const TOKEN_ID_LEN: usize = 16;
+
 /// Which endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteId {
     Health,
     Metrics,
     CreateToken,
+    ListTokens,
+    RevokeToken,
     ListViolations,
     GetViolation,
     DeleteViolation,
@@ -40,6 +46,8 @@ impl RouteId {
             Self::Health => "health",
             Self::Metrics => "metrics",
             Self::CreateToken => "create_token",
+            Self::ListTokens => "list_tokens",
+            Self::RevokeToken => "revoke_token",
             Self::ListViolations => "list_violations",
             Self::GetViolation => "get_violation",
             Self::DeleteViolation => "delete_violation",
@@ -64,11 +72,17 @@ impl RouteId {
 const VIOLATION: &str = "/v1/projects/{id}/violations/{fingerprint}";
 
 /// Every route: method, path template (`{id}`: project id, decimal; `{fingerprint}`: 16 hex
-/// digits), endpoint.
+/// digits; `{token_id}`: the first 16 hex digits of a token's SHA-256), endpoint.
 pub const ROUTES: &[(&str, &str, RouteId)] = &[
     ("GET", "/healthz", RouteId::Health),
     ("GET", "/metrics", RouteId::Metrics),
     ("POST", "/v1/projects/{id}/tokens", RouteId::CreateToken),
+    ("GET", "/v1/projects/{id}/tokens", RouteId::ListTokens),
+    (
+        "DELETE",
+        "/v1/projects/{id}/tokens/{token_id}",
+        RouteId::RevokeToken,
+    ),
     (
         "GET",
         "/v1/projects/{id}/violations",
@@ -109,10 +123,11 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
 ];
 
 /// The parameters of a matched path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathParams {
     pub project: Option<u64>,
     pub fingerprint: Option<u64>,
+    pub token_id: Option<String>,
 }
 
 impl PathParams {
@@ -123,6 +138,10 @@ impl PathParams {
 
     pub fn fingerprint(&self) -> Result<u64, ApiError> {
         self.fingerprint.ok_or(ApiError::NotFound)
+    }
+
+    pub fn token_id(&self) -> Result<&str, ApiError> {
+        self.token_id.as_deref().ok_or(ApiError::NotFound)
     }
 }
 
@@ -159,6 +178,19 @@ fn match_template(template: &str, path: &str) -> Result<Option<PathParams>, ApiE
             },
             (Some("{fingerprint}"), Some(segment)) => {
                 params.fingerprint = Some(parse_fingerprint(segment)?);
+            }
+            (Some("{token_id}"), Some(segment)) => {
+                if segment.len() != TOKEN_ID_LEN
+                    || !segment
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
+                    return Err(ApiError::InvalidParameter {
+                        name: "token_id",
+                        reason: "expected 16 lowercase hex digits".to_owned(),
+                    });
+                }
+                params.token_id = Some(segment.to_owned());
             }
             (Some(literal), Some(segment)) if literal == segment => {}
             _ => return Ok(None),
@@ -214,7 +246,8 @@ mod tests {
         for (method, template, id) in ROUTES {
             let path = template
                 .replace("{id}", "1")
-                .replace("{fingerprint}", "0000000000000001");
+                .replace("{fingerprint}", "0000000000000001")
+                .replace("{token_id}", "00000000000000aa");
             assert_eq!(
                 resolve(method, &path).unwrap().0,
                 *id,

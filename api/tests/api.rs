@@ -220,6 +220,11 @@ async fn resolution(api: &Api, token: &str, value: u64) -> Value {
     .await
 }
 
+/// The token id (first 16 hex digits of the SHA-256) of `token`.
+fn created_id(token: &str) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()))[..16].to_owned()
+}
+
 fn fingerprints(page: &Value) -> Vec<String> {
     page["groups"]
         .as_array()
@@ -409,17 +414,83 @@ async fn tenant_api_against_real_clickhouse() {
         .call(Method::GET, "/v1/projects/2/resolutions", Some(&cli_token))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a project token is scoped");
+    // Tokens are listed by id (never the token), and a revoked token is refused at once.
+    let (_, created) = api
+        .call(Method::POST, "/v1/projects/1/tokens", Some(ADMIN_TOKEN))
+        .await;
+    let doomed = created["token"].as_str().unwrap().to_owned();
+    let doomed_id = created["token_id"].as_str().unwrap().to_owned();
+    assert_eq!(doomed_id.len(), 16);
+    let tokens = api.get("/v1/projects/1/tokens", &token1).await;
+    let ids: Vec<&str> = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{tokens}");
+    assert!(ids.contains(&doomed_id.as_str()));
+    assert!(
+        !tokens.to_string().contains(&doomed[4..]),
+        "never the token"
+    );
+    let cli_token_id = created_id(&cli_token);
+    assert!(ids.contains(&cli_token_id.as_str()));
+    let (status, _) = api
+        .call(Method::GET, "/v1/projects/1/resolutions", Some(&doomed))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/projects/1/tokens/{doomed_id}"),
+            Some(&token1),
+        )
+        .await;
+    assert_eq!((status, &body["revoked"]), (StatusCode::OK, &json!(true)));
+    let (status, body) = api
+        .call(Method::GET, "/v1/projects/1/resolutions", Some(&doomed))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_token"))
+    );
+    let tokens = api.get("/v1/projects/1/tokens", &token1).await;
+    let revoked: Vec<bool> = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["token_id"] == doomed_id.as_str())
+        .map(|t| t["revoked"].as_bool().unwrap())
+        .collect();
+    assert_eq!(revoked, [true]);
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            "/v1/projects/1/tokens/00000000000000aa",
+            Some(&token1),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("token_not_found"))
+    );
     let hash = |token: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
     assert_eq!(
         scalar(
             &server,
-            "SELECT arraySort(groupArray(token_hash)) FROM {db}.api_tokens"
+            "SELECT arraySort(groupUniqArray(token_hash)) FROM {db}.api_tokens"
         )
         .await,
         {
-            let mut hashes = [hash(&token1), hash(&token2), hash(&cli_token)];
+            let mut hashes = [
+                hash(&token1),
+                hash(&token2),
+                hash(&cli_token),
+                hash(&doomed),
+            ];
             hashes.sort();
-            format!("['{}','{}','{}']", hashes[0], hashes[1], hashes[2])
+            format!("['{}']", hashes.join("','"))
         },
         "only the SHA-256 of each token is stored"
     );
@@ -673,7 +744,8 @@ async fn tenant_api_against_real_clickhouse() {
         }
         let path = template
             .replace("{id}", "1")
-            .replace("{fingerprint}", &fp(A));
+            .replace("{fingerprint}", &fp(A))
+            .replace("{token_id}", &cli_token_id);
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, body) = api.call(method.clone(), &path, Some(&token2)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
@@ -796,7 +868,7 @@ async fn tenant_api_against_real_clickhouse() {
     // --- every change is audited
     assert_eq!(
         scalar(&server, "SELECT arrayStringConcat(arraySort(groupArray(action)), ',') FROM {db}.api_audit WHERE project_id = 1").await,
-        "apply_resolution,create_token,create_token,delete,mute,mute,unmute,unmute"
+        "apply_resolution,create_token,create_token,create_token,delete,mute,mute,revoke_token,unmute,unmute"
     );
 
     // --- the telemetry contract: refusals are counted by reason (admin-only /metrics)
