@@ -13,15 +13,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, Principal, TokenHash, TokenSet};
+use crate::auth::{self, Principal, TokenSet};
 use crate::config::Config;
 use crate::error::{json_response, ApiError};
-use crate::params::{rfc3339, FilterDefaults};
+use crate::params::FilterDefaults;
 use crate::resolution::Thresholds;
-use crate::routes::TOKEN_ID_LEN;
 use crate::routes::{self, Access, PathParams, RouteId};
 use crate::store::{now_secs, Store};
-use crate::{metrics, proposals, violations};
+use crate::{metrics, proposals, tokens, violations};
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -189,9 +188,9 @@ impl App {
         let (status, body) = match route {
             RouteId::Health => (StatusCode::OK, serde_json::json!({"status": "ok"})),
             RouteId::Metrics => return Ok(self.metrics_text()),
-            RouteId::CreateToken => self.create_token(&call).await?,
-            RouteId::ListTokens => self.list_tokens(&call).await?,
-            RouteId::RevokeToken => self.revoke_token(&call).await?,
+            RouteId::CreateToken => tokens::create(self, &call).await?,
+            RouteId::ListTokens => tokens::list(self, &call).await?,
+            RouteId::RevokeToken => tokens::revoke(self, &call).await?,
             RouteId::ListViolations => violations::list(self, &call).await?,
             RouteId::GetViolation => violations::get(self, &call).await?,
             RouteId::DeleteViolation => violations::delete(self, &call).await?,
@@ -219,82 +218,6 @@ impl App {
                 Err(_too_large) => Err(ApiError::BodyTooLarge { limit }),
             },
         }
-    }
-
-    /// `POST /v1/projects/{id}/tokens` (admin): a new project token, shown once.
-    async fn create_token(&self, call: &Call) -> Answer {
-        let project = call.params.project()?;
-        let token = auth::generate_token()?;
-        self.store
-            .insert_token(TokenHash::of(&token), project)
-            .await?;
-        self.store
-            .audit(project, &call.principal.actor(), "create_token", 0, "")
-            .await?;
-        metrics::change("create_token");
-        // Seen at once by this instance; other instances within `token_refresh_secs`.
-        if let Err(error) = self.reload_tokens().await {
-            tracing::warn!(error = %error, "token reload after create failed");
-        }
-        Ok((
-            StatusCode::CREATED,
-            serde_json::json!({
-                "token": token,
-                "token_id": token_id(&TokenHash::of(&token).to_hex()),
-                "project_id": project,
-                "kind": "project"
-            }),
-        ))
-    }
-
-    /// `GET /v1/projects/{id}/tokens`: the project's tokens (ids only), newest first.
-    async fn list_tokens(&self, call: &Call) -> Answer {
-        let project = call.params.project()?;
-        let rows = self
-            .store
-            .project_token_rows(project, self.config.server.max_tokens)
-            .await?;
-        let tokens: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|row| {
-                serde_json::json!({
-                    "token_id": token_id(&row.token_hash),
-                    "created_at": rfc3339(row.created_at),
-                    "revoked": row.revoked != 0,
-                    "changed_at": rfc3339(row.changed_at),
-                })
-            })
-            .collect();
-        Ok((StatusCode::OK, serde_json::json!({ "tokens": tokens })))
-    }
-
-    /// `DELETE /v1/projects/{id}/tokens/{token_id}`: revokes a token of the project (seen at
-    /// once by this instance, by others within `token_refresh_secs`).
-    async fn revoke_token(&self, call: &Call) -> Answer {
-        let project = call.params.project()?;
-        let wanted = call.params.token_id()?;
-        let rows = self
-            .store
-            .project_token_rows(project, self.config.server.max_tokens)
-            .await?;
-        let row = rows
-            .iter()
-            .find(|row| token_id(&row.token_hash) == wanted)
-            .ok_or_else(|| ApiError::TokenNotFound {
-                token_id: wanted.to_owned(),
-            })?;
-        self.store.revoke_token(row, project).await?;
-        self.store
-            .audit(project, &call.principal.actor(), "revoke_token", 0, wanted)
-            .await?;
-        metrics::change("revoke_token");
-        if let Err(error) = self.reload_tokens().await {
-            tracing::warn!(error = %error, "token reload after revoke failed");
-        }
-        Ok((
-            StatusCode::OK,
-            serde_json::json!({ "token_id": wanted, "revoked": true }),
-        ))
     }
 
     fn metrics_text(&self) -> Response<Full<Bytes>> {
@@ -331,11 +254,6 @@ impl crate::server::Handler for App {
         metrics::request_answered(label, response.status().as_u16(), started.elapsed());
         response
     }
-}
-
-/// The public id of a token: the first hex digits of its SHA-256.
-fn token_id(hash_hex: &str) -> String {
-    hash_hex.chars().take(TOKEN_ID_LEN).collect()
 }
 
 /// `error: source: source` for logs.

@@ -3,7 +3,7 @@
 //! Map (data flows down): [`server`] (accept, connection limits, drain) -> [`app`] (route ->
 //! [`auth`] -> scope -> endpoint -> JSON, every refusal an [`error::ApiError`]) -> the endpoints
 //! in [`violations`] (list, details, mute, delete) and [`proposals`] (resolutions, proposed
-//! policy), built on the pure cores [`resolution`] (what would allow a group, does it qualify)
+//! policy) and [`tokens`] (create, list, revoke), built on the pure cores [`resolution`] (what would allow a group, does it qualify)
 //! and [`policy`] (CSP parse / add a source / render) -> [`store`] (every ClickHouse query,
 //! bound parameters only). [`routes`] is the route table `openapi.json` is tested against;
 //! [`params`] the query parameters, cursor and wire formats; [`config`] the flags; [`metrics`]
@@ -25,6 +25,7 @@ pub mod routes;
 pub mod run;
 pub mod server;
 pub mod store;
+pub mod tokens;
 pub mod violations;
 
 pub use config::Config;
