@@ -47,6 +47,9 @@ pub struct GroupRow {
     pub occurrences: u64,
     pub distinct_pages: u64,
     pub distinct_clients: u64,
+    /// First and last `window_start` (Unix seconds): the group's span in the sorting key.
+    pub first_window: u32,
+    pub last_window: u32,
     pub distinct_client_networks: u64,
 }
 
@@ -56,7 +59,7 @@ const GROUP_COLUMNS: &str =
      any(blocked_class), any(document_host), any(disposition), any(noise), any(sample), \
      uniqExact(sample), toUInt32(min(first_seen)) AS g_first, toUInt32(max(last_seen)) AS g_last, \
      sum(occurrences) AS g_occurrences, uniqExact(document_origin, document_path), \
-     uniqExact(client_ip)";
+     uniqExact(client_ip), toUInt32(min(window_start)), toUInt32(max(window_start))";
 
 /// A recent row of a group.
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize, serde::Serialize)]
@@ -232,12 +235,41 @@ impl Store {
         project: u64,
         fingerprint: u64,
     ) -> Result<Option<GroupRow>, ApiError> {
+        let Some((first_window, last_window)) = self.group_windows(project, fingerprint).await?
+        else {
+            return Ok(None);
+        };
+        // Bounded by the sorting key's `window_start`, so FINAL reads only the group's time
+        // span of the project instead of all of it.
         let sql = format!(
             "SELECT {GROUP_COLUMNS}, uniqExact({CLIENT_NETWORK}) FROM reports FINAL \
-             WHERE project_id = ? AND fingerprint = ? GROUP BY fingerprint"
+             WHERE project_id = ? AND window_start >= toDateTime(?) \
+             AND window_start <= toDateTime(?) AND fingerprint = ? GROUP BY fingerprint"
         );
-        let query = self.client.query(&sql).bind(project).bind(fingerprint);
+        let query = self
+            .client
+            .query(&sql)
+            .bind(project)
+            .bind(first_window)
+            .bind(last_window)
+            .bind(fingerprint);
         self.timed("reading a group", query.fetch_optional()).await
+    }
+
+    /// The first and last `window_start` of a group, `None` without rows. Exact without
+    /// FINAL: every version of a row has the same `window_start`.
+    async fn group_windows(
+        &self,
+        project: u64,
+        fingerprint: u64,
+    ) -> Result<Option<(u32, u32)>, ApiError> {
+        let sql = "SELECT toUInt32(min(window_start)), toUInt32(max(window_start)), count() \
+                   FROM reports WHERE project_id = ? AND fingerprint = ?";
+        let query = self.client.query(sql).bind(project).bind(fingerprint);
+        let (first, last, rows): (u32, u32, u64) = self
+            .timed("reading a group's span", query.fetch_one())
+            .await?;
+        Ok((rows > 0).then_some((first, last)))
     }
 
     /// CSP groups seen since `since` whose evidence reaches both thresholds, biggest first.
@@ -269,21 +301,26 @@ impl Store {
             .await
     }
 
+    /// The newest rows of a group whose windows start in `[first_window, last_window]`.
     pub async fn samples(
         &self,
         project: u64,
         fingerprint: u64,
+        (first_window, last_window): (u32, u32),
         limit: u32,
     ) -> Result<Vec<SampleRow>, ApiError> {
         let sql =
             "SELECT toUInt32(last_seen), occurrences, disposition, document_url, blocked_url, \
                    source_file, line_number, column_number, sample, ua_family, ua_major, os_family \
-                   FROM reports FINAL WHERE project_id = ? AND fingerprint = ? \
+                   FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
+                   AND window_start <= toDateTime(?) AND fingerprint = ? \
                    ORDER BY last_seen DESC, row_id DESC LIMIT ?";
         let query = self
             .client
             .query(sql)
             .bind(project)
+            .bind(first_window)
+            .bind(last_window)
             .bind(fingerprint)
             .bind(limit);
         self.timed("reading samples", query.fetch_all()).await

@@ -145,7 +145,12 @@ pub async fn get(app: &App, call: &Call) -> Answer {
         .is_empty();
     let samples = app
         .store
-        .samples(project, fingerprint, app.config.limits.samples)
+        .samples(
+            project,
+            fingerprint,
+            (row.first_window, row.last_window),
+            app.config.limits.samples,
+        )
         .await?
         .into_iter()
         .map(|row| Sample {

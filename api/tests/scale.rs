@@ -14,6 +14,7 @@ use testbed::clickhouse::ClickHouse;
 
 const ROWS: u64 = 1_000_000;
 const GROUPS: u64 = 10_000;
+const PER_GROUP: u64 = ROWS / GROUPS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run with --ignored --nocapture"]
@@ -31,22 +32,24 @@ async fn reads_over_a_million_rows() {
     .unwrap();
     let base = now - 86_400;
     let started = Instant::now();
-    // Each group from many /24s (client = a hash of the row number), 1-3 occurrences per row.
+    // Group k = rows 100k..100k+99: 100 rows over about 8 seconds of windows (groups are
+    // localized in time, as real ones mostly are), from many /24s (client = a hash of the row
+    // number), 1-3 occurrences per row; the whole set spans about 23 hours.
     server
         .query(&format!(
             "INSERT INTO {DATABASE}.reports (row_id, version, project_id, day, window_start, \
              first_seen, last_seen, occurrences, fingerprint, kind, disposition, document_url, \
              document_origin, document_host, document_path, blocked_url, blocked_class, \
              blocked_origin, effective_directive, client_ip, original_policy) \
-             SELECT number, 1 + number % 3, 1, toDate(toDateTime({base} + number % 86400)), \
-             toDateTime({base} + intDiv(number % 86400, 60) * 60), \
-             toDateTime({base} + intDiv(number % 86400, 60) * 60), \
-             toDateTime({base} + intDiv(number % 86400, 60) * 60 + 30), 1 + number % 3, \
-             number % {GROUPS}, 'csp-violation', 'enforce', \
+             SELECT number, 1 + number % 3, 1, toDate(toDateTime({base} + intDiv(number, 12))), \
+             toDateTime({base} + intDiv(intDiv(number, 12), 60) * 60), \
+             toDateTime({base} + intDiv(intDiv(number, 12), 60) * 60), \
+             toDateTime({base} + intDiv(intDiv(number, 12), 60) * 60 + 30), 1 + number % 3, \
+             intDiv(number, {PER_GROUP}), 'csp-violation', 'enforce', \
              concat('https://shop.example/p', toString(number % 100)), 'https://shop.example', \
              'shop.example', concat('/p', toString(number % 100)), \
-             concat('https://cdn', toString(number % {GROUPS}), '.example/x.js'), 'url', \
-             concat('https://cdn', toString(number % {GROUPS}), '.example'), 'script-src-elem', \
+             concat('https://cdn', toString(intDiv(number, {PER_GROUP})), '.example/x.js'), 'url', \
+             concat('https://cdn', toString(intDiv(number, {PER_GROUP})), '.example'), 'script-src-elem', \
              IPv4NumToString(toUInt32(intHash32(number))), \
              'default-src ''self''; script-src ''self''' \
              FROM system.numbers LIMIT {ROWS}"
