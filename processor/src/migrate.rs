@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "checkpoints",
         sql: include_str!("../../schemas/sql/004_checkpoints.sql"),
     },
+    Migration {
+        version: 5,
+        name: "api_state",
+        sql: include_str!("../../schemas/sql/005_api_state.sql"),
+    },
 ];
 
 /// The table recording applied and skipped migrations (created before anything else).

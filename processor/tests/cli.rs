@@ -37,18 +37,22 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
     assert_eq!(
         tables.lines().collect::<Vec<_>>(),
         [
+            "api_audit",
+            "api_tokens",
             "processor_checkpoints",
             "reports",
+            "resolutions",
             "rollup_hourly",
             "rollup_nel_hourly",
             "rollup_policy_hourly",
-            "schema_migrations"
+            "schema_migrations",
+            "violation_mutes"
         ]
     );
     let recorded = server
         .query("SELECT count() FROM cli_test.schema_migrations")
         .unwrap();
-    assert_eq!(recorded.trim(), "4", "recorded once each");
+    assert_eq!(recorded.trim(), "5", "recorded once each");
 }
 
 #[test]

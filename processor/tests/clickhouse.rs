@@ -253,6 +253,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (2, Outcome::Applied),
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::Applied),
+            (5, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -264,6 +265,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (2, Outcome::AlreadyApplied),
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::AlreadyApplied),
+            (5, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
@@ -293,12 +295,16 @@ async fn migrations_are_idempotent_recorded_and_gated() {
     assert_eq!(
         tables,
         cells(&[
+            "api_audit",
+            "api_tokens",
             "processor_checkpoints",
             "reports",
+            "resolutions",
             "rollup_hourly",
             "rollup_nel_hourly",
             "rollup_policy_hourly",
-            "schema_migrations"
+            "schema_migrations",
+            "violation_mutes"
         ])
     );
 

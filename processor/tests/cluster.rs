@@ -117,7 +117,13 @@ async fn the_cluster_schema_keeps_counts_exact() {
     };
     assert_eq!(
         outcomes,
-        vec![Outcome::Applied, Outcome::Applied, gate, Outcome::Applied]
+        vec![
+            Outcome::Applied,
+            Outcome::Applied,
+            gate,
+            Outcome::Applied,
+            Outcome::Applied
+        ]
     );
     let again = migrate::migrate_to(&other, DATABASE, &topology)
         .await
@@ -129,10 +135,15 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::AlreadyApplied,
             Outcome::AlreadyApplied,
             gate,
+            Outcome::AlreadyApplied,
             Outcome::AlreadyApplied
         ]
     );
     let expected_tables = [
+        ("api_audit", "Distributed"),
+        ("api_audit_local", "ReplicatedMergeTree"),
+        ("api_tokens", "Distributed"),
+        ("api_tokens_local", "ReplicatedReplacingMergeTree"),
         ("processor_checkpoints", "Distributed"),
         (
             "processor_checkpoints_local",
@@ -140,6 +151,8 @@ async fn the_cluster_schema_keeps_counts_exact() {
         ),
         ("reports", "Distributed"),
         ("reports_local", "ReplicatedReplacingMergeTree"),
+        ("resolutions", "Distributed"),
+        ("resolutions_local", "ReplicatedReplacingMergeTree"),
         ("rollup_hourly", "Distributed"),
         ("rollup_hourly_local", "ReplicatedReplacingMergeTree"),
         ("rollup_nel_hourly", "Distributed"),
@@ -148,6 +161,8 @@ async fn the_cluster_schema_keeps_counts_exact() {
         ("rollup_policy_hourly_local", "ReplicatedReplacingMergeTree"),
         ("schema_migrations", "Distributed"),
         ("schema_migrations_local", "ReplicatedMergeTree"),
+        ("violation_mutes", "Distributed"),
+        ("violation_mutes_local", "ReplicatedReplacingMergeTree"),
     ];
     for node in cluster.nodes() {
         let tables = cells(

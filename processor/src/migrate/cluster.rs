@@ -52,6 +52,11 @@ pub const SHARDING_KEYS: &[(&str, &str)] = &[
         "cityHash64(consumer_group, topic, kafka_partition)",
     ),
     ("schema_migrations", "version"),
+    // The tenant API's state (005): each row's versions share the sharding key.
+    ("api_tokens", "cityHash64(token_hash)"),
+    ("violation_mutes", "cityHash64(project_id, fingerprint)"),
+    ("resolutions", "cityHash64(project_id, fingerprint)"),
+    ("api_audit", "project_id"),
 ];
 
 /// The ZooKeeper path of a replicated table; `{shard}` and `{replica}` are server macros.

@@ -1,0 +1,306 @@
+//! `palisade-api`'s configuration: one clap `Config` (every flag also an environment variable),
+//! validated at start-up by [`Config::validate`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The tenant API of Palisade: violation groups, mutes, deletes, resolutions and a proposed
+/// policy, read from the ClickHouse tables the processor writes.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "palisade-api", version)]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub clickhouse: ClickHouseConfig,
+
+    #[command(flatten)]
+    pub server: ServerConfig,
+
+    #[command(flatten)]
+    pub limits: Limits,
+
+    #[command(flatten)]
+    pub resolution: ResolutionConfig,
+
+    /// Log as JSON lines instead of human-readable text. Default: off.
+    #[arg(long, env = "PALISADE_API_LOG_JSON", global = true)]
+    pub log_json: bool,
+}
+
+/// What the binary does; `serve` when no subcommand is given.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Manage API tokens directly in ClickHouse (bootstrap, without a running server).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `palisade-api token ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCommand {
+    /// Create a project token and print it once on stdout (only its SHA-256 is stored). A
+    /// running server sees it within `--token-refresh-secs`.
+    Create {
+        /// The project the token may read and change.
+        #[arg(long)]
+        project: u64,
+    },
+}
+
+/// Where the API's data lives.
+#[derive(Debug, Clone, Args)]
+pub struct ClickHouseConfig {
+    /// ClickHouse HTTP URL. Default: http://127.0.0.1:8123.
+    #[arg(
+        long,
+        env = "PALISADE_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123",
+        global = true
+    )]
+    pub clickhouse_url: String,
+    /// Database holding `reports` and the API's tables (migration 005). Default: palisade.
+    #[arg(
+        long,
+        env = "PALISADE_CLICKHOUSE_DATABASE",
+        default_value = "palisade",
+        global = true
+    )]
+    pub clickhouse_database: String,
+    /// ClickHouse user. Default: default.
+    #[arg(
+        long,
+        env = "PALISADE_CLICKHOUSE_USER",
+        default_value = "default",
+        global = true
+    )]
+    pub clickhouse_user: String,
+    /// ClickHouse password. Default: empty.
+    #[arg(
+        long,
+        env = "PALISADE_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        global = true
+    )]
+    pub clickhouse_password: String,
+    /// Longest wait for one ClickHouse query, in milliseconds; a slower query answers 503.
+    /// Default: 10000.
+    #[arg(
+        long,
+        env = "PALISADE_API_CLICKHOUSE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub clickhouse_timeout_ms: u64,
+}
+
+impl ClickHouseConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.clickhouse_timeout_ms)
+    }
+
+    /// A client for the configured database (validation off: ClickHouse 18.16 has no
+    /// `RowBinaryWithNamesAndTypes`).
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.clickhouse_url)
+            .with_database(&self.clickhouse_database)
+            .with_user(&self.clickhouse_user)
+            .with_password(&self.clickhouse_password)
+            .with_validation(false)
+    }
+}
+
+/// The HTTP listener and who may use it.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address of the HTTP API. Default: 127.0.0.1:8088.
+    #[arg(long, env = "PALISADE_API_ADDR", default_value = "127.0.0.1:8088")]
+    pub addr: SocketAddr,
+    /// Admin tokens, comma-separated (at least 32 characters each): they manage every project
+    /// and create project tokens. Hashed (SHA-256) at start; never logged. Default: none.
+    #[arg(
+        long,
+        env = "PALISADE_API_ADMIN_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_tokens: Vec<String>,
+    /// How often the project tokens are re-read from ClickHouse, in seconds (a token created
+    /// or revoked elsewhere is seen within this; the API's own changes are seen at once).
+    /// Default: 5.
+    #[arg(long, env = "PALISADE_API_TOKEN_REFRESH_SECS", default_value_t = 5)]
+    pub token_refresh_secs: u64,
+    /// Most project tokens held in memory; more active tokens than this fails the reload (the
+    /// previous set stays). Every request compares its token hash with each one in constant
+    /// time, so this also bounds the per-request cost. Default: 10000.
+    #[arg(long, env = "PALISADE_API_MAX_TOKENS", default_value_t = 10_000)]
+    pub max_tokens: usize,
+    /// Most open connections; beyond it new clients wait in the kernel backlog. Default: 256.
+    #[arg(long, env = "PALISADE_API_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+    /// Time to receive a request head (and the first request of a connection), in
+    /// milliseconds. Default: 5000.
+    #[arg(
+        long,
+        env = "PALISADE_API_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, in milliseconds.
+    /// Default: 30000.
+    #[arg(long, env = "PALISADE_API_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub idle_timeout_ms: u64,
+    /// Time to receive a request body, in milliseconds. Default: 5000.
+    #[arg(long, env = "PALISADE_API_BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
+    /// On shutdown, longest wait for in-flight requests, in milliseconds. Default: 10000.
+    #[arg(long, env = "PALISADE_API_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub drain_timeout_ms: u64,
+}
+
+/// Bounds of requests and answers.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Largest request body, in bytes. Default: 4096.
+    #[arg(long, env = "PALISADE_API_MAX_BODY_BYTES", default_value_t = 4096)]
+    pub max_body_bytes: usize,
+    /// Groups per page when `limit` is not given. Default: 50.
+    #[arg(long, env = "PALISADE_API_DEFAULT_PAGE_SIZE", default_value_t = 50)]
+    pub default_page_size: u32,
+    /// Longest `q` search text of a listing, in bytes. Default: 200.
+    #[arg(long, env = "PALISADE_API_MAX_SEARCH_BYTES", default_value_t = 200)]
+    pub max_search_bytes: usize,
+    /// Longest `kind`, `directive` or `host` filter of a listing, in bytes. Default: 255.
+    #[arg(long, env = "PALISADE_API_MAX_FILTER_BYTES", default_value_t = 255)]
+    pub max_filter_bytes: usize,
+    /// Largest `limit` a request may ask for (groups per page). Default: 500.
+    #[arg(long, env = "PALISADE_API_MAX_PAGE_SIZE", default_value_t = 500)]
+    pub max_page_size: u32,
+    /// Range of a listing when `since` is not given, in hours before now. Default: 720 (30 days).
+    #[arg(long, env = "PALISADE_API_DEFAULT_RANGE_HOURS", default_value_t = 720)]
+    pub default_range_hours: u64,
+    /// Sample rows in a group's details. Default: 5.
+    #[arg(long, env = "PALISADE_API_SAMPLES", default_value_t = 5)]
+    pub samples: u32,
+    /// Hours of a group's time series, ending at its last hour. Default: 48.
+    #[arg(long, env = "PALISADE_API_SERIES_HOURS", default_value_t = 48)]
+    pub series_hours: u32,
+    /// Most resolutions listed, and most groups considered for the proposed policy.
+    /// Default: 1000.
+    #[arg(long, env = "PALISADE_API_MAX_RESOLUTIONS", default_value_t = 1000)]
+    pub max_resolutions: u32,
+}
+
+/// When a resolution is proposed without a human applying it.
+#[derive(Debug, Clone, Args)]
+pub struct ResolutionConfig {
+    /// A resolution qualifies with at least this many occurrences. Default: 10.
+    #[arg(long, env = "PALISADE_API_MIN_OCCURRENCES", default_value_t = 10)]
+    pub min_occurrences: u64,
+    /// ... AND from at least this many distinct client networks (/24 for IPv4, /48 for IPv6,
+    /// else the stored client value), so one sender cannot get an origin proposed. Default: 3.
+    #[arg(long, env = "PALISADE_API_MIN_CLIENT_NETWORKS", default_value_t = 3)]
+    pub min_client_networks: u64,
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct InvalidConfig(pub String);
+
+/// Shortest admin token accepted (a guessable admin token would open every project).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+impl Config {
+    /// Checks the values no type can express.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let fail = |what: &str| Err(InvalidConfig(what.to_owned()));
+        if self
+            .server
+            .admin_tokens
+            .iter()
+            .any(|token| token.trim().len() < MIN_ADMIN_TOKEN_LEN)
+        {
+            return fail("every admin token needs at least 32 characters");
+        }
+        if self.limits.max_page_size == 0
+            || self.limits.default_page_size == 0
+            || self.limits.default_page_size > self.limits.max_page_size
+        {
+            return fail("page sizes must be > 0 and default-page-size <= max-page-size");
+        }
+        if self.limits.max_body_bytes == 0
+            || self.server.max_connections == 0
+            || self.server.max_tokens == 0
+            || self.limits.max_search_bytes == 0
+            || self.limits.max_filter_bytes == 0
+        {
+            return fail(
+                "max-body-bytes, max-connections, max-tokens, max-search-bytes and max-filter-bytes must be > 0",
+            );
+        }
+        if self.limits.series_hours == 0 || self.limits.series_hours > 24 * 31 {
+            return fail("series-hours must be between 1 and 744");
+        }
+        if self.limits.samples > 100 || self.limits.max_resolutions == 0 {
+            return fail("samples must be <= 100 and max-resolutions > 0");
+        }
+        if self.resolution.min_occurrences == 0 || self.resolution.min_client_networks == 0 {
+            return fail("min-occurrences and min-client-networks must be > 0");
+        }
+        if self.server.token_refresh_secs == 0 || self.clickhouse.clickhouse_timeout_ms == 0 {
+            return fail("token-refresh-secs and clickhouse-timeout-ms must be > 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("palisade-api").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse(&[]);
+        assert!(config.command.is_none());
+        config.validate().unwrap();
+        assert_eq!(config.resolution.min_client_networks, 3);
+    }
+
+    #[test]
+    fn short_admin_tokens_are_refused() {
+        let config = parse(&["--admin-tokens", "short"]);
+        assert!(config.validate().is_err());
+        let long = "x".repeat(32);
+        parse(&["--admin-tokens", &long]).validate().unwrap();
+    }
+
+    #[test]
+    fn token_create_parses_global_flags() {
+        let config = parse(&[
+            "token",
+            "create",
+            "--project",
+            "7",
+            "--clickhouse-database",
+            "db",
+        ]);
+        assert!(matches!(
+            config.command,
+            Some(Command::Token(TokenCommand::Create { project: 7 }))
+        ));
+        assert_eq!(config.clickhouse.clickhouse_database, "db");
+    }
+}

@@ -1,0 +1,46 @@
+//! Catalog of every metric `palisade-api` emits, with one typed helper each. Names follow
+//! `api_<subject>_<unit>[_total]` in base units; labels come from the route table and the error
+//! enum (bounded), never from paths, tokens or projects.
+
+use std::time::Duration;
+
+/// Bucket bounds of the request duration histogram, in seconds.
+pub const DURATION_BUCKETS_SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Requests answered, by route label and status code.
+pub const REQUESTS_TOTAL: &str = "api_requests_total";
+/// Time from request start to answer, by route label.
+pub const REQUEST_DURATION_SECONDS: &str = "api_request_duration_seconds";
+/// Requests answered with an error, by reason (`ApiError::reason`).
+pub const ERRORS_TOTAL: &str = "api_errors_total";
+/// Token reloads from ClickHouse, by result (`ok`, `error`).
+pub const TOKEN_RELOADS_TOTAL: &str = "api_token_reloads_total";
+/// Tokens accepted (admin + active project tokens).
+pub const TOKENS_LOADED: &str = "api_tokens_loaded";
+/// Changes made through the API, by action (`mute`, `unmute`, `delete`, `apply_resolution`,
+/// `create_token`, `revoke_token`).
+pub const CHANGES_TOTAL: &str = "api_changes_total";
+
+pub fn request_answered(route: &'static str, status: u16, elapsed: Duration) {
+    metrics::counter!(REQUESTS_TOTAL, "route" => route, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(REQUEST_DURATION_SECONDS, "route" => route).record(elapsed.as_secs_f64());
+}
+
+pub fn error(reason: &'static str) {
+    metrics::counter!(ERRORS_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn token_reload(ok: bool, loaded: usize) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(TOKEN_RELOADS_TOTAL, "result" => result).increment(1);
+    if ok {
+        metrics::gauge!(TOKENS_LOADED).set(loaded as f64);
+    }
+}
+
+pub fn change(action: &'static str) {
+    metrics::counter!(CHANGES_TOTAL, "action" => action).increment(1);
+}

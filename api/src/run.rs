@@ -1,0 +1,70 @@
+//! Wiring: validates the config, loads the tokens, serves until `shutdown`, then drains. Also
+//! the `token create` bootstrap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::auth::{self, TokenHash};
+use crate::config::{Config, InvalidConfig};
+use crate::error::ApiError;
+use crate::server::{self, Settings};
+use crate::store::Store;
+
+/// Why the API could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
+    #[error("cannot create the token")]
+    Token(#[source] ApiError),
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then drains in-flight requests (bounded by
+/// `--drain-timeout-ms`). ClickHouse being down at start is not fatal: only admin tokens work
+/// until the first successful token reload.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    prometheus: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let settings = Settings {
+        max_connections: config.server.max_connections,
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
+        drain_timeout: Duration::from_millis(config.server.drain_timeout_ms),
+    };
+    let app = Arc::new(App::new(config, prometheus));
+    if let Err(error) = app.reload_tokens().await {
+        tracing::warn!(error = %error, "cannot load project tokens yet, retrying in the background");
+    }
+    let refresh = tokio::spawn(Arc::clone(&app).refresh_tokens(shutdown.clone()));
+    tracing::info!(addr = ?listener.local_addr().ok(), "palisade-api serving");
+    server::serve(listener, app, settings, shutdown).await;
+    let _ = refresh.await;
+    tracing::info!("palisade-api stopped");
+    Ok(())
+}
+
+/// `palisade-api token create --project N`: stores the hash of a new project token and returns
+/// the token (printed once by the caller).
+pub async fn create_token(config: &Config, project: u64) -> Result<String, RunError> {
+    config.validate()?;
+    let store = Store::new(config.clickhouse.client(), config.clickhouse.timeout());
+    let token = auth::generate_token().map_err(RunError::Token)?;
+    store
+        .insert_token(TokenHash::of(&token), project)
+        .await
+        .map_err(RunError::Token)?;
+    store
+        .audit(project, "cli", "create_token", 0, "")
+        .await
+        .map_err(RunError::Token)?;
+    Ok(token)
+}

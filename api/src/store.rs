@@ -1,0 +1,510 @@
+//! Every ClickHouse query of the API, with bound parameters only (`?` rendered by the
+//! `clickhouse` client as escaped literals: ClickHouse 18.16 has no server-side parameters).
+//!
+//! Exactness (see `schemas/sql/README.md`, "Exact counts"): `reports` is read with `FINAL`,
+//! filtered only on columns every version of a row shares (`project_id`, `fingerprint`,
+//! `window_start`, `kind`, `effective_directive`, `document_host`, the URLs and the sample).
+//! The API's own tables (migration 005) are read with `argMax(x, version)` grouped by their key,
+//! because their filters (`revoked`, `muted`) are on columns that change between versions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::params::GroupFilter;
+
+mod tokens;
+
+pub use tokens::TokenRow;
+
+/// The client network of a report, for "distinct client networks": the /24 of an IPv4
+/// address, the /48 of an IPv6 address, else the stored value (a salted hash or empty, when
+/// the project's privacy settings keep no address; then every client counts as its own value,
+/// or all as one).
+const CLIENT_NETWORK: &str = "multiIf(\
+     IPv4StringToNum(client_ip) != 0, toString(bitAnd(IPv4StringToNum(client_ip), 4294967040)), \
+     position(client_ip, ':') > 0, cutIPv6(IPv6StringToNum(client_ip), 10, 0), \
+     client_ip)";
+
+/// One violation group, aggregated over the rows of one fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct GroupRow {
+    pub fingerprint: u64,
+    pub kind: String,
+    pub effective_directive: String,
+    pub blocked_origin: String,
+    pub blocked_class: String,
+    pub document_host: String,
+    pub disposition: String,
+    pub noise: String,
+    /// One sample of the group (any), and how many distinct samples it has.
+    pub sample: String,
+    pub sample_variants: u64,
+    pub first_seen: u32,
+    pub last_seen: u32,
+    pub occurrences: u64,
+    pub distinct_pages: u64,
+    pub distinct_clients: u64,
+    /// First and last `window_start` (Unix seconds): the group's span in the sorting key.
+    pub first_window: u32,
+    pub last_window: u32,
+    pub distinct_client_networks: u64,
+}
+
+/// The aggregate of [`GroupRow`], in its field order (RowBinary is positional).
+const GROUP_COLUMNS: &str =
+    "fingerprint, any(kind), any(effective_directive), any(blocked_origin), \
+     any(blocked_class), any(document_host), any(disposition), any(noise), any(sample), \
+     uniqExact(sample), toUInt32(min(first_seen)) AS g_first, toUInt32(max(last_seen)) AS g_last, \
+     sum(occurrences) AS g_occurrences, uniqExact(document_origin, document_path), \
+     uniqExact(client_ip), toUInt32(min(window_start)), toUInt32(max(window_start))";
+
+/// A recent row of a group.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize, serde::Serialize)]
+pub struct SampleRow {
+    /// Answered as `last_seen_unix` next to the RFC 3339 `last_seen`.
+    #[serde(rename(serialize = "last_seen_unix"))]
+    pub last_seen: u32,
+    pub occurrences: u32,
+    pub disposition: String,
+    pub document_url: String,
+    pub blocked_url: String,
+    pub source_file: String,
+    pub line_number: u32,
+    pub column_number: u32,
+    pub sample: String,
+    pub ua_family: String,
+    pub ua_major: String,
+    pub os_family: String,
+}
+
+/// An applied resolution.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct ResolutionRow {
+    pub fingerprint: u64,
+    pub directive: String,
+    /// Space-separated source expressions.
+    pub sources: String,
+    pub disposition: String,
+    /// JSON of `resolution::Evidence` at the time it was applied.
+    pub evidence: String,
+    pub applied_at: u32,
+    pub applied_by: String,
+}
+
+/// Occurrences in one UTC hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct HourRow {
+    /// Unix seconds of the hour.
+    pub hour: u32,
+    pub occurrences: u64,
+}
+
+/// An observed policy and the disposition it was delivered with.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct PolicyRow {
+    pub original_policy: String,
+    pub disposition: String,
+}
+
+/// A bound value of a query built at run time.
+#[derive(Debug, Clone)]
+enum Value {
+    U64(u64),
+    Str(String),
+}
+
+/// ClickHouse access of the API.
+#[derive(Debug)]
+pub struct Store {
+    client: clickhouse::Client,
+    timeout: Duration,
+    /// Last `version` written, so versions are strictly increasing within this process.
+    last_version: AtomicU64,
+}
+
+impl Store {
+    pub fn new(client: clickhouse::Client, timeout: Duration) -> Self {
+        Self {
+            client,
+            timeout,
+            last_version: AtomicU64::new(0),
+        }
+    }
+
+    /// Unix milliseconds now, or one more than the last version if the clock did not move.
+    fn next_version(&self) -> u64 {
+        let now = now_millis();
+        let previous = self
+            .last_version
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(now);
+        now.max(previous + 1)
+    }
+
+    async fn timed<T>(
+        &self,
+        step: &'static str,
+        work: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(ApiError::Storage { step, source }),
+            Err(_elapsed) => Err(ApiError::StorageTimeout { step }),
+        }
+    }
+
+    fn query(&self, sql: &str, values: Vec<Value>) -> clickhouse::query::Query {
+        let mut query = self.client.query(sql);
+        for value in values {
+            query = match value {
+                Value::U64(number) => query.bind(number),
+                Value::Str(text) => query.bind(text),
+            };
+        }
+        query
+    }
+
+    // --- groups
+
+    /// One page of groups, newest first, plus whether more follow (`limit + 1` are read).
+    pub async fn groups(
+        &self,
+        project: u64,
+        filter: &GroupFilter,
+    ) -> Result<(Vec<GroupRow>, bool), ApiError> {
+        let mut sql = format!(
+            "SELECT {GROUP_COLUMNS}, uniqExact({CLIENT_NETWORK}) FROM reports FINAL \
+             WHERE project_id = ? AND window_start >= toDateTime(?)"
+        );
+        let mut values = vec![Value::U64(project), Value::U64(filter.since.into())];
+        if let Some(until) = filter.until {
+            sql.push_str(" AND window_start < toDateTime(?)");
+            values.push(Value::U64(until.into()));
+        }
+        for (column, value) in [
+            ("kind", &filter.kind),
+            ("effective_directive", &filter.directive),
+            ("document_host", &filter.host),
+        ] {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                values.push(Value::Str(value.clone()));
+            }
+        }
+        if let Some(q) = &filter.q {
+            sql.push_str(" AND (");
+            let columns = ["blocked_url", "document_url", "source_file", "sample"];
+            for (i, column) in columns.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!("position(lowerUTF8({column}), ?) > 0"));
+                values.push(Value::Str(q.to_lowercase()));
+            }
+            sql.push(')');
+        }
+        if !filter.include_muted {
+            sql.push_str(&format!(" AND fingerprint NOT IN ({MUTED_SUBQUERY})"));
+            values.push(Value::U64(project));
+        }
+        sql.push_str(" GROUP BY fingerprint");
+        if let Some(cursor) = filter.cursor {
+            sql.push_str(" HAVING g_last < ? OR (g_last = ? AND fingerprint < ?)");
+            values.push(Value::U64(cursor.last_seen.into()));
+            values.push(Value::U64(cursor.last_seen.into()));
+            values.push(Value::U64(cursor.fingerprint));
+        }
+        sql.push_str(" ORDER BY g_last DESC, fingerprint DESC LIMIT ?");
+        values.push(Value::U64(u64::from(filter.limit) + 1));
+        let mut rows: Vec<GroupRow> = self
+            .timed("listing groups", self.query(&sql, values).fetch_all())
+            .await?;
+        let more = rows.len() > filter.limit as usize;
+        rows.truncate(filter.limit as usize);
+        Ok((rows, more))
+    }
+
+    /// One group over all its rows.
+    pub async fn group(
+        &self,
+        project: u64,
+        fingerprint: u64,
+    ) -> Result<Option<GroupRow>, ApiError> {
+        let Some((first_window, last_window)) = self.group_windows(project, fingerprint).await?
+        else {
+            return Ok(None);
+        };
+        // Bounded by the sorting key's `window_start`, so FINAL reads only the group's time
+        // span of the project instead of all of it.
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS}, uniqExact({CLIENT_NETWORK}) FROM reports FINAL \
+             WHERE project_id = ? AND window_start >= toDateTime(?) \
+             AND window_start <= toDateTime(?) AND fingerprint = ? GROUP BY fingerprint"
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(project)
+            .bind(first_window)
+            .bind(last_window)
+            .bind(fingerprint);
+        self.timed("reading a group", query.fetch_optional()).await
+    }
+
+    /// The first and last `window_start` of a group, `None` without rows. Exact without
+    /// FINAL: every version of a row has the same `window_start`.
+    async fn group_windows(
+        &self,
+        project: u64,
+        fingerprint: u64,
+    ) -> Result<Option<(u32, u32)>, ApiError> {
+        let sql = "SELECT toUInt32(min(window_start)), toUInt32(max(window_start)), count() \
+                   FROM reports WHERE project_id = ? AND fingerprint = ?";
+        let query = self.client.query(sql).bind(project).bind(fingerprint);
+        let (first, last, rows): (u32, u32, u64) = self
+            .timed("reading a group's span", query.fetch_one())
+            .await?;
+        Ok((rows > 0).then_some((first, last)))
+    }
+
+    /// CSP groups seen since `since` whose evidence reaches both thresholds, biggest first.
+    pub async fn qualifying_groups(
+        &self,
+        project: u64,
+        since: u32,
+        min_occurrences: u64,
+        min_networks: u64,
+        limit: u32,
+    ) -> Result<Vec<GroupRow>, ApiError> {
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS}, uniqExact({CLIENT_NETWORK}) AS g_networks FROM reports FINAL \
+             WHERE project_id = ? AND window_start >= toDateTime(?) AND kind = 'csp-violation' \
+             AND fingerprint NOT IN ({MUTED_SUBQUERY}) \
+             GROUP BY fingerprint HAVING g_occurrences >= ? AND g_networks >= ? \
+             ORDER BY g_occurrences DESC, fingerprint LIMIT ?"
+        );
+        let query = self
+            .client
+            .query(&sql)
+            .bind(project)
+            .bind(since)
+            .bind(project)
+            .bind(min_occurrences)
+            .bind(min_networks)
+            .bind(limit);
+        self.timed("reading qualifying groups", query.fetch_all())
+            .await
+    }
+
+    /// The newest rows of a group whose windows start in `[first_window, last_window]`.
+    pub async fn samples(
+        &self,
+        project: u64,
+        fingerprint: u64,
+        (first_window, last_window): (u32, u32),
+        limit: u32,
+    ) -> Result<Vec<SampleRow>, ApiError> {
+        let sql =
+            "SELECT toUInt32(last_seen), occurrences, disposition, document_url, blocked_url, \
+                   source_file, line_number, column_number, sample, ua_family, ua_major, os_family \
+                   FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
+                   AND window_start <= toDateTime(?) AND fingerprint = ? \
+                   ORDER BY last_seen DESC, row_id DESC LIMIT ?";
+        let query = self
+            .client
+            .query(sql)
+            .bind(project)
+            .bind(first_window)
+            .bind(last_window)
+            .bind(fingerprint)
+            .bind(limit);
+        self.timed("reading samples", query.fetch_all()).await
+    }
+
+    /// Occurrences per UTC hour (Unix seconds of the hour) of windows starting in
+    /// `[from, to]`; hours without rows are absent.
+    pub async fn series(
+        &self,
+        project: u64,
+        fingerprint: u64,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<HourRow>, ApiError> {
+        let sql = "SELECT toUInt32(intDiv(toUInt32(window_start), 3600) * 3600) AS hour, \
+                   sum(occurrences) FROM reports FINAL \
+                   WHERE project_id = ? AND fingerprint = ? \
+                   AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
+                   GROUP BY hour ORDER BY hour";
+        let query = self
+            .client
+            .query(sql)
+            .bind(project)
+            .bind(fingerprint)
+            .bind(from)
+            .bind(to);
+        self.timed("reading a time series", query.fetch_all()).await
+    }
+
+    /// Schedules the deletion of the group's rows of THIS project (a mutation: asynchronous,
+    /// progress in `system.mutations`).
+    pub async fn delete_group(&self, project: u64, fingerprint: u64) -> Result<(), ApiError> {
+        let query = self
+            .client
+            .query("ALTER TABLE reports DELETE WHERE project_id = ? AND fingerprint = ?")
+            .bind(project)
+            .bind(fingerprint);
+        self.timed("deleting a group", query.execute()).await
+    }
+
+    // --- mutes
+
+    /// Which of `fingerprints` are muted in `project`.
+    pub async fn muted_among(
+        &self,
+        project: u64,
+        fingerprints: &[u64],
+    ) -> Result<Vec<u64>, ApiError> {
+        if fingerprints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = "SELECT fingerprint FROM violation_mutes WHERE project_id = ? \
+                   AND has(?, fingerprint) GROUP BY fingerprint HAVING argMax(muted, version) = 1";
+        let query = self
+            .client
+            .query(sql)
+            .bind(project)
+            .bind(fingerprints.to_vec());
+        self.timed("reading mutes", query.fetch_all()).await
+    }
+
+    pub async fn set_muted(
+        &self,
+        project: u64,
+        fingerprint: u64,
+        muted: bool,
+        actor: &str,
+    ) -> Result<(), ApiError> {
+        let sql = "INSERT INTO violation_mutes \
+                   (project_id, fingerprint, muted, changed_at, changed_by, version) \
+                   SELECT ?, ?, ?, toDateTime(?), ?, ?";
+        let query = self
+            .client
+            .query(sql)
+            .bind(project)
+            .bind(fingerprint)
+            .bind(u8::from(muted))
+            .bind(now_secs())
+            .bind(actor)
+            .bind(self.next_version());
+        self.timed("writing a mute", query.execute()).await
+    }
+
+    // --- resolutions
+
+    pub async fn apply_resolution(
+        &self,
+        project: u64,
+        row: &ResolutionRow,
+    ) -> Result<(), ApiError> {
+        let sql = "INSERT INTO resolutions (project_id, fingerprint, directive, sources, \
+                   disposition, evidence, applied_at, applied_by, version) \
+                   SELECT ?, ?, ?, ?, ?, ?, toDateTime(?), ?, ?";
+        let query = self
+            .client
+            .query(sql)
+            .bind(project)
+            .bind(row.fingerprint)
+            .bind(&row.directive)
+            .bind(&row.sources)
+            .bind(&row.disposition)
+            .bind(&row.evidence)
+            .bind(row.applied_at)
+            .bind(&row.applied_by)
+            .bind(self.next_version());
+        self.timed("recording a resolution", query.execute()).await
+    }
+
+    /// Applied resolutions, newest first.
+    pub async fn resolutions(
+        &self,
+        project: u64,
+        limit: u32,
+    ) -> Result<Vec<ResolutionRow>, ApiError> {
+        let sql = "SELECT fingerprint, argMax(directive, version), argMax(sources, version), \
+                   argMax(disposition, version), argMax(evidence, version), \
+                   toUInt32(argMax(applied_at, version)) AS at, argMax(applied_by, version) \
+                   FROM resolutions WHERE project_id = ? GROUP BY fingerprint \
+                   ORDER BY at DESC, fingerprint LIMIT ?";
+        let query = self.client.query(sql).bind(project).bind(limit);
+        self.timed("listing resolutions", query.fetch_all()).await
+    }
+
+    // --- policy
+
+    /// The original policy of the newest CSP row (of `disposition` when given), with its
+    /// disposition.
+    pub async fn latest_policy(
+        &self,
+        project: u64,
+        disposition: Option<&str>,
+    ) -> Result<Option<PolicyRow>, ApiError> {
+        let mut sql = "SELECT original_policy, disposition FROM reports \
+                       WHERE project_id = ? AND kind = 'csp-violation' AND original_policy != ''"
+            .to_owned();
+        let mut values = vec![Value::U64(project)];
+        if let Some(disposition) = disposition {
+            sql.push_str(" AND disposition = ?");
+            values.push(Value::Str(disposition.to_owned()));
+        }
+        sql.push_str(" ORDER BY last_seen DESC, row_id DESC LIMIT 1");
+        self.timed(
+            "reading the latest policy",
+            self.query(&sql, values).fetch_optional(),
+        )
+        .await
+    }
+
+    // --- audit
+
+    pub async fn audit(
+        &self,
+        project: u64,
+        actor: &str,
+        action: &str,
+        fingerprint: u64,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        let sql = "INSERT INTO api_audit (project_id, at, actor, action, fingerprint, detail) \
+                   SELECT ?, toDateTime(?), ?, ?, ?, ?";
+        let query = self
+            .client
+            .query(sql)
+            .bind(project)
+            .bind(now_secs())
+            .bind(actor)
+            .bind(action)
+            .bind(fingerprint)
+            .bind(detail);
+        self.timed("writing the audit log", query.execute()).await
+    }
+}
+
+/// The fingerprints muted in a project (one bound parameter: the project).
+const MUTED_SUBQUERY: &str = "SELECT fingerprint FROM violation_mutes WHERE project_id = ? \
+     GROUP BY fingerprint HAVING argMax(muted, version) = 1";
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Unix seconds now (as a `DateTime` value; saturates in 2106).
+pub fn now_secs() -> u32 {
+    u32::try_from(now_millis() / 1000).unwrap_or(u32::MAX)
+}
