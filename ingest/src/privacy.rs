@@ -148,10 +148,13 @@ pub fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
         schemas::Details::Unknown(body) => clean_urls(body, &clean),
         _ => {}
     }
-    report
-        .extra
-        .values_mut()
-        .for_each(|v| clean_urls(v, &clean));
+    // Unknown fields are kept as JSON text (at most `--max-report-bytes` of report): only a text
+    // that holds a URL at all is parsed, cleaned and written back.
+    if report.extra.as_json().contains("://") {
+        let mut fields = report.extra.to_map();
+        fields.values_mut().for_each(|v| clean_urls(v, &clean));
+        report.extra = schemas::Extra::from(fields);
+    }
 }
 
 /// Applies `clean` to every string in `value` that is an absolute URL (`scheme://...`). The
