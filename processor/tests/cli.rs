@@ -109,11 +109,27 @@ fn settings_that_cannot_work_are_refused_at_start_up_naming_the_flag() {
             "--admin-idle-timeout-ms must be greater than 0",
         ),
     ] {
-        let output = Command::new(BINARY)
+        let mut child = Command::new(BINARY)
             .args(["run", flag, value, "--kafka-brokers", "127.0.0.1:1"])
-            .output()
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        // Bounded: a binary that accepts the value runs (and would hang this test).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flag} {value}: still running or failed late"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{flag}: {stderr}");
     }
