@@ -599,38 +599,20 @@ impl Worker {
         }
     }
 
-    /// Run a Kafka call until it succeeds, backing off between tries, at most
-    /// `--kafka-retry-attempts` times (then its error ends the run) or until shutdown.
-    async fn retry_kafka<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        mut call: F,
-    ) -> Result<T, RunError>
+    /// [`retry_kafka`] with this worker's backoff, attempts and shutdown token.
+    async fn retry_kafka<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, RunError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ConsumeError>>,
     {
-        let mut backoff = self.kafka_backoff;
-        loop {
-            match call().await {
-                Ok(value) => return Ok(value),
-                Err(error) if backoff.failures() + 1 >= self.kafka_attempts => {
-                    return Err(error.into());
-                }
-                Err(error) => {
-                    let wait = backoff.fail();
-                    metrics::kafka_retry(operation);
-                    tracing::warn!(
-                        %error,
-                        operation,
-                        attempt = backoff.failures(),
-                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "kafka call failed, retrying"
-                    );
-                    self.wait(wait, operation).await?;
-                }
-            }
-        }
+        retry_kafka(
+            self.kafka_backoff,
+            self.kafka_attempts,
+            &self.shutdown,
+            operation,
+            call,
+        )
+        .await
     }
 
     async fn wait(&self, delay: Duration, what: &'static str) -> Result<(), RunError> {
@@ -638,5 +620,96 @@ impl Worker {
             () = self.shutdown.clone().cancelled_owned() => Err(RunError::Interrupted(what)),
             () = tokio::time::sleep(delay) => Ok(()),
         }
+    }
+}
+
+/// Run a Kafka call until it succeeds, waiting `backoff` (doubling) between tries, at most
+/// `attempts` tries (then its error is returned, and ends the run) or until `shutdown`.
+async fn retry_kafka<T, F, Fut>(
+    mut backoff: Backoff,
+    attempts: u32,
+    shutdown: &CancellationToken,
+    operation: &'static str,
+    mut call: F,
+) -> Result<T, RunError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ConsumeError>>,
+{
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if backoff.failures() + 1 >= attempts => return Err(error.into()),
+            Err(error) => {
+                let wait = backoff.fail();
+                metrics::kafka_retry(operation);
+                tracing::warn!(
+                    %error,
+                    operation,
+                    attempt = backoff.failures(),
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "kafka call failed, retrying"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(RunError::Interrupted(operation)),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn transient(operation: &'static str) -> ConsumeError {
+        ConsumeError::Kafka {
+            operation,
+            source: KafkaError::Seek("broker not available".into()),
+        }
+    }
+
+    /// Regression (issue 10, item 8): a transient error on a rebalance call was a process exit.
+    #[tokio::test]
+    async fn a_transient_kafka_error_is_retried_with_backoff_then_given_up() {
+        let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(25));
+        let shutdown = CancellationToken::new();
+        let calls = Cell::new(0u32);
+        let started = Instant::now();
+        let value = retry_kafka(backoff, 10, &shutdown, "seek", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 4 {
+                    Err(transient("seek"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 4);
+        // It waited between tries: at least 10 + 20 + 25 ms (a lower bound, not a speed).
+        assert!(started.elapsed() >= Duration::from_millis(55));
+
+        calls.set(0);
+        let result: Result<(), _> = retry_kafka(backoff, 3, &shutdown, "seek", || {
+            calls.set(calls.get() + 1);
+            async { Err(transient("seek")) }
+        })
+        .await;
+        assert!(matches!(result, Err(RunError::Consume(_))));
+        assert_eq!(calls.get(), 3, "at most `attempts` tries");
+
+        shutdown.cancel();
+        let result: Result<(), _> = retry_kafka(backoff, 10, &shutdown, "seek", || async {
+            Err(transient("seek"))
+        })
+        .await;
+        assert!(matches!(result, Err(RunError::Interrupted("seek"))));
     }
 }
