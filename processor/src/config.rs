@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::backoff::Backoff;
 use crate::batch::BatchLimits;
 use crate::dedup::DedupConfig;
 use crate::migrate::{ClusterName, Topology};
 use crate::recent::RecentArgs;
+use crate::replay::ReplayArgs;
 use crate::write::{RetryPolicy, WriterConfig};
 
 fn millis(s: &str) -> Result<Duration, ParseIntError> {
@@ -64,6 +66,10 @@ pub enum Command {
     Migrate,
     /// Print a project's recent violation groups (exact counts) from ClickHouse, then exit.
     Recent(RecentArgs),
+    /// Re-publish the dead-letter topic's records to the reports topic (undecodable records,
+    /// with their key) and re-insert the rows ClickHouse rejected (idempotent by row id), then
+    /// exit. Run it after fixing what rejected them; `--dry-run` only counts.
+    ReplayDeadLetters(ReplayArgs),
 }
 
 /// Configuration of `palisade-processor`.
@@ -369,6 +375,81 @@ pub struct Config {
     #[arg(long = "shutdown-timeout-ms", env = "PALISADE_SHUTDOWN_TIMEOUT_MS", default_value = "10000", value_parser = millis, global = true)]
     pub shutdown_timeout: Duration,
 
+    // --- Dead letters, Kafka retries and the admin listener (issue 10, items 6 and 8) ---
+    /// Largest dead-letter value, in bytes: a longer payload is cut to this size and the
+    /// record gets a `payload_truncated` header holding the original length. Keep it below the
+    /// broker's `message.max.bytes` (1 MB by default). Default 524288 (512 KiB).
+    #[arg(
+        long,
+        env = "PALISADE_DEAD_LETTER_MAX_BYTES",
+        default_value = "524288",
+        global = true
+    )]
+    pub dead_letter_max_bytes: NonZeroUsize,
+
+    /// Deadline of one dead-letter delivery (librdkafka `message.timeout.ms`), in milliseconds.
+    /// Default 10000.
+    #[arg(long = "dead-letter-timeout-ms", env = "PALISADE_DEAD_LETTER_TIMEOUT_MS", default_value = "10000", value_parser = millis, global = true)]
+    pub dead_letter_timeout: Duration,
+
+    /// Wait after a failed dead-letter delivery, doubled after each further failure, in
+    /// milliseconds. While deliveries fail, consumption is paused and `/readyz` answers 503.
+    /// Default 1000.
+    #[arg(long = "dead-letter-backoff-ms", env = "PALISADE_DEAD_LETTER_BACKOFF_MS", default_value = "1000", value_parser = millis, global = true)]
+    pub dead_letter_backoff: Duration,
+
+    /// Longest wait between two tries of a failed dead-letter delivery, in milliseconds.
+    /// Default 60000.
+    #[arg(long = "dead-letter-max-backoff-ms", env = "PALISADE_DEAD_LETTER_MAX_BACKOFF_MS", default_value = "60000", value_parser = millis, global = true)]
+    pub dead_letter_max_backoff: Duration,
+
+    /// Wait after a failed Kafka call of a rebalance (committed offsets, seek, pause/resume),
+    /// doubled after each further failure up to `--kafka-retry-max-backoff-ms`, in
+    /// milliseconds; the call is retried until it succeeds or shutdown. Default 200.
+    #[arg(long = "kafka-retry-backoff-ms", env = "PALISADE_KAFKA_RETRY_BACKOFF_MS", default_value = "200", value_parser = millis, global = true)]
+    pub kafka_retry_backoff: Duration,
+
+    /// Tries of a Kafka rebalance call (the first included) before the error ends the run
+    /// (and the orchestrator restarts the processor). Default 10 (about 30 s with the default
+    /// backoff).
+    #[arg(
+        long,
+        env = "PALISADE_KAFKA_RETRY_ATTEMPTS",
+        default_value = "10",
+        global = true
+    )]
+    pub kafka_retry_attempts: NonZeroU32,
+
+    /// Longest wait between two tries of a failed Kafka rebalance call, in milliseconds.
+    /// Default 5000.
+    #[arg(long = "kafka-retry-max-backoff-ms", env = "PALISADE_KAFKA_RETRY_MAX_BACKOFF_MS", default_value = "5000", value_parser = millis, global = true)]
+    pub kafka_retry_max_backoff: Duration,
+
+    /// Most open connections on the admin listener; at the cap it stops accepting (new
+    /// clients wait in the kernel backlog). Default 64.
+    #[arg(
+        long,
+        env = "PALISADE_ADMIN_MAX_CONNECTIONS",
+        default_value = "64",
+        global = true
+    )]
+    pub admin_max_connections: NonZeroUsize,
+
+    /// Longest an admin client may take to send a request's headers (and, on a new
+    /// connection, to begin its first request), in milliseconds. Default 10000.
+    #[arg(long = "admin-header-read-timeout-ms", env = "PALISADE_ADMIN_HEADER_READ_TIMEOUT_MS", default_value = "10000", value_parser = millis, global = true)]
+    pub admin_header_read_timeout: Duration,
+
+    /// An admin connection with no request in flight for this long is closed, in
+    /// milliseconds. Default 75000.
+    #[arg(long = "admin-idle-timeout-ms", env = "PALISADE_ADMIN_IDLE_TIMEOUT_MS", default_value = "75000", value_parser = millis, global = true)]
+    pub admin_idle_timeout: Duration,
+
+    /// How long a `/readyz` answer is reused before ClickHouse is pinged again, in
+    /// milliseconds; 0 pings on every request. Default 1000.
+    #[arg(long = "readyz-cache-ms", env = "PALISADE_READYZ_CACHE_MS", default_value = "1000", value_parser = millis, global = true)]
+    pub readyz_cache: Duration,
+    // --- end of issue 10 items 6 and 8 ---
     /// Log as JSON lines instead of human-readable text. Default off.
     #[arg(long, env = "PALISADE_LOG_JSON", global = true)]
     pub log_json: bool,
@@ -383,6 +464,101 @@ fn parse_kafka_property(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("expected key=value, got {text:?}")),
     }
 }
+
+// --- Start-up validation (issue 10, item 11) ---
+
+/// A setting that parses but cannot work: refused at start-up, naming the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag} must be greater than 0")]
+    Zero { flag: &'static str },
+    #[error("{max_flag} must not be below {flag}")]
+    Order {
+        flag: &'static str,
+        max_flag: &'static str,
+    },
+    #[error("--dead-letter-topic must differ from --kafka-topic ({0:?})")]
+    SameTopic(String),
+}
+
+impl Config {
+    /// Refuse settings that would panic, spin or never work: zero timeouts and retry waits, a
+    /// maximum backoff below its initial wait, dead letters sent to the topic they came from.
+    /// (Zero batch sizes and windows are refused by their parsers.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("--clickhouse-timeout-ms", self.clickhouse_timeout),
+            ("--clickhouse-backoff-ms", self.clickhouse_backoff),
+            ("--clickhouse-max-backoff-ms", self.clickhouse_max_backoff),
+            ("--misconfigured-retry-ms", self.misconfigured_retry),
+            ("--kafka-session-timeout-ms", self.kafka_session_timeout),
+            ("--shutdown-timeout-ms", self.shutdown_timeout),
+            ("--batch-age-ms", self.batch_age),
+            ("--idle-close-secs", self.idle_close),
+            ("--dead-letter-timeout-ms", self.dead_letter_timeout),
+            ("--dead-letter-backoff-ms", self.dead_letter_backoff),
+            ("--dead-letter-max-backoff-ms", self.dead_letter_max_backoff),
+            ("--kafka-retry-backoff-ms", self.kafka_retry_backoff),
+            ("--kafka-retry-max-backoff-ms", self.kafka_retry_max_backoff),
+            (
+                "--admin-header-read-timeout-ms",
+                self.admin_header_read_timeout,
+            ),
+            ("--admin-idle-timeout-ms", self.admin_idle_timeout),
+        ];
+        if let Some((flag, _)) = positive.iter().find(|(_, value)| value.is_zero()) {
+            return Err(ConfigError::Zero { flag });
+        }
+        let ordered = [
+            (
+                "--clickhouse-backoff-ms",
+                self.clickhouse_backoff,
+                "--clickhouse-max-backoff-ms",
+                self.clickhouse_max_backoff,
+            ),
+            (
+                "--dead-letter-backoff-ms",
+                self.dead_letter_backoff,
+                "--dead-letter-max-backoff-ms",
+                self.dead_letter_max_backoff,
+            ),
+            (
+                "--kafka-retry-backoff-ms",
+                self.kafka_retry_backoff,
+                "--kafka-retry-max-backoff-ms",
+                self.kafka_retry_max_backoff,
+            ),
+        ];
+        if let Some((flag, _, max_flag, _)) = ordered.iter().find(|(_, min, _, max)| max < min) {
+            return Err(ConfigError::Order { flag, max_flag });
+        }
+        if self.kafka_topic == self.dead_letter_topic {
+            return Err(ConfigError::SameTopic(self.kafka_topic.clone()));
+        }
+        Ok(())
+    }
+
+    /// The admin listener's connection limits and readiness cache.
+    pub fn admin_settings(&self) -> crate::admin::AdminSettings {
+        crate::admin::AdminSettings {
+            max_connections: self.admin_max_connections.get(),
+            header_read_timeout: self.admin_header_read_timeout,
+            idle_timeout: self.admin_idle_timeout,
+            readyz_cache: self.readyz_cache,
+        }
+    }
+
+    /// Backoff of failed dead-letter deliveries.
+    pub fn dead_letter_backoff(&self) -> Backoff {
+        Backoff::new(self.dead_letter_backoff, self.dead_letter_max_backoff)
+    }
+
+    /// Backoff of failed Kafka rebalance calls.
+    pub fn kafka_retry_backoff(&self) -> Backoff {
+        Backoff::new(self.kafka_retry_backoff, self.kafka_retry_max_backoff)
+    }
+}
+// --- end of start-up validation ---
 
 impl Config {
     /// A librdkafka configuration holding the `--kafka-property` settings, for the caller to add
@@ -551,6 +727,52 @@ mod tests {
         let c = parse(&["migrate", "--clickhouse-cluster", "palisade"]).unwrap();
         assert_eq!(c.topology(), Topology::Cluster("palisade".parse().unwrap()));
         assert!(parse(&["--clickhouse-cluster", "a;b"]).is_err());
+    }
+
+    #[test]
+    fn refuses_settings_that_cannot_work_naming_the_flag() {
+        assert_eq!(parse(&[]).unwrap().validate(), Ok(()));
+        for flag in [
+            "--clickhouse-timeout-ms",
+            "--clickhouse-backoff-ms",
+            "--misconfigured-retry-ms",
+            "--shutdown-timeout-ms",
+            "--batch-age-ms",
+            "--dead-letter-timeout-ms",
+            "--dead-letter-backoff-ms",
+            "--kafka-retry-backoff-ms",
+            "--admin-header-read-timeout-ms",
+            "--admin-idle-timeout-ms",
+        ] {
+            let error = parse(&[flag, "0"]).unwrap().validate().unwrap_err();
+            assert_eq!(error, ConfigError::Zero { flag }, "{flag}");
+            assert!(error.to_string().contains(flag));
+        }
+        let error = parse(&[
+            "--dead-letter-backoff-ms",
+            "5000",
+            "--dead-letter-max-backoff-ms",
+            "10",
+        ])
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("--dead-letter-max-backoff-ms"),
+            "{error}"
+        );
+        let error = parse(&["--kafka-topic", "t", "--dead-letter-topic", "t"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(error, ConfigError::SameTopic("t".into()));
+        assert!(parse(&["--admin-max-connections", "0"]).is_err());
+        assert!(parse(&["--dead-letter-max-bytes", "0"]).is_err());
+        // 0 means "no cache" for /readyz: allowed.
+        assert_eq!(
+            parse(&["--readyz-cache-ms", "0"]).unwrap().validate(),
+            Ok(())
+        );
     }
 
     #[test]

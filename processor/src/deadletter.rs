@@ -8,6 +8,14 @@
 //! payload, or, for a rejected row, the row as JSON; a row counts one or more messages of one
 //! partition, so its `source_offset` is the first of them (whose fields the row shows) and a
 //! `source_last_offset` header gives the last.
+//!
+//! The value is capped at `--dead-letter-max-bytes` (a record the broker would refuse as too
+//! large would otherwise be retried forever): a longer one is cut to the cap and carries a
+//! `payload_truncated` header with the original length in bytes (decimal). A truncated record
+//! cannot be replayed; `palisade-processor replay-dead-letters` counts and skips it.
+//!
+//! [`DeadLetters::send`] tries once (bounded by `--dead-letter-timeout-ms`); the consume loop
+//! backs off and pauses while deliveries fail (see `crate::run`).
 
 use std::time::Duration;
 
@@ -21,6 +29,9 @@ pub const MAX_DETAIL_BYTES: usize = 1024;
 
 /// Reason label of rows ClickHouse rejected permanently.
 pub const REJECTED_BY_CLICKHOUSE: &str = "rejected_by_clickhouse";
+
+/// Header of a dead letter whose value was cut to the cap: the original length in bytes.
+pub const PAYLOAD_TRUNCATED_HEADER: &str = "payload_truncated";
 
 /// One record for the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +65,7 @@ pub struct DeadLetters {
     topic: String,
     source_topic: String,
     timeout: Duration,
+    max_payload: usize,
 }
 
 impl std::fmt::Debug for DeadLetters {
@@ -65,14 +77,16 @@ impl std::fmt::Debug for DeadLetters {
 }
 
 impl DeadLetters {
-    /// A producer to `topic` for records of `source_topic`; `timeout` bounds one delivery.
-    /// `base` holds extra librdkafka settings (TLS, SASL) that the producer's own override.
+    /// A producer to `topic` for records of `source_topic`; `timeout` bounds one delivery,
+    /// `max_payload` (bytes) the value. `base` holds extra librdkafka settings (TLS, SASL) that
+    /// the producer's own override.
     pub fn new(
         mut base: ClientConfig,
         brokers: &str,
         topic: &str,
         source_topic: &str,
         timeout: Duration,
+        max_payload: std::num::NonZeroUsize,
     ) -> Result<Self, DeadLetterError> {
         let producer = base
             .set("bootstrap.servers", brokers)
@@ -88,6 +102,7 @@ impl DeadLetters {
             topic: topic.to_owned(),
             source_topic: source_topic.to_owned(),
             timeout,
+            max_payload: max_payload.get(),
         })
     }
 
@@ -105,8 +120,13 @@ impl DeadLetters {
         if let Some(last) = &last_offset {
             headers = headers.insert(header("source_last_offset", last.as_bytes()));
         }
+        let (payload, truncated) = cap_payload(&letter.payload, self.max_payload);
+        let original_length = letter.payload.len().to_string();
+        if truncated {
+            headers = headers.insert(header(PAYLOAD_TRUNCATED_HEADER, original_length.as_bytes()));
+        }
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .payload(&letter.payload)
+            .payload(payload)
             .headers(headers);
         if let Some(key) = &letter.key {
             record = record.key(key.as_slice());
@@ -119,6 +139,15 @@ impl DeadLetters {
                 topic: self.topic.clone(),
                 source,
             })
+    }
+}
+
+/// `payload` cut to `max` bytes, and whether it was cut.
+pub fn cap_payload(payload: &[u8], max: usize) -> (&[u8], bool) {
+    if payload.len() <= max {
+        (payload, false)
+    } else {
+        (&payload[..max], true)
     }
 }
 
@@ -144,6 +173,12 @@ pub fn truncate(detail: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caps_the_payload() {
+        assert_eq!(cap_payload(b"abcdef", 6), (&b"abcdef"[..], false));
+        assert_eq!(cap_payload(b"abcdef", 4), (&b"abcd"[..], true));
+    }
 
     #[test]
     fn truncates_on_a_char_boundary() {

@@ -10,10 +10,13 @@
 //! synchronous core of that flow and [`mod@run`] the async loop around it (back-pressure,
 //! shutdown). [`migrate`] applies the SQL in `schemas/sql/`; [`retention`] drops expired data;
 //! [`admin`] serves `/metrics`, `/healthz`, `/readyz`; [`recent`] prints a project's recent
-//! violations for `palisade-processor recent`; [`config`] and [`metrics`] are the
-//! binary's settings and metric catalog.
+//! violations for `palisade-processor recent`; [`replay`] re-publishes (or re-inserts) the
+//! dead-letter topic for `palisade-processor replay-dead-letters`; [`backoff`] is the retry
+//! wait of dead-letter and Kafka calls; [`config`] and [`metrics`] are the binary's settings
+//! and metric catalog.
 
 pub mod admin;
+pub mod backoff;
 pub mod batch;
 pub mod config;
 pub mod consume;
@@ -26,6 +29,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod recent;
+pub mod replay;
 pub mod retention;
 pub mod row;
 pub mod run;

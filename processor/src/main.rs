@@ -1,6 +1,7 @@
 //! `palisade-processor`: the composition root. `run` (default) consumes reports into ClickHouse
 //! until SIGTERM/SIGINT; `migrate` applies the ClickHouse migrations and exits; `recent` prints
-//! a project's recent violations and exits.
+//! a project's recent violations and exits; `replay-dead-letters` replays the dead-letter topic
+//! and exits.
 
 use std::sync::Arc;
 
@@ -13,10 +14,18 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    // Refused before anything starts, naming the flag (README: configuration).
+    if let Err(error) = config.validate() {
+        eprintln!("error: {error}");
+        std::process::exit(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // `recent` prints its answer on stdout, so its logs go to stderr.
-    let writer = if matches!(config.command(), Command::Recent(_)) {
+    let writer = if matches!(
+        config.command(),
+        Command::Recent(_) | Command::ReplayDeadLetters(_)
+    ) {
         BoxMakeWriter::new(std::io::stderr)
     } else {
         BoxMakeWriter::new(std::io::stdout)
@@ -54,6 +63,11 @@ async fn main() -> anyhow::Result<()> {
             print!("{text}");
             return Ok(());
         }
+        Command::ReplayDeadLetters(args) => {
+            let summary = processor::replay::replay(&config, &args).await?;
+            print!("{summary}");
+            return Ok(());
+        }
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -64,11 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind the admin listener {}", config.admin_addr))?;
     let writer = processor::write::Writer::new(&client, config.writer())?;
-    let admin = Admin {
-        metrics,
-        status: status.clone(),
-        writer,
-    };
+    let admin = Admin::new(metrics, status.clone(), writer, config.admin_settings());
     let admin_task = tokio::spawn(admin.serve(listener, shutdown.clone()));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let result = processor::run(config, status, shutdown.clone()).await;

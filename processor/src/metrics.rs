@@ -60,6 +60,65 @@ pub const UA_CACHE_LOOKUPS_TOTAL: &str = "processor_ua_cache_lookups_total";
 /// URL parts cache lookups, by result (`hit`, `miss`).
 pub const URL_CACHE_LOOKUPS_TOTAL: &str = "processor_url_cache_lookups_total";
 
+// --- Issue 10, items 6 and 8: dead letters, refused inserts, Kafka retries, admin ---
+/// Dead-letter deliveries that failed (each one backs off and keeps consumption paused).
+pub const DEAD_LETTER_FAILURES_TOTAL: &str = "processor_dead_letter_failures_total";
+/// The wait before the next dead-letter delivery after failures; 0 while deliveries succeed.
+pub const DEAD_LETTER_BACKOFF_SECONDS: &str = "processor_dead_letter_backoff_seconds";
+/// Dead letters of undecodable records waiting for the dead-letter topic.
+pub const DEAD_LETTERS_PARKED: &str = "processor_dead_letters_parked";
+/// Dead letters whose value was cut to `--dead-letter-max-bytes`.
+pub const DEAD_LETTERS_TRUNCATED_TOTAL: &str = "processor_dead_letters_truncated_total";
+/// Inserts ClickHouse refused as a whole (schema drift), by evidence (`probe_refused`,
+/// `both_halves_refused`, `no_probe`): nothing dead-lettered, batch parked.
+pub const INSERTS_WHOLLY_REJECTED_TOTAL: &str = "processor_inserts_wholly_rejected_total";
+/// 1 while the pending batch is parked as misconfigured (alert on it).
+pub const WRITE_BLOCKED: &str = "processor_write_blocked";
+/// Retries of Kafka calls made on a rebalance or a pause, by operation.
+pub const KAFKA_RETRIES_TOTAL: &str = "processor_kafka_retries_total";
+/// Open connections on the admin listener.
+pub const ADMIN_CONNECTIONS: &str = "processor_admin_connections";
+/// ClickHouse pings made for `/readyz` (answers are cached `--readyz-cache-ms`).
+pub const READYZ_PROBES_TOTAL: &str = "processor_readyz_probes_total";
+
+pub fn dead_letter_failed(next_wait: Duration) {
+    metrics::counter!(DEAD_LETTER_FAILURES_TOTAL).increment(1);
+    dead_letter_backoff(next_wait);
+}
+
+pub fn dead_letter_backoff(wait: Duration) {
+    metrics::gauge!(DEAD_LETTER_BACKOFF_SECONDS).set(wait.as_secs_f64());
+}
+
+pub fn dead_letters_parked(n: usize) {
+    metrics::gauge!(DEAD_LETTERS_PARKED).set(n as f64);
+}
+
+pub fn dead_letter_truncated() {
+    metrics::counter!(DEAD_LETTERS_TRUNCATED_TOTAL).increment(1);
+}
+
+pub fn insert_wholly_rejected(evidence: &'static str) {
+    metrics::counter!(INSERTS_WHOLLY_REJECTED_TOTAL, "evidence" => evidence).increment(1);
+}
+
+pub fn write_blocked(blocked: bool) {
+    metrics::gauge!(WRITE_BLOCKED).set(if blocked { 1.0 } else { 0.0 });
+}
+
+pub fn kafka_retry(operation: &'static str) {
+    metrics::counter!(KAFKA_RETRIES_TOTAL, "operation" => operation).increment(1);
+}
+
+pub fn admin_connections(open: usize) {
+    metrics::gauge!(ADMIN_CONNECTIONS).set(open as f64);
+}
+
+pub fn readyz_probe() {
+    metrics::counter!(READYZ_PROBES_TOTAL).increment(1);
+}
+// --- end of issue 10 items 6 and 8 ---
+
 /// Every per-message outcome of one poll, recorded in one go by [`PollTally::record`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PollTally {

@@ -69,8 +69,73 @@ fn help_documents_every_flag_with_its_default() {
         "--project-retention",
         "--kafka-prefetch-kbytes",
         "--migrate-on-start",
+        "--dead-letter-max-bytes",
+        "--dead-letter-backoff-ms",
+        "--kafka-retry-attempts",
+        "--admin-max-connections",
+        "--readyz-cache-ms",
+        "replay-dead-letters",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    let output = Command::new(BINARY)
+        .args(["replay-dead-letters", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in ["--dry-run", "--max-messages", "--from-offset", "--idle-ms"] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from replay-dead-letters --help"
+        );
+    }
+}
+
+/// Regression (issue 10, item 11): a zero timeout parsed, then hung or spun; now the binary
+/// refuses it before connecting to anything, naming the flag.
+#[test]
+fn settings_that_cannot_work_are_refused_at_start_up_naming_the_flag() {
+    for (flag, value, expected) in [
+        (
+            "--clickhouse-timeout-ms",
+            "0",
+            "--clickhouse-timeout-ms must be greater than 0",
+        ),
+        (
+            "--dead-letter-backoff-ms",
+            "0",
+            "--dead-letter-backoff-ms must be greater than 0",
+        ),
+        (
+            "--admin-idle-timeout-ms",
+            "0",
+            "--admin-idle-timeout-ms must be greater than 0",
+        ),
+    ] {
+        let mut child = Command::new(BINARY)
+            .args(["run", flag, value, "--kafka-brokers", "127.0.0.1:1"])
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a binary that accepts the value runs (and would hang this test).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flag} {value}: still running or failed late"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
     }
 }
 

@@ -14,11 +14,26 @@
 //! `--clickhouse-max-backoff-ms` (`--misconfigured-retry-ms` for a misconfiguration), and the
 //! partitions resume once it is committed.
 //!
+//! Dead letters: a record that cannot be decoded is committed past only after its dead letter
+//! is acknowledged. When a delivery fails (the dead-letter topic is away), the letter is parked
+//! in memory (bounded by what librdkafka prefetched), every partition is paused, no window is
+//! closed (so no commit point can pass the record) and `/readyz` answers 503; the delivery is
+//! retried after `--dead-letter-backoff-ms`, doubled per failure up to
+//! `--dead-letter-max-backoff-ms` (`processor_dead_letter_failures_total`,
+//! `processor_dead_letter_backoff_seconds`). The loop keeps polling meanwhile, so the consumer
+//! stays in its group. Letters of a revoked partition are dropped: its next owner re-reads them.
+//!
+//! Kafka calls made on a rebalance (committed offsets, seek, pause/resume) are retried with
+//! `--kafka-retry-backoff-ms` backoff up to `--kafka-retry-attempts` times
+//! (`processor_kafka_retries_total`): a transient broker error is not a process exit; a lasting
+//! one still is, so the orchestrator restarts the processor.
+//!
 //! Shutdown (the token is cancelled): stop polling -> finish the parked batch and write what
 //! the windows closed so far -> commit -> leave the group, all within `--shutdown-timeout-ms`.
 //! Open windows are not flushed: their offsets are not committed, so the next owner rebuilds them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +41,8 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::backoff::Backoff;
+use crate::config::{Config, ConfigError};
 use crate::consume::{ConsumeError, Consumer, Event, Record, LAG_INTERVAL};
 use crate::deadletter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::dedup::CommitPoint;
@@ -44,9 +60,7 @@ use stages::Pending;
 
 /// How often windows are closed, rows emitted and commit points recorded without a record.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Bound of one dead-letter delivery.
-const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Wait between two tries of a failed dead-letter produce or checkpoint lookup.
+/// Wait between two tries of a checkpoint lookup; least time between two consumer error logs.
 const KAFKA_RETRY: Duration = Duration::from_secs(1);
 
 /// What the admin endpoints read: updated by the loop.
@@ -54,6 +68,8 @@ const KAFKA_RETRY: Duration = Duration::from_secs(1);
 pub struct Status {
     assigned: AtomicUsize,
     paused: AtomicBool,
+    write_blocked: AtomicBool,
+    dead_letters_failing: AtomicBool,
 }
 
 impl Status {
@@ -66,10 +82,23 @@ impl Status {
     pub fn paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
     }
+
+    /// Whether the pending batch is parked as misconfigured (e.g. a table that refuses every
+    /// row): it will not be written until someone fixes the deployment.
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked.load(Ordering::Relaxed)
+    }
+
+    /// Whether dead-letter deliveries are failing (letters parked, consumption paused).
+    pub fn dead_letters_failing(&self) -> bool {
+        self.dead_letters_failing.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Consume(#[from] ConsumeError),
     #[error(transparent)]
@@ -124,6 +153,7 @@ async fn run_inner(
     status: Arc<Status>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    config.validate()?;
     let client = config.clickhouse_client();
     if config.migrate_on_start {
         migrate::migrate_to(&client, &config.clickhouse_database, &config.topology()).await?;
@@ -140,7 +170,8 @@ async fn run_inner(
         &config.kafka_brokers,
         &config.dead_letter_topic,
         &config.kafka_topic,
-        DEAD_LETTER_TIMEOUT,
+        config.dead_letter_timeout,
+        config.dead_letter_max_bytes,
     )?;
     let consumer = Consumer::subscribe(&config)?;
 
@@ -163,6 +194,12 @@ async fn run_inner(
         dead_letters,
         pipeline,
         pending: None,
+        batch_blocked: false,
+        parked_letters: VecDeque::new(),
+        letter_backoff: config.dead_letter_backoff(),
+        letter_retry_at: Instant::now(),
+        kafka_backoff: config.kafka_retry_backoff(),
+        kafka_attempts: config.kafka_retry_attempts.get(),
         paused_since: None,
         next_tick: Instant::now(),
         next_lag_report: Instant::now(),
@@ -214,6 +251,17 @@ struct Worker {
     dead_letters: DeadLetters,
     pipeline: Pipeline,
     pending: Option<Pending>,
+    /// The pending batch failed its last attempt (one of the two reasons to pause).
+    batch_blocked: bool,
+    /// Dead letters of undecodable records whose delivery failed, in arrival order; their
+    /// records are not skipped yet (the other reason to pause).
+    parked_letters: VecDeque<DeadLetter>,
+    /// Backoff of dead-letter deliveries (parked letters and a batch's rejected rows).
+    letter_backoff: Backoff,
+    letter_retry_at: Instant,
+    /// Backoff template of Kafka rebalance calls, and the most attempts per call.
+    kafka_backoff: Backoff,
+    kafka_attempts: u32,
     /// When consumption was paused (back-pressure); `None` while consuming.
     paused_since: Option<Instant>,
     next_tick: Instant,
@@ -250,6 +298,9 @@ impl Worker {
             if self.pending.is_none() && self.pipeline.should_flush(now) {
                 self.pending = Some(Pending::new(self.pipeline.take(), now));
             }
+            if !self.parked_letters.is_empty() && self.letter_retry_at <= now {
+                self.deliver_parked().await;
+            }
             if self.pending.as_ref().is_some_and(|p| p.retry_at <= now) {
                 // The attempt blocked the loop; a pause is discounted as a whole on resume.
                 let was_paused = self.paused_since.is_some();
@@ -281,6 +332,9 @@ impl Worker {
             if let Some(pending) = &self.pending {
                 wake = wake.min(pending.retry_at);
             }
+            if !self.parked_letters.is_empty() {
+                wake = wake.min(self.letter_retry_at);
+            }
             let woke = tokio::select! {
                 biased;
                 () = self.shutdown.clone().cancelled_owned() => Wake::Shutdown,
@@ -308,9 +362,22 @@ impl Worker {
 
     /// Write everything closed so far and commit, without polling any more.
     async fn drain(&mut self) -> Result<(), RunError> {
+        self.deliver_parked().await;
+        // A parked letter's record must not be committed past: write only the pending batch
+        // (its commit points predate the record); the record is read again on restart.
+        let closing = self.parked_letters.is_empty();
+        if !closing {
+            tracing::warn!(
+                letters = self.parked_letters.len(),
+                "dead letters not delivered at shutdown; their records are read again on restart"
+            );
+        }
         loop {
             let now = Instant::now();
             if self.pending.is_none() {
+                if !closing {
+                    return Ok(());
+                }
                 self.pipeline.tick(now);
                 let batch = self.pipeline.take();
                 if batch.is_empty() {
@@ -333,13 +400,17 @@ impl Worker {
                     for partition in partitions {
                         self.pipeline.revoke(partition);
                         self.committed.remove(&partition);
+                        self.parked_letters
+                            .retain(|letter| letter.partition != partition);
                         if let Some(pending) = &mut self.pending {
                             pending.batch.commits.remove(&partition);
                         }
                     }
                 }
                 Event::Assigned(partitions) => {
-                    let committed = self.consumer.committed(&partitions).await?;
+                    let committed = self
+                        .retry_kafka("committed_offsets", || self.consumer.committed(&partitions))
+                        .await?;
                     for partition in partitions.iter().copied() {
                         let (offset, metadata) = match committed.get(&partition) {
                             Some((Some(offset), metadata)) => (Some(*offset), metadata.clone()),
@@ -356,7 +427,8 @@ impl Worker {
                             // Offsets before the committed one are ignored by dedup as
                             // redeliveries; see `Config::kafka_resume_rewind`.
                             let from = offset.saturating_sub(self.resume_rewind).max(0);
-                            self.consumer.seek(partition, from).await?;
+                            self.retry_kafka("seek", || self.consumer.seek(partition, from))
+                                .await?;
                         }
                         tracing::info!(
                             partition,
@@ -370,8 +442,11 @@ impl Worker {
                     // revoke and a new assignment, so a partition revoked while paused (a
                     // Kafka outage that timed the session out) would otherwise come back
                     // paused after the parked batch was written, and never be fetched again.
-                    self.consumer
-                        .set_paused(&partitions, self.paused_since.is_some())?;
+                    let pause = self.paused_since.is_some();
+                    self.retry_kafka("set_paused", || async {
+                        self.consumer.set_paused(&partitions, pause)
+                    })
+                    .await?;
                 }
             }
             self.status
@@ -459,24 +534,85 @@ impl Worker {
             key: record.key,
             payload: record.payload.unwrap_or_default(),
         };
-        self.send_dead_letter(&letter).await?;
-        metrics::dead_lettered(letter.reason, 1);
-        self.pipeline.skip(record.partition, record.offset, now);
+        // Letters go out in order: behind a parked one, park.
+        self.parked_letters.push_back(letter);
+        if self.parked_letters.len() == 1 {
+            self.deliver_parked().await;
+        }
         Ok(())
     }
 
-    /// Produce a dead letter, retrying until the broker acknowledges it (it is the same Kafka
-    /// the records come from) or shutdown.
-    async fn send_dead_letter(&self, letter: &DeadLetter) -> Result<(), RunError> {
-        loop {
-            match self.dead_letters.send(letter).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    tracing::error!(%error, "dead-letter produce failed, retrying");
-                    self.wait(KAFKA_RETRY, "producing a dead letter").await?;
+    /// Deliver the parked letters in order; on the first failure back off, pause and report.
+    async fn deliver_parked(&mut self) {
+        while let Some(letter) = self.parked_letters.pop_front() {
+            match self.send_dead_letter(&letter).await {
+                Ok(()) => {
+                    metrics::dead_lettered(letter.reason, 1);
+                    self.pipeline
+                        .skip(letter.partition, letter.offset, Instant::now());
+                }
+                Err(_) => {
+                    self.parked_letters.push_front(letter);
+                    self.letter_retry_at = Instant::now() + self.letter_backoff.current();
+                    break;
                 }
             }
         }
+        metrics::dead_letters_parked(self.parked_letters.len());
+        self.update_paused().await;
+    }
+
+    /// Produce one dead letter (one try, bounded by `--dead-letter-timeout-ms`); a failure
+    /// is counted, logged and earns the next backoff step.
+    async fn send_dead_letter(&mut self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        if crate::deadletter::cap_payload(&letter.payload, self.config.dead_letter_max_bytes.get())
+            .1
+        {
+            metrics::dead_letter_truncated();
+        }
+        match self.dead_letters.send(letter).await {
+            Ok(()) => {
+                if self.letter_backoff.failures() > 0 {
+                    tracing::info!("dead-letter deliveries recovered");
+                }
+                self.letter_backoff.reset();
+                metrics::dead_letter_backoff(Duration::ZERO);
+                self.status
+                    .dead_letters_failing
+                    .store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                let wait = self.letter_backoff.fail();
+                metrics::dead_letter_failed(wait);
+                self.status
+                    .dead_letters_failing
+                    .store(true, Ordering::Relaxed);
+                tracing::error!(
+                    %error,
+                    failures = self.letter_backoff.failures(),
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "dead-letter delivery failed, consumption paused"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// [`retry_kafka`] with this worker's backoff, attempts and shutdown token.
+    async fn retry_kafka<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, RunError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ConsumeError>>,
+    {
+        retry_kafka(
+            self.kafka_backoff,
+            self.kafka_attempts,
+            &self.shutdown,
+            operation,
+            call,
+        )
+        .await
     }
 
     async fn wait(&self, delay: Duration, what: &'static str) -> Result<(), RunError> {
@@ -484,5 +620,96 @@ impl Worker {
             () = self.shutdown.clone().cancelled_owned() => Err(RunError::Interrupted(what)),
             () = tokio::time::sleep(delay) => Ok(()),
         }
+    }
+}
+
+/// Run a Kafka call until it succeeds, waiting `backoff` (doubling) between tries, at most
+/// `attempts` tries (then its error is returned, and ends the run) or until `shutdown`.
+async fn retry_kafka<T, F, Fut>(
+    mut backoff: Backoff,
+    attempts: u32,
+    shutdown: &CancellationToken,
+    operation: &'static str,
+    mut call: F,
+) -> Result<T, RunError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ConsumeError>>,
+{
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if backoff.failures() + 1 >= attempts => return Err(error.into()),
+            Err(error) => {
+                let wait = backoff.fail();
+                metrics::kafka_retry(operation);
+                tracing::warn!(
+                    %error,
+                    operation,
+                    attempt = backoff.failures(),
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "kafka call failed, retrying"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(RunError::Interrupted(operation)),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn transient(operation: &'static str) -> ConsumeError {
+        ConsumeError::Kafka {
+            operation,
+            source: KafkaError::Seek("broker not available".into()),
+        }
+    }
+
+    /// Regression (issue 10, item 8): a transient error on a rebalance call was a process exit.
+    #[tokio::test]
+    async fn a_transient_kafka_error_is_retried_with_backoff_then_given_up() {
+        let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(25));
+        let shutdown = CancellationToken::new();
+        let calls = Cell::new(0u32);
+        let started = Instant::now();
+        let value = retry_kafka(backoff, 10, &shutdown, "seek", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 4 {
+                    Err(transient("seek"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 4);
+        // It waited between tries: at least 10 + 20 + 25 ms (a lower bound, not a speed).
+        assert!(started.elapsed() >= Duration::from_millis(55));
+
+        calls.set(0);
+        let result: Result<(), _> = retry_kafka(backoff, 3, &shutdown, "seek", || {
+            calls.set(calls.get() + 1);
+            async { Err(transient("seek")) }
+        })
+        .await;
+        assert!(matches!(result, Err(RunError::Consume(_))));
+        assert_eq!(calls.get(), 3, "at most `attempts` tries");
+
+        shutdown.cancel();
+        let result: Result<(), _> = retry_kafka(backoff, 10, &shutdown, "seek", || async {
+            Err(transient("seek"))
+        })
+        .await;
+        assert!(matches!(result, Err(RunError::Interrupted("seek"))));
     }
 }

@@ -37,15 +37,20 @@ impl Worker {
         };
         match self.run_stages(&mut pending).await {
             Ok(()) => {
-                if self.paused_since.is_some() {
-                    self.set_paused(false);
-                }
+                self.batch_blocked = false;
+                self.set_write_blocked(false);
+                self.update_paused().await;
             }
             Err(error) => {
                 let class = error.class();
                 metrics::write_error(class.as_str());
-                let delay = match class {
-                    ErrorClass::Misconfigured => self.misconfigured_retry,
+                if let StageError::Write(WriteError::WhollyRejected { evidence, .. }) = &error {
+                    metrics::insert_wholly_rejected(evidence.as_str());
+                }
+                self.set_write_blocked(class == ErrorClass::Misconfigured);
+                let delay = match (&error, class) {
+                    (StageError::DeadLetter(_), _) => self.letter_backoff.current(),
+                    (_, ErrorClass::Misconfigured) => self.misconfigured_retry,
                     _ => self.max_backoff,
                 };
                 tracing::error!(
@@ -57,16 +62,35 @@ impl Worker {
                 );
                 pending.retry_at = Instant::now() + delay;
                 self.pending = Some(pending);
-                if self.paused_since.is_none() {
-                    self.set_paused(true);
-                }
+                self.batch_blocked = true;
+                self.update_paused().await;
             }
         }
     }
 
-    pub(super) fn set_paused(&mut self, pause: bool) {
+    fn set_write_blocked(&self, blocked: bool) {
+        self.status.write_blocked.store(blocked, Ordering::Relaxed);
+        metrics::write_blocked(blocked);
+    }
+
+    /// Pause while the pending batch fails or dead letters are parked; resume otherwise.
+    pub(super) async fn update_paused(&mut self) {
+        let pause = self.batch_blocked || !self.parked_letters.is_empty();
+        if pause != self.paused_since.is_some() {
+            self.set_paused(pause).await;
+        }
+    }
+
+    async fn set_paused(&mut self, pause: bool) {
         let partitions: Vec<i32> = self.pipeline.assigned().collect();
-        if let Err(error) = self.consumer.set_paused(&partitions, pause) {
+        let operation = if pause { "pause" } else { "resume" };
+        let result = self
+            .retry_kafka(operation, || async {
+                self.consumer.set_paused(&partitions, pause)
+            })
+            .await;
+        if let Err(error) = result {
+            // Rebalances re-apply the flag on every assignment (see `handle_events`).
             tracing::error!(%error, pause, "cannot pause or resume partitions");
         }
         match (pause, self.paused_since) {
@@ -104,7 +128,7 @@ impl Worker {
                 );
                 self.send_dead_letter(&letter)
                     .await
-                    .map_err(StageError::Run)?;
+                    .map_err(StageError::DeadLetter)?;
             }
             if !inserted.rejected.is_empty() {
                 let rejected = inserted.rejected.len() as u64;
@@ -201,6 +225,9 @@ enum StageError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Run(RunError),
+    /// A rejected row's dead letter was not delivered: retried after the dead-letter backoff.
+    #[error(transparent)]
+    DeadLetter(crate::deadletter::DeadLetterError),
 }
 
 impl StageError {
@@ -208,7 +235,7 @@ impl StageError {
         match self {
             Self::Write(error) => error.class(),
             // A failed commit (rebalance in progress, broker away) is retried like an outage.
-            Self::Run(_) => ErrorClass::Transient,
+            Self::Run(_) | Self::DeadLetter(_) => ErrorClass::Transient,
         }
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::migrate::is_identifier;
 
 pub use checkpoint::{Checkpoint, CHECKPOINTS_TABLE};
-pub use insert::{Inserted, Rejected};
+pub use insert::{Evidence, Inserted, Rejected};
 pub use retention::DroppedPartition;
 pub use rollup::{rollup_statements, Touched};
 
@@ -146,6 +146,15 @@ pub enum WriteError {
     },
     #[error("system.parts returned an unexpected partition id {0:?}")]
     UnexpectedPartitionId(String),
+    /// The server refused every row of an insert and showed no sign of accepting any (see
+    /// [`insert`]): the table does not match the rows. Never dead-lettered.
+    #[error("clickhouse refused all {rows} rows of an insert ({}): the table does not match the rows, fix it; nothing is dead-lettered", evidence.as_str())]
+    WhollyRejected {
+        rows: usize,
+        evidence: Evidence,
+        #[source]
+        source: Box<WriteError>,
+    },
 }
 
 impl WriteError {
@@ -154,9 +163,9 @@ impl WriteError {
         match self {
             Self::ClickHouse { class, .. } => *class,
             Self::TimedOut { .. } => ErrorClass::Transient,
-            Self::InvalidDatabaseName(_) | Self::UnexpectedPartitionId(_) => {
-                ErrorClass::Misconfigured
-            }
+            Self::InvalidDatabaseName(_)
+            | Self::UnexpectedPartitionId(_)
+            | Self::WhollyRejected { .. } => ErrorClass::Misconfigured,
         }
     }
 }
@@ -247,6 +256,9 @@ fn classify_exception_code(code: u32) -> ErrorClass {
 pub struct Writer {
     client: clickhouse::Client,
     config: WriterConfig,
+    /// The last row inserted successfully: the probe that tells a bad row from a table that
+    /// refuses every row (see [`insert`]). Shared by clones; one row.
+    known_good: std::sync::Arc<std::sync::Mutex<Option<crate::row::ReportRow>>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -270,7 +282,11 @@ impl Writer {
             .clone()
             .with_database(config.database.as_str())
             .with_validation(false);
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            known_good: std::sync::Arc::default(),
+        })
     }
 
     async fn retry<T, F, Fut>(
