@@ -194,7 +194,9 @@ async fn tables(stack: &Stack) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_looking_values_round_trip_byte_for_byte() {
     support::avoid_window_boundary(Duration::from_secs(60)).await;
-    let Some(stack) = Stack::start(PROJECTS, &[]).await else {
+    // The long report fills a Kafka message, far over the default `--max-report-bytes` (64 KiB):
+    // lifted here so the test still reaches the largest report Kafka can carry.
+    let Some(stack) = Stack::start(PROJECTS, &["--max-report-bytes", "2097152"]).await else {
         return;
     };
     let tables_before = tables(&stack).await;
