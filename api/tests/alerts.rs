@@ -18,6 +18,7 @@ use testbed::clickhouse::ClickHouse;
 
 const S: u64 = 0x0000_0000_0000_05A1; // spikes: 1/h for 24 h, then 50 in the last hour
 const N: u64 = 0xF000_0000_0000_00B2; // new group with a new origin (and above i64::MAX)
+const G: u64 = 0x0000_0000_0000_06B3; // new group, origin already known (S's)
 const M1: u64 = 0x0000_0000_0000_0AC1; // muted: new group, new origin
 const M2: u64 = 0x0000_0000_0000_0AC2; // muted: spikes like S
 const OLD_POLICY: u64 = 111;
@@ -143,14 +144,6 @@ async fn metrics_text(api: &Api) -> String {
     body.as_str().unwrap().to_owned()
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_fire_once_signed_and_retried() {
     let Some(server) = ClickHouse::start().await else {
@@ -225,6 +218,18 @@ async fn alerts_fire_once_signed_and_retried() {
         now - 900,
         3,
         "https://muted.example",
+        NEW_POLICY,
+    )
+    .await;
+    // G: a new group whose origin is known (S's): `new_fingerprint`.
+    insert(
+        &client,
+        1,
+        G,
+        next(),
+        now - 800,
+        2,
+        "https://old.example",
         NEW_POLICY,
     )
     .await;
@@ -336,12 +341,16 @@ async fn alerts_fire_once_signed_and_retried() {
         ],
     )
     .await;
-    // Three alerts (spike S, new origin N, policy changed), the first request answered 500 and
-    // retried: four requests.
-    wait_for("four webhook requests", || {
-        received.lock().unwrap().len() >= 4
-    })
-    .await;
+    // Four alerts (spike S, new origin N, new group G, policy changed), the first request
+    // answered 500 and retried: five requests.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().len() < 5 {
+        if Instant::now() > deadline {
+            let listed = api.get("/v1/projects/1/alerts", &t1).await;
+            panic!("timed out waiting for five webhook requests; alerts: {listed}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Two more full evaluations after that fire nothing more.
     let ok = "api_alert_evaluations_total{result=\"ok\"}";
     let before = counter(&metrics_text(&api).await, ok);
@@ -351,7 +360,7 @@ async fn alerts_fire_once_signed_and_retried() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let requests = received.lock().unwrap().clone();
-    assert_eq!(requests.len(), 4, "nothing more after later evaluations");
+    assert_eq!(requests.len(), 5, "nothing more after later evaluations");
 
     // Every request is signed with the project's secret over "<timestamp>.<body>".
     let mut delivered = Vec::new();
@@ -401,9 +410,15 @@ async fn alerts_fire_once_signed_and_retried() {
     kinds.sort_unstable();
     assert_eq!(
         kinds,
-        ["new_origin", "policy_changed", "spike"],
+        ["new_fingerprint", "new_origin", "policy_changed", "spike"],
         "{delivered:?}"
     );
+    let group = delivered
+        .iter()
+        .find(|p| p["kind"] == "new_fingerprint")
+        .unwrap();
+    assert_eq!(group["fingerprint"], format!("{G:016x}"));
+    assert_eq!(group["count"], 2);
     let spike = delivered.iter().find(|p| p["kind"] == "spike").unwrap();
     assert_eq!(spike["fingerprint"], format!("{S:016x}"));
     assert_eq!(
@@ -425,7 +440,7 @@ async fn alerts_fire_once_signed_and_retried() {
     // The API lists them newest first, delivered, in the UI's shape.
     let listed = api.get("/v1/projects/1/alerts", &t1).await;
     let alerts = listed["alerts"].as_array().unwrap();
-    assert_eq!(alerts.len(), 3, "{listed}");
+    assert_eq!(alerts.len(), 4, "{listed}");
     for alert in alerts {
         for field in [
             "id",
@@ -444,25 +459,21 @@ async fn alerts_fire_once_signed_and_retried() {
     }
     let log = api.get("/v1/projects/1/alerts/deliveries", &t1).await;
     let log = log["deliveries"].as_array().unwrap();
-    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(log.len(), 5, "{log:?}");
     let retry: Vec<_> = log.iter().filter(|d| d["result"] == "retry").collect();
     assert_eq!(retry.len(), 1, "{log:?}");
     assert_eq!(retry[0]["status_code"], 500);
     assert_eq!(retry[0]["alert_id"], failed.alert_id.as_str());
-    assert_eq!(log.iter().filter(|d| d["result"] == "ok").count(), 3);
+    assert_eq!(log.iter().filter(|d| d["result"] == "ok").count(), 4);
 
     let text = metrics_text(&api).await;
-    for kind in ["spike", "new_origin", "policy_changed"] {
+    for kind in ["spike", "new_origin", "new_fingerprint", "policy_changed"] {
         let series = format!("api_alerts_fired_total{{kind=\"{kind}\"}}");
         assert_eq!(counter(&text, &series), 1, "{series}");
     }
     assert_eq!(
-        counter(&text, "api_alerts_fired_total{kind=\"new_fingerprint\"}"),
-        0
-    );
-    assert_eq!(
         counter(&text, "api_webhook_deliveries_total{result=\"ok\"}"),
-        3
+        4
     );
     assert_eq!(
         counter(&text, "api_webhook_deliveries_total{result=\"retry\"}"),
