@@ -233,6 +233,18 @@ async fn alerts_fire_once_signed_and_retried() {
         NEW_POLICY,
     )
     .await;
+    // Project 3: one new origin, its webhook always fails.
+    insert(
+        &client,
+        3,
+        0x33,
+        next(),
+        now - 700,
+        1,
+        "https://three.example",
+        NEW_POLICY,
+    )
+    .await;
     // Project 2 saw https://new.example long ago: that must not make it old for project 1.
     insert(
         &client,
@@ -247,6 +259,7 @@ async fn alerts_fire_once_signed_and_retried() {
     .await;
 
     let (hook, received) = receiver(1).await;
+    let (dead_hook, dead) = receiver(usize::MAX).await;
 
     // --- first instance, evaluator off: tokens, settings, mutes, scope.
     let api = Api::start(
@@ -323,6 +336,15 @@ async fn alerts_fire_once_signed_and_retried() {
         let (status, _) = api.call(method.clone(), path, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
     }
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/v1/projects/3/alerts/settings",
+            Some(ADMIN_TOKEN),
+            Some(json!({"webhooks": [dead_hook]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let alerts = api.get("/v1/projects/1/alerts", &t1).await;
     assert_eq!(alerts, json!({"alerts": []}));
     api.stop().await;
@@ -344,7 +366,7 @@ async fn alerts_fire_once_signed_and_retried() {
     // Four alerts (spike S, new origin N, new group G, policy changed), the first request
     // answered 500 and retried: five requests.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while received.lock().unwrap().len() < 5 {
+    while received.lock().unwrap().len() < 5 || dead.lock().unwrap().len() < 3 {
         if Instant::now() > deadline {
             let listed = api.get("/v1/projects/1/alerts", &t1).await;
             panic!("timed out waiting for five webhook requests; alerts: {listed}");
@@ -361,6 +383,7 @@ async fn alerts_fire_once_signed_and_retried() {
     }
     let requests = received.lock().unwrap().clone();
     assert_eq!(requests.len(), 5, "nothing more after later evaluations");
+    assert_eq!(dead.lock().unwrap().len(), 3, "3 attempts, then given up");
 
     // Every request is signed with the project's secret over "<timestamp>.<body>".
     let mut delivered = Vec::new();
@@ -466,10 +489,48 @@ async fn alerts_fire_once_signed_and_retried() {
     assert_eq!(retry[0]["alert_id"], failed.alert_id.as_str());
     assert_eq!(log.iter().filter(|d| d["result"] == "ok").count(), 4);
 
+    // Project 3: the failing receiver got 3 attempts, logged, the alert is `failed`.
+    let listed = api.get("/v1/projects/3/alerts", ADMIN_TOKEN).await;
+    let alerts = listed["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{listed}");
+    assert_eq!(alerts[0]["kind"], "new_origin");
+    assert_eq!(alerts[0]["delivered"], false);
+    assert_eq!(alerts[0]["delivery"], "failed");
+    assert_eq!(alerts[0]["attempts"], 3);
+    let log = api
+        .get("/v1/projects/3/alerts/deliveries", ADMIN_TOKEN)
+        .await;
+    let mut results: Vec<(u64, String, u64)> = log["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["attempt"].as_u64().unwrap(),
+                d["result"].as_str().unwrap().to_owned(),
+                d["status_code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            (1, "retry".to_owned(), 500),
+            (2, "retry".to_owned(), 500),
+            (3, "failed".to_owned(), 500)
+        ]
+    );
+
     let text = metrics_text(&api).await;
-    for kind in ["spike", "new_origin", "new_fingerprint", "policy_changed"] {
+    for (kind, fired) in [
+        ("spike", 1),
+        ("new_origin", 2),
+        ("new_fingerprint", 1),
+        ("policy_changed", 1),
+    ] {
         let series = format!("api_alerts_fired_total{{kind=\"{kind}\"}}");
-        assert_eq!(counter(&text, &series), 1, "{series}");
+        assert_eq!(counter(&text, &series), fired, "{series}");
     }
     assert_eq!(
         counter(&text, "api_webhook_deliveries_total{result=\"ok\"}"),
@@ -477,6 +538,10 @@ async fn alerts_fire_once_signed_and_retried() {
     );
     assert_eq!(
         counter(&text, "api_webhook_deliveries_total{result=\"retry\"}"),
+        3
+    );
+    assert_eq!(
+        counter(&text, "api_webhook_deliveries_total{result=\"failed\"}"),
         1
     );
     // Project 2 had no recent rows: nothing fired there, and its token sees nothing of 1.
