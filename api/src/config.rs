@@ -403,6 +403,25 @@ mod tests {
     }
 
     #[test]
+    fn alert_bounds_are_validated() {
+        parse(&[]).validate().unwrap();
+        let config = parse(&["--alert-interval-secs", "7200"]);
+        assert!(
+            config.validate().is_err(),
+            "lookback shorter than the interval"
+        );
+        parse(&["--alert-interval-secs", "0"]).validate().unwrap();
+        for bad in [
+            ["--webhook-max-attempts", "0"],
+            ["--webhook-queue", "0"],
+            ["--alert-spike-factor", "0"],
+            ["--webhook-backoff-ms", "70000"],
+        ] {
+            assert!(parse(&bad).validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn token_create_parses_global_flags() {
         let config = parse(&[
             "token",
