@@ -20,7 +20,7 @@ use crate::params::FilterDefaults;
 use crate::resolution::Thresholds;
 use crate::routes::{self, Access, PathParams, RouteId};
 use crate::store::{now_secs, Store};
-use crate::{metrics, proposals, tokens, violations};
+use crate::{alerts, metrics, proposals, tokens, violations};
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -200,6 +200,11 @@ impl App {
             RouteId::ApplyResolution => proposals::apply(self, &call).await?,
             RouteId::ListResolutions => proposals::list(self, &call).await?,
             RouteId::ProposedPolicy => proposals::proposed_policy(self, &call).await?,
+            // alerts
+            RouteId::GetAlertSettings => alerts::get_settings(self, &call).await?,
+            RouteId::PutAlertSettings => alerts::put_settings(self, &call).await?,
+            RouteId::ListAlerts => alerts::list(self, &call).await?,
+            RouteId::ListDeliveries => alerts::deliveries(self, &call).await?,
         };
         Ok(json_response(status, &body))
     }

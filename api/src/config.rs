@@ -26,6 +26,9 @@ pub struct Config {
     #[command(flatten)]
     pub resolution: ResolutionConfig,
 
+    #[command(flatten)]
+    pub alerts: AlertsConfig,
+
     /// Log as JSON lines instead of human-readable text. Default: off.
     #[arg(long, env = "PALISADE_API_LOG_JSON", global = true)]
     pub log_json: bool,
@@ -210,6 +213,117 @@ pub struct ResolutionConfig {
     pub min_client_networks: u64,
 }
 
+/// Alert evaluation and webhook delivery (see `crate::alerts`).
+#[derive(Debug, Clone, Args)]
+pub struct AlertsConfig {
+    /// How often the alert rules are evaluated, in seconds; 0 turns evaluation off (run it on
+    /// ONE instance: two evaluators may fire an alert twice). Default: 60.
+    #[arg(long, env = "PALISADE_API_ALERT_INTERVAL_SECS", default_value_t = 60)]
+    pub alert_interval_secs: u64,
+    /// "New" means first seen within this many seconds before the evaluation (must be at least
+    /// the interval). Default: 3600.
+    #[arg(long, env = "PALISADE_API_ALERT_LOOKBACK_SECS", default_value_t = 3600)]
+    pub alert_lookback_secs: u64,
+    /// Default spike factor N of a project without settings: a group spikes when its last hour
+    /// has at least N times its trailing 24 h hourly rate. Default: 20.
+    #[arg(long, env = "PALISADE_API_ALERT_SPIKE_FACTOR", default_value_t = 20)]
+    pub alert_spike_factor: u32,
+    /// Default minimum occurrences in the last hour for a spike. Default: 50.
+    #[arg(long, env = "PALISADE_API_ALERT_SPIKE_MIN_COUNT", default_value_t = 50)]
+    pub alert_spike_min_count: u64,
+    /// A group that spiked does not fire another spike alert for this many seconds.
+    /// Default: 86400.
+    #[arg(
+        long,
+        env = "PALISADE_API_ALERT_SPIKE_COOLDOWN_SECS",
+        default_value_t = 86_400
+    )]
+    pub alert_spike_cooldown_secs: u64,
+    /// Most alerts fired per project, rule and evaluation (the rest fire at the next
+    /// evaluations). Default: 100.
+    #[arg(
+        long,
+        env = "PALISADE_API_ALERT_MAX_PER_EVALUATION",
+        default_value_t = 100
+    )]
+    pub alert_max_per_evaluation: u32,
+    /// Most projects evaluated per evaluation. Default: 10000.
+    #[arg(
+        long,
+        env = "PALISADE_API_ALERT_MAX_PROJECTS",
+        default_value_t = 10_000
+    )]
+    pub alert_max_projects: u32,
+    /// Most webhook endpoints per project. Default: 5.
+    #[arg(long, env = "PALISADE_API_MAX_WEBHOOKS", default_value_t = 5)]
+    pub max_webhooks: usize,
+    /// Longest webhook URL, in bytes. Default: 2048.
+    #[arg(
+        long,
+        env = "PALISADE_API_MAX_WEBHOOK_URL_BYTES",
+        default_value_t = 2048
+    )]
+    pub max_webhook_url_bytes: usize,
+    /// Deliveries waiting to be sent; beyond it a delivery is dropped and logged as `dropped`.
+    /// Default: 1000.
+    #[arg(long, env = "PALISADE_API_WEBHOOK_QUEUE", default_value_t = 1000)]
+    pub webhook_queue: usize,
+    /// Deliveries in flight at once (each with its retries). Default: 4.
+    #[arg(long, env = "PALISADE_API_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    pub webhook_concurrency: usize,
+    /// Attempts per delivery (first try included). Default: 5.
+    #[arg(long, env = "PALISADE_API_WEBHOOK_MAX_ATTEMPTS", default_value_t = 5)]
+    pub webhook_max_attempts: u32,
+    /// Wait before the first retry, in milliseconds; doubled after each failure. Default: 1000.
+    #[arg(long, env = "PALISADE_API_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
+    pub webhook_backoff_ms: u64,
+    /// Longest wait between retries, in milliseconds. Default: 60000.
+    #[arg(
+        long,
+        env = "PALISADE_API_WEBHOOK_MAX_BACKOFF_MS",
+        default_value_t = 60_000
+    )]
+    pub webhook_max_backoff_ms: u64,
+    /// Time for one webhook request (connect to response head), in milliseconds. Default: 5000.
+    #[arg(long, env = "PALISADE_API_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub webhook_timeout_ms: u64,
+    /// Accept webhook URLs whose host is a loopback, private, link-local or unspecified IP
+    /// address or `localhost` (refused by default: a tenant must not make the API call internal
+    /// services). Host names are not resolved for this check. Default: off.
+    #[arg(long, env = "PALISADE_API_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+}
+
+impl AlertsConfig {
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        let fail = |what: &str| Err(InvalidConfig(what.to_owned()));
+        if self.alert_interval_secs > 0 && self.alert_lookback_secs < self.alert_interval_secs {
+            return fail("alert-lookback-secs must be >= alert-interval-secs");
+        }
+        if self.alert_spike_factor == 0 || self.alert_spike_min_count == 0 {
+            return fail("alert-spike-factor and alert-spike-min-count must be > 0");
+        }
+        if self.alert_max_per_evaluation == 0
+            || self.alert_max_projects == 0
+            || self.max_webhooks == 0
+            || self.max_webhook_url_bytes == 0
+            || self.webhook_queue == 0
+            || self.webhook_concurrency == 0
+            || self.webhook_max_attempts == 0
+            || self.webhook_max_attempts > 20
+            || self.webhook_timeout_ms == 0
+        {
+            return fail(
+                "alert-max-per-evaluation, alert-max-projects, max-webhooks, max-webhook-url-bytes, webhook-queue, webhook-concurrency and webhook-timeout-ms must be > 0, webhook-max-attempts 1..=20",
+            );
+        }
+        if self.webhook_backoff_ms > self.webhook_max_backoff_ms {
+            return fail("webhook-backoff-ms must be <= webhook-max-backoff-ms");
+        }
+        Ok(())
+    }
+}
+
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -258,6 +372,7 @@ impl Config {
         if self.server.token_refresh_secs == 0 || self.clickhouse.clickhouse_timeout_ms == 0 {
             return fail("token-refresh-secs and clickhouse-timeout-ms must be > 0");
         }
+        self.alerts.validate()?;
         Ok(())
     }
 }
@@ -285,6 +400,25 @@ mod tests {
         assert!(config.validate().is_err());
         let long = "x".repeat(32);
         parse(&["--admin-tokens", &long]).validate().unwrap();
+    }
+
+    #[test]
+    fn alert_bounds_are_validated() {
+        parse(&[]).validate().unwrap();
+        let config = parse(&["--alert-interval-secs", "7200"]);
+        assert!(
+            config.validate().is_err(),
+            "lookback shorter than the interval"
+        );
+        parse(&["--alert-interval-secs", "0"]).validate().unwrap();
+        for bad in [
+            ["--webhook-max-attempts", "0"],
+            ["--webhook-queue", "0"],
+            ["--alert-spike-factor", "0"],
+            ["--webhook-backoff-ms", "70000"],
+        ] {
+            assert!(parse(&bad).validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

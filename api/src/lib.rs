@@ -12,6 +12,7 @@
 //! Depends on `schemas` only among Palisade's crates (for the report kind and blocked-class
 //! labels the rows carry).
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod config;

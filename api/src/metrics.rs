@@ -44,3 +44,25 @@ pub fn token_reload(ok: bool, loaded: usize) {
 pub fn change(action: &'static str) {
     metrics::counter!(CHANGES_TOTAL, "action" => action).increment(1);
 }
+
+// --- alerts (`crate::alerts`)
+
+/// Alerts fired, by kind (`new_origin`, `new_fingerprint`, `spike`, `policy_changed`).
+pub const ALERTS_FIRED_TOTAL: &str = "api_alerts_fired_total";
+/// Webhook delivery attempts, by result (`ok`, `retry`, `failed`, `dropped`).
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "api_webhook_deliveries_total";
+/// Alert evaluations, by result (`ok`, `error`).
+pub const ALERT_EVALUATIONS_TOTAL: &str = "api_alert_evaluations_total";
+
+pub fn alert_fired(kind: &'static str) {
+    metrics::counter!(ALERTS_FIRED_TOTAL, "kind" => kind).increment(1);
+}
+
+pub fn webhook_delivery(result: &'static str) {
+    metrics::counter!(WEBHOOK_DELIVERIES_TOTAL, "result" => result).increment(1);
+}
+
+pub fn alert_evaluation(ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(ALERT_EVALUATIONS_TOTAL, "result" => result).increment(1);
+}

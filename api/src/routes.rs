@@ -26,6 +26,11 @@ pub enum RouteId {
     ApplyResolution,
     ListResolutions,
     ProposedPolicy,
+    // alerts
+    GetAlertSettings,
+    PutAlertSettings,
+    ListAlerts,
+    ListDeliveries,
 }
 
 /// Who may call a route.
@@ -57,6 +62,10 @@ impl RouteId {
             Self::ApplyResolution => "apply_resolution",
             Self::ListResolutions => "list_resolutions",
             Self::ProposedPolicy => "proposed_policy",
+            Self::GetAlertSettings => "get_alert_settings",
+            Self::PutAlertSettings => "put_alert_settings",
+            Self::ListAlerts => "list_alerts",
+            Self::ListDeliveries => "list_deliveries",
         }
     }
 
@@ -119,6 +128,23 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
         "GET",
         "/v1/projects/{id}/policy/proposed",
         RouteId::ProposedPolicy,
+    ),
+    // alerts
+    (
+        "GET",
+        "/v1/projects/{id}/alerts/settings",
+        RouteId::GetAlertSettings,
+    ),
+    (
+        "PUT",
+        "/v1/projects/{id}/alerts/settings",
+        RouteId::PutAlertSettings,
+    ),
+    ("GET", "/v1/projects/{id}/alerts", RouteId::ListAlerts),
+    (
+        "GET",
+        "/v1/projects/{id}/alerts/deliveries",
+        RouteId::ListDeliveries,
     ),
 ];
 

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts;
 use crate::app::App;
 use crate::auth::{self, TokenHash};
 use crate::config::{Config, InvalidConfig};
@@ -40,14 +41,32 @@ pub async fn run(
         idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
         drain_timeout: Duration::from_millis(config.server.drain_timeout_ms),
     };
+    let (deliveries, queue) = alerts::webhook::queue(config.alerts.webhook_queue);
     let app = Arc::new(App::new(config, prometheus));
     if let Err(error) = app.reload_tokens().await {
         tracing::warn!(error = %error, "cannot load project tokens yet, retrying in the background");
     }
     let refresh = tokio::spawn(Arc::clone(&app).refresh_tokens(shutdown.clone()));
+    // alerts: the evaluator (when --alert-interval-secs > 0) and the webhook sender.
+    let evaluator = (app.config.alerts.alert_interval_secs > 0).then(|| {
+        tokio::spawn(alerts::rules::run(
+            Arc::clone(&app),
+            deliveries,
+            shutdown.clone(),
+        ))
+    });
+    let sender = tokio::spawn(alerts::webhook::deliver(
+        Arc::clone(&app),
+        queue,
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "palisade-api serving");
     server::serve(listener, app, settings, shutdown).await;
     let _ = refresh.await;
+    if let Some(evaluator) = evaluator {
+        let _ = evaluator.await;
+    }
+    let _ = sender.await;
     tracing::info!("palisade-api stopped");
     Ok(())
 }

@@ -15,8 +15,10 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::params::GroupFilter;
 
+mod alerts;
 mod tokens;
 
+pub use alerts::{AlertRow, AlertSettingsRow, CandidateRow, DeliveryRow, NewAlert};
 pub use tokens::TokenRow;
 
 /// The client network of a report, for "distinct client networks": the /24 of an IPv4

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_state",
         sql: include_str!("../../schemas/sql/005_api_state.sql"),
     },
+    Migration {
+        version: 6,
+        name: "api_alerts",
+        sql: include_str!("../../schemas/sql/006_api_alerts.sql"),
+    },
 ];
 
 /// The table recording applied and skipped migrations (created before anything else).

@@ -37,6 +37,9 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
     assert_eq!(
         tables.lines().collect::<Vec<_>>(),
         [
+            "alert_deliveries",
+            "alert_settings",
+            "alerts",
             "api_audit",
             "api_tokens",
             "processor_checkpoints",
@@ -52,7 +55,7 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
     let recorded = server
         .query("SELECT count() FROM cli_test.schema_migrations")
         .unwrap();
-    assert_eq!(recorded.trim(), "5", "recorded once each");
+    assert_eq!(recorded.trim(), "6", "recorded once each");
 }
 
 #[test]

@@ -254,6 +254,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::Applied),
             (5, Outcome::Applied),
+            (6, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -266,6 +267,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::AlreadyApplied),
             (5, Outcome::AlreadyApplied),
+            (6, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
@@ -295,6 +297,9 @@ async fn migrations_are_idempotent_recorded_and_gated() {
     assert_eq!(
         tables,
         cells(&[
+            "alert_deliveries",
+            "alert_settings",
+            "alerts",
             "api_audit",
             "api_tokens",
             "processor_checkpoints",

@@ -122,6 +122,7 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::Applied,
             gate,
             Outcome::Applied,
+            Outcome::Applied,
             Outcome::Applied
         ]
     );
@@ -136,10 +137,17 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::AlreadyApplied,
             gate,
             Outcome::AlreadyApplied,
+            Outcome::AlreadyApplied,
             Outcome::AlreadyApplied
         ]
     );
     let expected_tables = [
+        ("alert_deliveries", "Distributed"),
+        ("alert_deliveries_local", "ReplicatedMergeTree"),
+        ("alert_settings", "Distributed"),
+        ("alert_settings_local", "ReplicatedReplacingMergeTree"),
+        ("alerts", "Distributed"),
+        ("alerts_local", "ReplicatedReplacingMergeTree"),
         ("api_audit", "Distributed"),
         ("api_audit_local", "ReplicatedMergeTree"),
         ("api_tokens", "Distributed"),

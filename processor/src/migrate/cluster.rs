@@ -57,6 +57,10 @@ pub const SHARDING_KEYS: &[(&str, &str)] = &[
     ("violation_mutes", "cityHash64(project_id, fingerprint)"),
     ("resolutions", "cityHash64(project_id, fingerprint)"),
     ("api_audit", "project_id"),
+    // The tenant API's alerts (006): each row's versions share the sharding key.
+    ("alert_settings", "project_id"),
+    ("alerts", "cityHash64(project_id, kind, subject)"),
+    ("alert_deliveries", "project_id"),
 ];
 
 /// The ZooKeeper path of a replicated table; `{shard}` and `{replica}` are server macros.
