@@ -20,6 +20,7 @@ use crate::params::FilterDefaults;
 use crate::resolution::Thresholds;
 use crate::routes::{self, Access, PathParams, RouteId};
 use crate::store::{now_secs, Store};
+use crate::ui::{self, UiHeaders};
 use crate::{metrics, proposals, tokens, violations};
 
 /// Shared state of every request.
@@ -29,6 +30,8 @@ pub struct App {
     pub store: Store,
     tokens: RwLock<Arc<TokenSet>>,
     prometheus: Option<PrometheusHandle>,
+    /// The web UI's security headers (CSP with the configured reporting).
+    ui: UiHeaders,
 }
 
 /// One authorised request, as the endpoints see it.
@@ -62,11 +65,13 @@ impl App {
     pub fn new(config: Config, prometheus: Option<PrometheusHandle>) -> Self {
         let store = Store::new(config.clickhouse.client(), config.clickhouse.timeout());
         let tokens = TokenSet::new(&config.server.admin_tokens, Vec::new());
+        let ui = UiHeaders::new(config.ui.ui_csp_report_uri.as_ref());
         Self {
             config,
             store,
             tokens: RwLock::new(Arc::new(tokens)),
             prometheus,
+            ui,
         }
     }
 
@@ -163,8 +168,7 @@ impl App {
             }
         };
         let Some(principal) = principal else {
-            let health = json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}));
-            return (label, Ok(health));
+            return (label, Ok(self.public(route, &params)));
         };
         let query = request.uri().query().map(str::to_owned);
         let body = match self.read_body(request).await {
@@ -178,6 +182,19 @@ impl App {
             body,
         };
         (label, self.dispatch(route, call).await)
+    }
+
+    /// The answers of the routes that need no token: health and the web UI.
+    fn public(&self, route: RouteId, params: &PathParams) -> Response<Full<Bytes>> {
+        match route {
+            RouteId::UiRoot => self.ui.redirect(),
+            RouteId::UiPage => self.ui.respond(ui::index()),
+            RouteId::UiAsset => match params.asset.and_then(ui::asset) {
+                Some(asset) => self.ui.respond(asset),
+                None => ApiError::NotFound.into_response(),
+            },
+            _ => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        }
     }
 
     async fn dispatch(
@@ -200,6 +217,9 @@ impl App {
             RouteId::ApplyResolution => proposals::apply(self, &call).await?,
             RouteId::ListResolutions => proposals::list(self, &call).await?,
             RouteId::ProposedPolicy => proposals::proposed_policy(self, &call).await?,
+            RouteId::UiRoot | RouteId::UiPage | RouteId::UiAsset => {
+                return Ok(self.public(route, &call.params))
+            }
         };
         Ok(json_response(status, &body))
     }

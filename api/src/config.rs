@@ -26,6 +26,9 @@ pub struct Config {
     #[command(flatten)]
     pub resolution: ResolutionConfig,
 
+    #[command(flatten)]
+    pub ui: UiConfig,
+
     /// Log as JSON lines instead of human-readable text. Default: off.
     #[arg(long, env = "PALISADE_API_LOG_JSON", global = true)]
     pub log_json: bool,
@@ -210,6 +213,17 @@ pub struct ResolutionConfig {
     pub min_client_networks: u64,
 }
 
+/// The web UI (`/ui/`).
+#[derive(Debug, Clone, Args)]
+pub struct UiConfig {
+    /// Where browsers report violations of the UI's own CSP: a Palisade ingest endpoint, e.g.
+    /// `https://palisade.example/api/1/security/?sentry_key=KEY`: sent as `report-uri`, and for
+    /// an https URL also as `report-to` via `Reporting-Endpoints`. An http(s) URL without `;`,
+    /// `,`, `"` or a fragment. Default: none (the CSP has no reporting directive).
+    #[arg(long, env = "PALISADE_API_UI_CSP_REPORT_URI")]
+    pub ui_csp_report_uri: Option<url::Url>,
+}
+
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -258,6 +272,9 @@ impl Config {
         if self.server.token_refresh_secs == 0 || self.clickhouse.clickhouse_timeout_ms == 0 {
             return fail("token-refresh-secs and clickhouse-timeout-ms must be > 0");
         }
+        if let Some(uri) = &self.ui.ui_csp_report_uri {
+            crate::ui::check_report_uri(uri).map_err(InvalidConfig)?;
+        }
         Ok(())
     }
 }
@@ -285,6 +302,17 @@ mod tests {
         assert!(config.validate().is_err());
         let long = "x".repeat(32);
         parse(&["--admin-tokens", &long]).validate().unwrap();
+    }
+
+    #[test]
+    fn ui_report_uri_is_validated() {
+        assert!(parse(&[]).ui.ui_csp_report_uri.is_none());
+        let good = "https://palisade.example/api/1/security/?sentry_key=k";
+        parse(&["--ui-csp-report-uri", good]).validate().unwrap();
+        let bad = parse(&["--ui-csp-report-uri", "https://x.example/a;script-src"]);
+        assert!(bad.validate().is_err());
+        let not_a_url = ["palisade-api", "--ui-csp-report-uri", "not a url"];
+        assert!(Config::try_parse_from(not_a_url).is_err());
     }
 
     #[test]

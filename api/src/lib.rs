@@ -7,7 +7,8 @@
 //! and [`policy`] (CSP parse / add a source / render) -> [`store`] (every ClickHouse query,
 //! bound parameters only). [`routes`] is the route table `openapi.json` is tested against;
 //! [`params`] the query parameters, cursor and wire formats; [`config`] the flags; [`metrics`]
-//! the metric catalog; [`run`] the wiring.
+//! the metric catalog; [`run`] the wiring. [`ui`] is the web page for site owners (static
+//! files built into the binary, served without a token, with their own strict CSP).
 //!
 //! Depends on `schemas` only among Palisade's crates (for the report kind and blocked-class
 //! labels the rows carry).
@@ -26,6 +27,7 @@ pub mod run;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod ui;
 pub mod violations;
 
 pub use config::Config;

@@ -26,6 +26,10 @@ pub enum RouteId {
     ApplyResolution,
     ListResolutions,
     ProposedPolicy,
+    // The web UI (crate::ui): no token.
+    UiRoot,
+    UiPage,
+    UiAsset,
 }
 
 /// Who may call a route.
@@ -57,12 +61,15 @@ impl RouteId {
             Self::ApplyResolution => "apply_resolution",
             Self::ListResolutions => "list_resolutions",
             Self::ProposedPolicy => "proposed_policy",
+            Self::UiRoot => "ui_root",
+            Self::UiPage => "ui_page",
+            Self::UiAsset => "ui_asset",
         }
     }
 
     pub fn access(self) -> Access {
         match self {
-            Self::Health => Access::Public,
+            Self::Health | Self::UiRoot | Self::UiPage | Self::UiAsset => Access::Public,
             Self::Metrics | Self::CreateToken => Access::Admin,
             _ => Access::Project,
         }
@@ -120,6 +127,10 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
         "/v1/projects/{id}/policy/proposed",
         RouteId::ProposedPolicy,
     ),
+    // The web UI: `/` redirects to the page, `{asset}` is a file name of `crate::ui::ASSETS`.
+    ("GET", "/", RouteId::UiRoot),
+    ("GET", "/ui/", RouteId::UiPage),
+    ("GET", "/ui/{asset}", RouteId::UiAsset),
 ];
 
 /// The parameters of a matched path.
@@ -128,6 +139,8 @@ pub struct PathParams {
     pub project: Option<u64>,
     pub fingerprint: Option<u64>,
     pub token_id: Option<String>,
+    /// A UI file name (one of `crate::ui::ASSETS`).
+    pub asset: Option<&'static str>,
 }
 
 impl PathParams {
@@ -192,6 +205,10 @@ fn match_template(template: &str, path: &str) -> Result<Option<PathParams>, ApiE
                 }
                 params.token_id = Some(segment.to_owned());
             }
+            (Some("{asset}"), Some(segment)) => match crate::ui::asset(segment) {
+                Some(asset) => params.asset = Some(asset.name),
+                None => return Ok(None), // an unknown file: 404
+            },
             (Some(literal), Some(segment)) if literal == segment => {}
             _ => return Ok(None),
         }
@@ -227,6 +244,11 @@ mod tests {
             Err(ApiError::NotFound)
         ));
         assert!(matches!(
+            resolve("GET", "/ui/nope.js"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(matches!(resolve("GET", "/ui"), Err(ApiError::NotFound)));
+        assert!(matches!(
             resolve("PUT", "/v1/projects/7/violations"),
             Err(ApiError::MethodNotAllowed)
         ));
@@ -247,7 +269,8 @@ mod tests {
             let path = template
                 .replace("{id}", "1")
                 .replace("{fingerprint}", "0000000000000001")
-                .replace("{token_id}", "00000000000000aa");
+                .replace("{token_id}", "00000000000000aa")
+                .replace("{asset}", "app.js");
             assert_eq!(
                 resolve(method, &path).unwrap().0,
                 *id,
