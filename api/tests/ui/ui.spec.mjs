@@ -72,6 +72,7 @@ try {
       window.__csp.push({ directive: event.violatedDirective, blocked: event.blockedURI });
     });
   });
+  context.setDefaultTimeout(10_000); // a failing expectation fails in seconds, not 30 s each
   const page = context.pages()[0] ?? (await context.newPage());
   const console_ = [];
   page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
