@@ -203,7 +203,16 @@ async fn site_owner_page_in_headless_chromium() {
 
     let report_port = testbed::free_port().unwrap();
     let report_uri = format!("http://127.0.0.1:{report_port}/api/1/security/?sentry_key=ui");
-    let api = Api::start(&server, &["--ui-csp-report-uri", &report_uri]).await;
+    let api = Api::start(
+        &server,
+        &[
+            "--ui-csp-report-uri",
+            &report_uri,
+            "--default-page-size",
+            "3",
+        ],
+    )
+    .await;
 
     // The page and its assets are public and carry the UI's headers; `/` leads to the page.
     let http = reqwest::Client::builder()

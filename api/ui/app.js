@@ -80,7 +80,12 @@ async function login(event) {
   session.save(token, project);
   $('login-token').value = '';
   await guarded(async () => {
-    await call('GET', '/violations', { query: { limit: 1 } }); // the token works for this project
+    try {
+      await call('GET', '/violations', { query: { limit: 1 } }); // the token works for this project
+    } catch (failure) {
+      session.clear(); // a reload must not enter with a refused token or project
+      throw failure;
+    }
     enter();
   });
 }

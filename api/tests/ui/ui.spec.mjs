@@ -112,13 +112,25 @@ try {
   await page.locator('#error').waitFor({ state: 'visible' });
   assert.match(await page.textContent('#error'), /bad_token: unknown or revoked token/);
   assert.ok(await page.isVisible('#login'));
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('palisade.token')), null, 'a refused token is kept');
 
-  step('log in with the project token: every group is listed');
+  step("the right token on another project's id: 403 wrong_project");
+  await page.fill('#login-project', String(Number(project) + 1));
+  await page.fill('#login-token', token);
+  await page.click('#login-form button[type=submit]');
+  await page.locator('#error', { hasText: 'wrong_project' }).waitFor();
+  assert.ok(await page.isVisible('#login'));
+
+  step('log in with the project token: pages of 3 groups, "Load more" follows the cursor');
   await page.fill('#login-project', project);
   await page.fill('#login-token', token);
   await page.click('#login-form button[type=submit]');
+  await row(groups.xss).waitFor();
+  assert.equal(await page.locator('#groups tbody tr').count(), 3);
+  await page.click('#more');
   for (const fingerprint of Object.values(groups)) await row(fingerprint).waitFor();
   assert.equal(await page.locator('#groups tbody tr').count(), 4);
+  assert.equal(await page.isVisible('#more'), false);
   assert.equal(await page.evaluate(() => sessionStorage.getItem('palisade.token')), token);
   assert.ok(!page.url().includes(token));
   assert.equal(await page.isVisible('#error'), false);
