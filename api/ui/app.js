@@ -411,7 +411,7 @@ async function loadAlerts() {
         el('td', { class: 'mono wrap' }, alert.origin),
         el('td', { class: 'num' }, alert.count),
         el('td', { class: 'mono' }, alert.fingerprint),
-        el('td', {}, alert.delivered ? 'yes' : 'no'),
+        el('td', {}, alert.delivery || (alert.delivered ? 'delivered' : 'not delivered')),
       ),
     );
   }

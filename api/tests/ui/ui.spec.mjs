@@ -224,9 +224,16 @@ try {
   assert.equal(clipboard, `Content-Security-Policy: ${proposed}`);
   await page.screenshot({ path: path.join(artefacts, 'ui-policy.png'), fullPage: true });
 
-  step('alerts: a server without alerts (404) or with none shows "No alerts."');
+  step('alerts: "No alerts." on a server without alerting (404) or with none; else the table');
   await page.click('.tabs button[data-tab=alerts]');
-  await page.locator('#alerts-empty', { hasText: 'No alerts.' }).waitFor({ state: 'visible' });
+  await page.locator('#alerts-empty:visible, #alerts-table:visible').first().waitFor();
+  if (await page.isVisible('#alerts-table')) {
+    // A server with alert evaluation may already have fired "new" alerts for these groups.
+    assert.ok((await page.locator('#alerts-table tbody tr').count()) > 0);
+    assert.equal(await page.isVisible('#alerts-empty'), false);
+  } else {
+    assert.equal(await page.textContent('#alerts-empty'), 'No alerts.');
+  }
   assert.equal(await page.isVisible('#error'), false);
 
   step("the page's CSP blocks injected script, and reports it");
