@@ -236,6 +236,24 @@ try {
   }
   assert.equal(await page.isVisible('#error'), false);
 
+  step('alerts render as text (this answer is stubbed in the browser: the format of GET .../alerts)');
+  const fired = {
+    id: 'a1', kind: 'new', fingerprint: groups.cdn, origin: 'https://x.example/<script>window.__pwned=5</script>',
+    directive: 'script-src-elem', count: 7, fired_at: '2026-01-02T03:04:05Z', delivered: true,
+  };
+  await page.route(`${base}/v1/projects/${project}/alerts`, (route) =>
+    route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ alerts: [fired] }) }));
+  await page.click('.tabs button[data-tab=alerts]');
+  const alertRow = page.locator('#alerts-table tbody tr', { hasText: groups.cdn });
+  await alertRow.waitFor();
+  assert.equal(
+    (await alertRow.locator('td').allTextContents()).join(' | '),
+    '2026-01-02 03:04:05 UTC | new | script-src-elem | https://x.example/<script>window.__pwned=5</script> | 7 | ' +
+      `${groups.cdn} | delivered`,
+  );
+  assert.equal(await page.isVisible('#alerts-empty'), false);
+  await page.unroute(`${base}/v1/projects/${project}/alerts`);
+
   step("the page's CSP blocks injected script, and reports it");
   assert.deepEqual(cspConsole(), [], 'our own code broke the CSP');
   await page.evaluate(() => {
