@@ -146,6 +146,7 @@ try {
   assert.deepEqual(alerts, []);
   assert.deepEqual(await page.evaluate(() => window.__csp), [], 'our own code broke the CSP');
   assert.deepEqual(cspConsole(), [], 'our own code broke the CSP');
+  await page.screenshot({ path: path.join(artefacts, 'ui-markup.png'), fullPage: true });
   await page.click('#back');
 
   step('filters: text and directive');
@@ -284,7 +285,8 @@ try {
   await page.locator('#login').waitFor({ state: 'visible' });
   assert.equal(await page.evaluate(() => sessionStorage.getItem('palisade.token')), null);
   assert.deepEqual(failures, []);
-  console.log(`screenshots: ${path.join(artefacts, 'ui-groups.png')} ${path.join(artefacts, 'ui-group.png')} ${path.join(artefacts, 'ui-policy.png')}`);
+  const shots = ['ui-groups.png', 'ui-markup.png', 'ui-group.png', 'ui-policy.png'];
+  console.log(`screenshots: ${shots.map((name) => path.join(artefacts, name)).join(' ')}`);
   console.log('ui: all steps passed');
 } finally {
   await context.close();
