@@ -250,4 +250,19 @@ mod tests {
         }
         assert!(!page.contains("http://") && !page.contains("https://"));
     }
+
+    #[test]
+    fn openapi_lists_exactly_these_assets() {
+        let document: serde_json::Value =
+            serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let documented: Vec<&str> = document["paths"]["/ui/{asset}"]["get"]["parameters"][0]
+            ["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        let served: Vec<&str> = ASSETS.iter().map(|asset| asset.name).collect();
+        assert_eq!(documented, served);
+    }
 }
