@@ -28,10 +28,10 @@ use crate::{metrics, proposals, tokens, violations};
 pub struct App {
     pub config: Config,
     pub store: Store,
-    tokens: RwLock<Arc<TokenSet>>,
-    prometheus: Option<PrometheusHandle>,
     /// The web UI's security headers (CSP with the configured reporting).
     ui: UiHeaders,
+    tokens: RwLock<Arc<TokenSet>>,
+    prometheus: Option<PrometheusHandle>,
 }
 
 /// One authorised request, as the endpoints see it.
@@ -69,9 +69,9 @@ impl App {
         Self {
             config,
             store,
+            ui,
             tokens: RwLock::new(Arc::new(tokens)),
             prometheus,
-            ui,
         }
     }
 
@@ -204,6 +204,9 @@ impl App {
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let (status, body) = match route {
             RouteId::Health => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+            RouteId::UiRoot | RouteId::UiPage | RouteId::UiAsset => {
+                return Ok(self.public(route, &call.params))
+            }
             RouteId::Metrics => return Ok(self.metrics_text()),
             RouteId::CreateToken => tokens::create(self, &call).await?,
             RouteId::ListTokens => tokens::list(self, &call).await?,
@@ -217,9 +220,6 @@ impl App {
             RouteId::ApplyResolution => proposals::apply(self, &call).await?,
             RouteId::ListResolutions => proposals::list(self, &call).await?,
             RouteId::ProposedPolicy => proposals::proposed_policy(self, &call).await?,
-            RouteId::UiRoot | RouteId::UiPage | RouteId::UiAsset => {
-                return Ok(self.public(route, &call.params))
-            }
         };
         Ok(json_response(status, &body))
     }

@@ -24,10 +24,10 @@ pub struct Config {
     pub limits: Limits,
 
     #[command(flatten)]
-    pub resolution: ResolutionConfig,
+    pub ui: UiConfig,
 
     #[command(flatten)]
-    pub ui: UiConfig,
+    pub resolution: ResolutionConfig,
 
     /// Log as JSON lines instead of human-readable text. Default: off.
     #[arg(long, env = "PALISADE_API_LOG_JSON", global = true)]
@@ -201,6 +201,17 @@ pub struct Limits {
     pub max_resolutions: u32,
 }
 
+/// The web UI (`/ui/`).
+#[derive(Debug, Clone, Args)]
+pub struct UiConfig {
+    /// Where browsers report violations of the UI's own CSP: a Palisade ingest endpoint, e.g.
+    /// `https://palisade.example/api/1/security/?sentry_key=KEY`: sent as `report-uri`, and for
+    /// an https URL also as `report-to` via `Reporting-Endpoints`. An http(s) URL without `;`,
+    /// `,`, `"` or a fragment. Default: none (the CSP has no reporting directive).
+    #[arg(long, env = "PALISADE_API_UI_CSP_REPORT_URI")]
+    pub ui_csp_report_uri: Option<url::Url>,
+}
+
 /// When a resolution is proposed without a human applying it.
 #[derive(Debug, Clone, Args)]
 pub struct ResolutionConfig {
@@ -211,17 +222,6 @@ pub struct ResolutionConfig {
     /// else the stored client value), so one sender cannot get an origin proposed. Default: 3.
     #[arg(long, env = "PALISADE_API_MIN_CLIENT_NETWORKS", default_value_t = 3)]
     pub min_client_networks: u64,
-}
-
-/// The web UI (`/ui/`).
-#[derive(Debug, Clone, Args)]
-pub struct UiConfig {
-    /// Where browsers report violations of the UI's own CSP: a Palisade ingest endpoint, e.g.
-    /// `https://palisade.example/api/1/security/?sentry_key=KEY`: sent as `report-uri`, and for
-    /// an https URL also as `report-to` via `Reporting-Endpoints`. An http(s) URL without `;`,
-    /// `,`, `"` or a fragment. Default: none (the CSP has no reporting directive).
-    #[arg(long, env = "PALISADE_API_UI_CSP_REPORT_URI")]
-    pub ui_csp_report_uri: Option<url::Url>,
 }
 
 /// A configuration value that cannot work.
@@ -236,6 +236,9 @@ impl Config {
     /// Checks the values no type can express.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let fail = |what: &str| Err(InvalidConfig(what.to_owned()));
+        if let Some(uri) = &self.ui.ui_csp_report_uri {
+            crate::ui::check_report_uri(uri).map_err(InvalidConfig)?;
+        }
         if self
             .server
             .admin_tokens
@@ -271,9 +274,6 @@ impl Config {
         }
         if self.server.token_refresh_secs == 0 || self.clickhouse.clickhouse_timeout_ms == 0 {
             return fail("token-refresh-secs and clickhouse-timeout-ms must be > 0");
-        }
-        if let Some(uri) = &self.ui.ui_csp_report_uri {
-            crate::ui::check_report_uri(uri).map_err(InvalidConfig)?;
         }
         Ok(())
     }

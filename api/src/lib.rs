@@ -1,5 +1,8 @@
 //! `palisade-api`: the tenant API over the rows the processor lands in ClickHouse.
 //!
+//! The web page for site owners is [`ui`]: static files built into the binary, served without a
+//! token (the page logs in with a project token), with their own strict CSP.
+//!
 //! Map (data flows down): [`server`] (accept, connection limits, drain) -> [`app`] (route ->
 //! [`auth`] -> scope -> endpoint -> JSON, every refusal an [`error::ApiError`]) -> the endpoints
 //! in [`violations`] (list, details, mute, delete) and [`proposals`] (resolutions, proposed
@@ -7,8 +10,7 @@
 //! and [`policy`] (CSP parse / add a source / render) -> [`store`] (every ClickHouse query,
 //! bound parameters only). [`routes`] is the route table `openapi.json` is tested against;
 //! [`params`] the query parameters, cursor and wire formats; [`config`] the flags; [`metrics`]
-//! the metric catalog; [`run`] the wiring. [`ui`] is the web page for site owners (static
-//! files built into the binary, served without a token, with their own strict CSP).
+//! the metric catalog; [`run`] the wiring.
 //!
 //! Depends on `schemas` only among Palisade's crates (for the report kind and blocked-class
 //! labels the rows carry).
