@@ -20,7 +20,6 @@ use crate::params::FilterDefaults;
 use crate::resolution::Thresholds;
 use crate::routes::{self, Access, PathParams, RouteId};
 use crate::store::{now_secs, Store};
-use crate::ui::{self, UiHeaders};
 use crate::{metrics, proposals, tokens, violations};
 
 /// Shared state of every request.
@@ -29,7 +28,7 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     /// The web UI's security headers (CSP with the configured reporting).
-    ui: UiHeaders,
+    ui: crate::ui::UiHeaders,
     tokens: RwLock<Arc<TokenSet>>,
     prometheus: Option<PrometheusHandle>,
 }
@@ -65,7 +64,7 @@ impl App {
     pub fn new(config: Config, prometheus: Option<PrometheusHandle>) -> Self {
         let store = Store::new(config.clickhouse.client(), config.clickhouse.timeout());
         let tokens = TokenSet::new(&config.server.admin_tokens, Vec::new());
-        let ui = UiHeaders::new(config.ui.ui_csp_report_uri.as_ref());
+        let ui = crate::ui::UiHeaders::new(config.ui.ui_csp_report_uri.as_ref());
         Self {
             config,
             store,
@@ -188,8 +187,8 @@ impl App {
     fn public(&self, route: RouteId, params: &PathParams) -> Response<Full<Bytes>> {
         match route {
             RouteId::UiRoot => self.ui.redirect(),
-            RouteId::UiPage => self.ui.respond(ui::index()),
-            RouteId::UiAsset => match params.asset.and_then(ui::asset) {
+            RouteId::UiPage => self.ui.respond(crate::ui::index()),
+            RouteId::UiAsset => match params.asset.and_then(crate::ui::asset) {
                 Some(asset) => self.ui.respond(asset),
                 None => ApiError::NotFound.into_response(),
             },

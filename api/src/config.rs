@@ -289,6 +289,17 @@ mod tests {
     }
 
     #[test]
+    fn ui_report_uri_is_validated() {
+        assert!(parse(&[]).ui.ui_csp_report_uri.is_none());
+        let good = "https://palisade.example/api/1/security/?sentry_key=k";
+        parse(&["--ui-csp-report-uri", good]).validate().unwrap();
+        let bad = parse(&["--ui-csp-report-uri", "https://x.example/a;script-src"]);
+        assert!(bad.validate().is_err());
+        let not_a_url = ["palisade-api", "--ui-csp-report-uri", "not a url"];
+        assert!(Config::try_parse_from(not_a_url).is_err());
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let config = parse(&[]);
         assert!(config.command.is_none());
@@ -302,17 +313,6 @@ mod tests {
         assert!(config.validate().is_err());
         let long = "x".repeat(32);
         parse(&["--admin-tokens", &long]).validate().unwrap();
-    }
-
-    #[test]
-    fn ui_report_uri_is_validated() {
-        assert!(parse(&[]).ui.ui_csp_report_uri.is_none());
-        let good = "https://palisade.example/api/1/security/?sentry_key=k";
-        parse(&["--ui-csp-report-uri", good]).validate().unwrap();
-        let bad = parse(&["--ui-csp-report-uri", "https://x.example/a;script-src"]);
-        assert!(bad.validate().is_err());
-        let not_a_url = ["palisade-api", "--ui-csp-report-uri", "not a url"];
-        assert!(Config::try_parse_from(not_a_url).is_err());
     }
 
     #[test]
