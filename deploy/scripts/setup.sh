@@ -61,6 +61,10 @@ fi
 
 # --- playwright-core (drives Debian's chromium in api/tests/ui.rs; downloads no browser) ---------
 node_dir="$cache/node"
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  log "warning: node $(node --version 2>/dev/null || echo missing) is older than playwright-core $playwright_core_version's minimum (20)"
+fi
 installed="$(node -p "require('$node_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)"
 if [ "$installed" = "$playwright_core_version" ]; then
   log "playwright-core: $node_dir/node_modules/playwright-core"
