@@ -27,6 +27,8 @@ use crate::{alerts, metrics, proposals, tokens, violations};
 pub struct App {
     pub config: Config,
     pub store: Store,
+    /// The web UI's security headers (CSP with the configured reporting).
+    ui: crate::ui::UiHeaders,
     tokens: RwLock<Arc<TokenSet>>,
     prometheus: Option<PrometheusHandle>,
 }
@@ -62,9 +64,11 @@ impl App {
     pub fn new(config: Config, prometheus: Option<PrometheusHandle>) -> Self {
         let store = Store::new(config.clickhouse.client(), config.clickhouse.timeout());
         let tokens = TokenSet::new(&config.server.admin_tokens, Vec::new());
+        let ui = crate::ui::UiHeaders::new(config.ui.ui_csp_report_uri.as_ref());
         Self {
             config,
             store,
+            ui,
             tokens: RwLock::new(Arc::new(tokens)),
             prometheus,
         }
@@ -163,8 +167,7 @@ impl App {
             }
         };
         let Some(principal) = principal else {
-            let health = json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}));
-            return (label, Ok(health));
+            return (label, Ok(self.public(route, &params)));
         };
         let query = request.uri().query().map(str::to_owned);
         let body = match self.read_body(request).await {
@@ -180,6 +183,19 @@ impl App {
         (label, self.dispatch(route, call).await)
     }
 
+    /// The answers of the routes that need no token: health and the web UI.
+    fn public(&self, route: RouteId, params: &PathParams) -> Response<Full<Bytes>> {
+        match route {
+            RouteId::UiRoot => self.ui.redirect(),
+            RouteId::UiPage => self.ui.respond(crate::ui::index()),
+            RouteId::UiAsset => match params.asset.and_then(crate::ui::asset) {
+                Some(asset) => self.ui.respond(asset),
+                None => ApiError::NotFound.into_response(),
+            },
+            _ => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        }
+    }
+
     async fn dispatch(
         &self,
         route: RouteId,
@@ -187,6 +203,9 @@ impl App {
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let (status, body) = match route {
             RouteId::Health => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+            RouteId::UiRoot | RouteId::UiPage | RouteId::UiAsset => {
+                return Ok(self.public(route, &call.params))
+            }
             RouteId::Metrics => return Ok(self.metrics_text()),
             RouteId::CreateToken => tokens::create(self, &call).await?,
             RouteId::ListTokens => tokens::list(self, &call).await?,

@@ -24,6 +24,9 @@ pub struct Config {
     pub limits: Limits,
 
     #[command(flatten)]
+    pub ui: UiConfig,
+
+    #[command(flatten)]
     pub resolution: ResolutionConfig,
 
     #[command(flatten)]
@@ -201,6 +204,17 @@ pub struct Limits {
     pub max_resolutions: u32,
 }
 
+/// The web UI (`/ui/`).
+#[derive(Debug, Clone, Args)]
+pub struct UiConfig {
+    /// Where browsers report violations of the UI's own CSP: a Palisade ingest endpoint, e.g.
+    /// `https://palisade.example/api/1/security/?sentry_key=KEY`: sent as `report-uri`, and for
+    /// an https URL also as `report-to` via `Reporting-Endpoints`. An http(s) URL without `;`,
+    /// `,`, `"` or a fragment. Default: none (the CSP has no reporting directive).
+    #[arg(long, env = "PALISADE_API_UI_CSP_REPORT_URI")]
+    pub ui_csp_report_uri: Option<url::Url>,
+}
+
 /// When a resolution is proposed without a human applying it.
 #[derive(Debug, Clone, Args)]
 pub struct ResolutionConfig {
@@ -336,6 +350,9 @@ impl Config {
     /// Checks the values no type can express.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let fail = |what: &str| Err(InvalidConfig(what.to_owned()));
+        if let Some(uri) = &self.ui.ui_csp_report_uri {
+            crate::ui::check_report_uri(uri).map_err(InvalidConfig)?;
+        }
         if self
             .server
             .admin_tokens
@@ -384,6 +401,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("palisade-api").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn ui_report_uri_is_validated() {
+        assert!(parse(&[]).ui.ui_csp_report_uri.is_none());
+        let good = "https://palisade.example/api/1/security/?sentry_key=k";
+        parse(&["--ui-csp-report-uri", good]).validate().unwrap();
+        let bad = parse(&["--ui-csp-report-uri", "https://x.example/a;script-src"]);
+        assert!(bad.validate().is_err());
+        let not_a_url = ["palisade-api", "--ui-csp-report-uri", "not a url"];
+        assert!(Config::try_parse_from(not_a_url).is_err());
     }
 
     #[test]

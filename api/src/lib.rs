@@ -1,5 +1,8 @@
 //! `palisade-api`: the tenant API over the rows the processor lands in ClickHouse.
 //!
+//! The web page for site owners is [`ui`]: static files built into the binary, served without a
+//! token (the page logs in with a project token), with their own strict CSP.
+//!
 //! Map (data flows down): [`server`] (accept, connection limits, drain) -> [`app`] (route ->
 //! [`auth`] -> scope -> endpoint -> JSON, every refusal an [`error::ApiError`]) -> the endpoints
 //! in [`violations`] (list, details, mute, delete) and [`proposals`] (resolutions, proposed
@@ -27,6 +30,7 @@ pub mod run;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod ui;
 pub mod violations;
 
 pub use config::Config;

@@ -13,6 +13,10 @@ pub const TOKEN_ID_LEN: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteId {
     Health,
+    // The web UI (crate::ui): no token.
+    UiRoot,
+    UiPage,
+    UiAsset,
     Metrics,
     CreateToken,
     ListTokens,
@@ -49,6 +53,9 @@ impl RouteId {
     pub fn label(self) -> &'static str {
         match self {
             Self::Health => "health",
+            Self::UiRoot => "ui_root",
+            Self::UiPage => "ui_page",
+            Self::UiAsset => "ui_asset",
             Self::Metrics => "metrics",
             Self::CreateToken => "create_token",
             Self::ListTokens => "list_tokens",
@@ -71,6 +78,7 @@ impl RouteId {
 
     pub fn access(self) -> Access {
         match self {
+            Self::UiRoot | Self::UiPage | Self::UiAsset => Access::Public,
             Self::Health => Access::Public,
             Self::Metrics | Self::CreateToken => Access::Admin,
             _ => Access::Project,
@@ -84,6 +92,10 @@ const VIOLATION: &str = "/v1/projects/{id}/violations/{fingerprint}";
 /// digits; `{token_id}`: the first 16 hex digits of a token's SHA-256), endpoint.
 pub const ROUTES: &[(&str, &str, RouteId)] = &[
     ("GET", "/healthz", RouteId::Health),
+    // The web UI: `/` redirects to the page, `{asset}` is a file name of `crate::ui::ASSETS`.
+    ("GET", "/", RouteId::UiRoot),
+    ("GET", "/ui/", RouteId::UiPage),
+    ("GET", "/ui/{asset}", RouteId::UiAsset),
     ("GET", "/metrics", RouteId::Metrics),
     ("POST", "/v1/projects/{id}/tokens", RouteId::CreateToken),
     ("GET", "/v1/projects/{id}/tokens", RouteId::ListTokens),
@@ -151,6 +163,8 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
 /// The parameters of a matched path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathParams {
+    /// A UI file name (one of `crate::ui::ASSETS`).
+    pub asset: Option<&'static str>,
     pub project: Option<u64>,
     pub fingerprint: Option<u64>,
     pub token_id: Option<String>,
@@ -198,6 +212,10 @@ fn match_template(template: &str, path: &str) -> Result<Option<PathParams>, ApiE
     loop {
         match (wanted.next(), given.next()) {
             (None, None) => return Ok(Some(params)),
+            (Some("{asset}"), Some(segment)) => match crate::ui::asset(segment) {
+                Some(asset) => params.asset = Some(asset.name),
+                None => return Ok(None), // an unknown file: 404
+            },
             (Some("{id}"), Some(segment)) => match segment.parse::<u64>() {
                 Ok(id) if !segment.starts_with('+') => params.project = Some(id),
                 _ => return Ok(None), // not a project path: 404, like any other unknown path
@@ -245,6 +263,11 @@ mod tests {
     #[test]
     fn unknown_paths_methods_and_bad_parameters() {
         assert!(matches!(
+            resolve("GET", "/ui/nope.js"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(matches!(resolve("GET", "/ui"), Err(ApiError::NotFound)));
+        assert!(matches!(
             resolve("GET", "/v1/projects/7/nothing"),
             Err(ApiError::NotFound)
         ));
@@ -271,6 +294,7 @@ mod tests {
         let mut labels = std::collections::BTreeSet::new();
         for (method, template, id) in ROUTES {
             let path = template
+                .replace("{asset}", "app.js")
                 .replace("{id}", "1")
                 .replace("{fingerprint}", "0000000000000001")
                 .replace("{token_id}", "00000000000000aa");

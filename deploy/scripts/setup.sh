@@ -9,11 +9,15 @@
 # Environment:
 #   PALISADE_CACHE   cache directory (default: $HOME/.cache/palisade)
 #   PALISADE_TANSU   path of an existing tansu binary to use instead of building one
+#
+# It also installs playwright-core (pinned) with npm into $PALISADE_CACHE/node/node_modules, for
+# the web UI's browser test (api/tests/ui.rs, which looks there; PALISADE_NODE_MODULES overrides).
 set -euo pipefail
 
 cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
 tansu_version="0.6.0"
 cargo_deny_version="0.20.2"
+playwright_core_version="1.65.1"
 mkdir -p "$cache"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -22,6 +26,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_pkgs=()
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || need_pkgs+=(clickhouse-server)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v make >/dev/null 2>&1 || need_pkgs+=(make)
@@ -51,6 +57,22 @@ else
   CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu --version "$tansu_version" --locked \
     --features dynostore,libsql --root "$cache/tansu"
   rm -rf "$cache/tansu-target"
+fi
+
+# --- playwright-core (drives Debian's chromium in api/tests/ui.rs; downloads no browser) ---------
+node_dir="$cache/node"
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  log "warning: node $(node --version 2>/dev/null || echo missing) is older than playwright-core $playwright_core_version's minimum (20)"
+fi
+installed="$(node -p "require('$node_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)"
+if [ "$installed" = "$playwright_core_version" ]; then
+  log "playwright-core: $node_dir/node_modules/playwright-core"
+else
+  log "installing playwright-core $playwright_core_version into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --no-audit --no-fund --no-save --loglevel=error \
+    "playwright-core@$playwright_core_version" >&2
 fi
 
 # --- cargo-deny (only for deploy/test.sh) ------------------------------------------------------
