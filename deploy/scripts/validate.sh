@@ -24,6 +24,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
+. deploy/scripts/wait.sh
 
 cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
 venv="$cache/deploy-validate-venv"
@@ -32,8 +33,7 @@ ch_pid=""
 cleanup() {
   if [ -n "$ch_pid" ] && kill -0 "$ch_pid" 2>/dev/null; then
     kill -TERM "$ch_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$ch_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$ch_pid" 2>/dev/null || true
+    poll 5 process_gone "$ch_pid" || kill -KILL "$ch_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
 }
@@ -317,10 +317,8 @@ else
   deploy/scripts/clickhouse.sh "$ch_dir" "$port_http" "$port_tcp" >"$ch_dir/stdout.log" 2>&1 &
   ch_pid=$!
   up=""
-  for _ in $(seq 1 100); do
-    if [ "$(curl -s "http://127.0.0.1:$port_http/ping" 2>/dev/null)" = "Ok." ]; then up=1; break; fi
-    sleep 0.2
-  done
+  ch_ping() { [ "$(curl -s "http://127.0.0.1:$port_http/ping" 2>/dev/null)" = "Ok." ]; }
+  poll 20 ch_ping && up=1
   chq() { clickhouse-client --host 127.0.0.1 --port "$port_tcp" "$@"; }
   if [ -z "$up" ]; then
     fail "clickhouse-server did not start"; tail -n 20 "$ch_dir/log/server.err.log" 2>/dev/null || true
