@@ -14,6 +14,8 @@
 #      dashboards and alerts exists in ingest/src/metrics.rs or processor/src/metrics.rs
 #   6. the ClickHouse SQL of the dashboards runs (macros substituted) against a scratch
 #      clickhouse-server with schemas/sql applied and a few rows, when clickhouse-server is there
+#   7. every deploy script parses (bash -n), waits only through deploy/scripts/wait.sh and calls
+#      no jq; no code comment cites a document outside the repository
 #
 # Each step also runs a negative control (a deliberately broken copy must be refused), so a
 # validator that silently accepts everything is noticed.
@@ -354,6 +356,28 @@ else
     refuses "SQL with an unknown column" chq --database palisade --query "SELECT blocked_origins FROM rollup_hourly"
   fi
 fi
+
+# --- 7. scripts and code comments ----------------------------------------------------------------
+step "deploy scripts and code comments"
+scripts=(deploy/local.sh deploy/test.sh deploy/scripts/*.sh)
+syntax() { for f in "$@"; do bash -n "$f" || return 1; done; }
+# bare_waits FILE...: prints the lines that poll in a loop of their own (which carries on silently
+# when time runs out) or call `jq` (not installed by setup.sh); true when there is one.
+bare_waits() { grep -nE 'for _ in \$\(seq|(^|[^[:alnum:]_-])jq[[:space:]]' "$@"; }
+# outside_docs DIR...: prints the source comments citing a document outside the repository.
+outside_docs() { grep -rnE 'REFERENCE (section|\.md)|STYLE\.md|\.\./shared/' --include='*.rs' "$@"; }
+none() { ! "$@"; }
+check "every deploy script parses (bash -n)" syntax "${scripts[@]}"
+check "deploy scripts wait through deploy/scripts/wait.sh and call no jq" none bare_waits "${scripts[@]}"
+check "code comments cite only documents inside the repository" \
+  none outside_docs schemas ingest processor api benches testbed e2e fuzz
+mkdir -p "$work/neg-scripts"
+# The patterns are assembled so that this file does not match them itself.
+# shellcheck disable=SC2016 # the text of a script, not expanded
+printf 'for _ in $%s1 10); do sleep 1; done\nn="$(%s -r .n f.json)"\n' '(seq ' 'jq' >"$work/neg-scripts/loop.sh"
+printf '//! See REFERENCE section 4.\n' >"$work/neg-scripts/doc.rs"
+refuses "a script with its own wait loop and jq" none bare_waits "$work/neg-scripts/loop.sh"
+refuses "a comment citing REFERENCE" none outside_docs "$work/neg-scripts"
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]
