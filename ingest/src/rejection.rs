@@ -177,7 +177,7 @@ impl Rejection {
 
 /// The error's message and its sources, `a: b`.
 fn detail(rejection: &Rejection) -> String {
-    crate::projects::error_chain(rejection)
+    schemas::error_chain(rejection)
 }
 
 /// Whole seconds, rounded up, at least 1 (a `Retry-After: 0` invites an immediate retry storm).
