@@ -32,6 +32,8 @@ demo_page_key="demo-page-key-0002"
 mkdir -p "$home/logs" "$home/run" "$home/tansu" "$home/clickhouse"
 
 say() { printf '\033[1m[palisade]\033[0m %s\n' "$*"; }
+# wait_for / poll: every wait here times out loudly (deploy/scripts/wait.sh).
+. deploy/scripts/wait.sh
 
 stop_pidfile() {
   local f="$1" pid
@@ -39,8 +41,7 @@ stop_pidfile() {
   pid="$(cat "$f")"
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
+    poll 10 process_gone "$pid" || { say "pid $pid ($f) still running after 10 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
   fi
   rm -f "$f"
 }
@@ -54,16 +55,9 @@ stop_all() {
   stop_pidfile "$home/run/clickhouse.pid"
 }
 
-wait_port() {
-  local p="$1" what="$2" log="$3"
-  for _ in $(seq 1 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  say "$what did not start listening on 127.0.0.1:$p; last lines of $log:"
-  tail -n 30 "$log" >&2 || true
-  exit 1
-}
+# wait_port PORT WHAT LOG: returns once WHAT listens on 127.0.0.1:PORT; after 30 s, says so with
+# LOG's last lines and exits (the EXIT trap stops what was started).
+wait_port() { wait_log="$3" wait_for 30 "$2 to listen on 127.0.0.1:$1" port_open "$1"; }
 
 # Leftovers of an earlier run (killed terminal, crash) are stopped first.
 for name in demo ingest processor tansu clickhouse; do stop_pidfile "$home/run/$name.pid"; done
@@ -102,6 +96,7 @@ fi
 # this script, which then stops them in order: ingest first (it drains and flushes to Kafka),
 # then the broker.
 trap 'stop_all; exit 0' INT TERM HUP
+trap 'stop_all' EXIT
 say "starting tansu on 127.0.0.1:$kafka_port (log: $home/logs/tansu.log)"
 (cd "$home/tansu" && exec setsid "$tansu" broker \
   --listener-url "tcp://127.0.0.1:$kafka_port" \
@@ -120,7 +115,7 @@ setsid deploy/scripts/clickhouse.sh "$ch" "$ch_port" "$ch_tcp_port" >"$home/logs
 echo $! > "$home/run/clickhouse.pid"
 wait_port "$ch_port" ClickHouse "$ch/log/server.err.log"
 ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }
-for _ in $(seq 1 100); do [ "$(ch_query 'SELECT 1' 2>/dev/null)" = 1 ] && break; sleep 0.2; done
+wait_log="$ch/log/server.err.log" wait_for 20 "ClickHouse to answer SELECT 1" clickhouse_up "$ch_port"
 
 # tansu 0.6 loses the rest of a record batch when a consumer resumes inside it, so the processor
 # rereads up to this many messages before its committed offset (deduplicated) on assignment.
@@ -151,10 +146,7 @@ PALISADE_KAFKA_TOPIC="$topic" \
   setsid target/release/palisade-ingest >"$home/logs/ingest.log" 2>&1 &
 echo $! > "$home/run/ingest.pid"
 wait_port "$port" ingest "$home/logs/ingest.log"
-for _ in $(seq 1 50); do
-  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+wait_log="$home/logs/ingest.log" wait_for 10 "ingest /readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
 
 endpoint="http://127.0.0.1:$port/api/1/security/?sentry_key=$demo_key"
 demo_endpoint="http://127.0.0.1:$port/api/2/security/?sentry_key=$demo_page_key"
@@ -194,19 +186,23 @@ say "sent $sent bodies; what ingest counted (reports by kind and outcome):"
 curl -fsS "http://127.0.0.1:$admin_port/metrics" | grep -E '^ingest_reports_total' | sed 's/^/  /' || true
 
 say "waiting for the processor to write them to ClickHouse (windows close after a few seconds)"
-# The stored total grows by this run's reports, then stays put: wait for that (at most 60 s).
+# The stored total grows by this run's reports, then stays put: wait for that (at most 60 s). A
+# timeout is said, not fatal: the stack stays up to be looked at (the readiness hint follows).
 stored() { ch_query 'SELECT sum(occurrences) FROM palisade.reports FINAL' 2>/dev/null || echo 0; }
-last="$(stored)"; steady=0
-for _ in $(seq 1 60); do
-  sleep 1
+last="$(stored)"; steady=0; polls=0
+settled() {
+  sleep 0.8
+  polls=$((polls + 1))
   now="$(stored)"
   if [ "$now" = "$last" ] && [ "${now:-0}" -gt "${before:-0}" ]; then
-    steady=$((steady + 1)); [ "$steady" -ge 4 ] && break
+    steady=$((steady + 1))
   else
     steady=0
   fi
   last="$now"
-done
+  [ "$steady" -ge 4 ]
+}
+poll 60 settled || say "timed out after 60 s waiting for ClickHouse's total to settle (last: ${last:-0}, before: ${before:-0}); the counts below may be partial, see $home/logs/processor.log"
 say "reports stored in ClickHouse: $((${last:-0} - ${before:-0})) from this run, ${last:-0} in all; by kind:"
 processor_ready="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$processor_admin_port/readyz" || true)"
 if [ "$processor_ready" != 200 ]; then

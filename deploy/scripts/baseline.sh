@@ -55,14 +55,14 @@ pids+=("$ingest_pid")
 $server_cpus target/release/palisade-baseline --addr "127.0.0.1:$base_port" >"$work/baseline.log" 2>&1 &
 baseline_pid=$!
 pids+=("$baseline_pid")
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_log="$work/ingest.log" wait_for 20 "ingest /readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
 $server_cpus target/release/palisade-baseline --addr "127.0.0.1:$floor_port" --kafka \
   --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load ${PALISADE_KAFKA_FLAGS:-} \
   >"$work/floor.log" 2>&1 &
 floor_pid=$!
 pids+=("$floor_pid")
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$base_port") 2>/dev/null && break; sleep 0.1; done
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$floor_port") 2>/dev/null && break; sleep 0.1; done
+wait_log="$work/baseline.log" wait_for 10 "palisade-baseline on port $base_port" port_open "$base_port"
+wait_log="$work/floor.log" wait_for 10 "palisade-baseline --kafka on port $floor_port" port_open "$floor_port"
 
 ingest_url="http://127.0.0.1:$port/api/1/security/?sentry_key=load-key"
 base_url="http://127.0.0.1:$base_port/api/1/security/?sentry_key=load-key"
@@ -72,7 +72,7 @@ load() { # name url pid seconds [extra flags...]
   $client_cpus target/release/palisade-load --url "$url" --mode "$mode" --profile "$profile" \
     --concurrency "$concurrency" --duration-secs "$seconds" --watch-pid "$pid" \
     --watch-pid "$tansu_pid" --json "$@" >"$work/$name.json"
-  echo "  $name: $(jq -r '"\(.requests_per_second|floor) req/s, statuses \(.statuses|tostring), errors \(.transport_errors|tostring)"' "$work/$name.json")" >&2
+  echo "  $name: $(json_field "$work/$name.json" '"%d req/s, statuses %s, errors %s" % (d["requests_per_second"], json.dumps(d["statuses"]), json.dumps(d["transport_errors"]))')" >&2
 }
 
 # One line per thread of PID: name, utime, stime in clock ticks (for the per-thread breakdown).
@@ -102,8 +102,8 @@ threads "$ingest_pid" >"$work/threads-ingest-before"
 load closed-ingest "$ingest_url" "$ingest_pid" "$duration"
 threads "$ingest_pid" >"$work/threads-ingest-after"
 if [ -z "$fixed_rate" ]; then
-  fixed_rate="$(jq -s 'map(.requests_per_second) | min / 2 | floor' "$work/closed-base.json" \
-    "$work/closed-floor.json" "$work/closed-ingest.json")"
+  fixed_rate="$(python3 -c 'import json,sys; print(int(min(json.load(open(f))["requests_per_second"] for f in sys.argv[1:]) / 2))' \
+    "$work/closed-base.json" "$work/closed-floor.json" "$work/closed-ingest.json")"
 fi
 echo "== open loop at $fixed_rate requests/s" >&2
 load rate-base "$base_url" "$baseline_pid" "$duration" --rate "$fixed_rate"

@@ -2,7 +2,9 @@
 # Sourced (not run) by the benchmark scripts baseline.sh, e2e-bench.sh, load.sh and
 # profile-ingest.sh, from the repository root: a scratch directory ($work) removed on exit,
 # child processes ($pids) stopped on exit, free loopback ports, tansu with memory storage and the
-# one-project projects file they load.
+# one-project projects file they load. Waits go through deploy/scripts/wait.sh (loud timeouts).
+
+. deploy/scripts/wait.sh
 
 work="$(mktemp -d)"
 pids=()
@@ -23,8 +25,12 @@ start_tansu() {
     >"$work/tansu.log" 2>&1 &
   tansu_pid=$!
   pids+=("$tansu_pid")
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wait_log="$work/tansu.log" wait_for 10 "tansu on 127.0.0.1:$port" port_open "$port"
 }
+
+# json_field FILE EXPR: the Python expression EXPR over the JSON document in FILE (`d`; `json` is
+# the module), e.g. `json_field out.json 'd["requests"]'`.
+json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {"json": json}, {"d": d}))' "$@"; }
 
 # create_topic TANSU PORT NAME PARTITIONS
 create_topic() { "$1" topic create --broker "tcp://127.0.0.1:$2" --partitions "$4" "$3" >/dev/null; }

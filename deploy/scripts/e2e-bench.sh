@@ -48,7 +48,7 @@ deploy/scripts/clickhouse.sh "$work/clickhouse" "$ch_port" "$ch_tcp_port" >"$wor
 ch_pid=$!
 pids+=("$ch_pid")
 ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }
-for _ in $(seq 1 100); do [ "$(ch_query 'SELECT 1' 2>/dev/null)" = 1 ] && break; sleep 0.2; done
+wait_log="$work/clickhouse.log" wait_for 20 "ClickHouse on port $ch_port" clickhouse_up "$ch_port"
 
 write_projects e2e e2e-key
 target/release/palisade-ingest --public-addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin_port" \
@@ -56,7 +56,7 @@ target/release/palisade-ingest --public-addr "127.0.0.1:$port" --admin-addr "127
   --ip-rate-per-second 1000000 --ip-burst 1000000 >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 pids+=("$ingest_pid")
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_log="$work/ingest.log" wait_for 20 "ingest /readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
 
 export PALISADE_KAFKA_BROKERS="127.0.0.1:$kafka_port" PALISADE_KAFKA_TOPIC=e2e \
   PALISADE_DEAD_LETTER_TOPIC=e2e-dead-letter PALISADE_CLICKHOUSE_URL="http://127.0.0.1:$ch_port" \
@@ -68,7 +68,7 @@ target/release/palisade-processor run --kafka-resume-rewind 10000 $processor_arg
   >>"$work/processor.log" 2>&1 &
 processor_pid=$!
 pids+=("$processor_pid")
-for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$processor_admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+wait_log="$work/processor.log" wait_for 30 "processor /readyz" http_ok "http://127.0.0.1:$processor_admin_port/readyz"
 
 url="http://127.0.0.1:$port/api/1/security/?sentry_key=e2e-key"
 accepted_total() {
@@ -76,19 +76,16 @@ accepted_total() {
     | awk '/^ingest_reports_total\{.*outcome="accepted"/ {s += $2} END {printf "%d", s}'
 }
 stored_total() { ch_query 'SELECT toUInt64(sum(occurrences)) FROM palisade.reports FINAL' 2>/dev/null || echo 0; }
-# Wait until ClickHouse holds every accepted report; prints the seconds it took.
+stored_at_least() { [ "$(stored_total)" -ge "$1" ]; }
+# Waits until ClickHouse holds every accepted report (at most 300 s, then fails loudly); sets
+# drain_secs to the seconds it took.
 wait_drained() {
-  local want="$1" start now stored
+  local start now
   start="$(date +%s.%N)"
-  for _ in $(seq 1 1200); do
-    stored="$(stored_total)"
-    [ "${stored:-0}" -ge "$want" ] && break
-    sleep 0.25
-  done
+  wait_log="$work/processor.log" wait_for 300 "ClickHouse to hold $1 reports" stored_at_least "$1"
   now="$(date +%s.%N)"
-  awk -v s="$start" -v n="$now" 'BEGIN { printf "%.1f", n - s }'
+  drain_secs="$(awk -v s="$start" -v n="$now" 'BEGIN { printf "%.1f", n - s }')"
 }
-json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hwm_mib() { awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -100,7 +97,8 @@ sat_rps="$(json_field "$work/sat.json" 'd["requests_per_second"]')"
 sat_reports="$(json_field "$work/sat.json" 'round(d["reports_accepted"] / d["elapsed_seconds"])')"
 echo "saturation        $sat_reports reports/s accepted ($(printf '%.0f' "$sat_rps") requests/s), statuses $(json_field "$work/sat.json" 'd["statuses"]')"
 accepted="$(accepted_total)"
-echo "processor drain   $accepted reports stored after $(wait_drained "$accepted") s more"
+wait_drained "$accepted"
+echo "processor drain   $accepted reports stored after $drain_secs s more"
 
 # --- phase 2: half rate with the probe -------------------------------------------------------
 half_rps="$(awk -v r="$sat_rps" 'BEGIN { printf "%.1f", r / 2 }')"
@@ -161,7 +159,8 @@ for entry in "${procs[@]}"; do
     'BEGIN { printf "  %-15s %8.1f %12.2f %12d MiB %14d MiB\n", n, (a - b) / 100, (a - b) / 100 / e, r, h }'
 done
 accepted="$(accepted_total)"
-drain="$(wait_drained "$accepted")"
+wait_drained "$accepted"
+drain="$drain_secs"
 stored="$(stored_total)"
 echo "check             sum(occurrences) $stored, ingest accepted $accepted (drained ${drain} s after phase 2)"
 [ "$stored" -eq "$accepted" ] || { echo "MISMATCH: stored $stored != accepted $accepted"; exit 1; }

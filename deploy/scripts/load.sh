@@ -37,7 +37,7 @@ target/release/palisade-ingest --public-addr "127.0.0.1:$port" --admin-addr "127
   --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_LOAD_INGEST_FLAGS:-} >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 pids+=("$ingest_pid")
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_log="$work/ingest.log" wait_for 20 "ingest /readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
 echo "idle ingest rss: $(awk '/VmRSS/ {print int($2/1024) " MiB"}' /proc/$ingest_pid/status)"
 
 target/release/palisade-load --url "http://127.0.0.1:$port/api/1/security/?sentry_key=load-key" \
@@ -53,7 +53,7 @@ echo "== processor: draining $accepted reports into ClickHouse"
 deploy/scripts/clickhouse.sh "$work/clickhouse" "$ch_port" "$ch_tcp_port" >"$work/clickhouse.log" 2>&1 &
 pids+=($!)
 ch_query() { curl -fsS "http://127.0.0.1:$ch_port/" --data-binary "$1"; }
-for _ in $(seq 1 100); do [ "$(ch_query 'SELECT 1' 2>/dev/null)" = 1 ] && break; sleep 0.2; done
+wait_log="$work/clickhouse.log" wait_for 20 "ClickHouse on port $ch_port" clickhouse_up "$ch_port"
 export PALISADE_KAFKA_BROKERS="127.0.0.1:$kafka_port" PALISADE_KAFKA_TOPIC=load \
   PALISADE_DEAD_LETTER_TOPIC=load-dead-letter PALISADE_CLICKHOUSE_URL="http://127.0.0.1:$ch_port" \
   PALISADE_ADMIN_ADDR="127.0.0.1:$processor_admin_port"
@@ -65,8 +65,9 @@ target/release/palisade-processor run --kafka-resume-rewind 10000 --idle-close-s
 processor_pid=$!
 pids+=("$processor_pid")
 peak=0; consumed=0; drained=""
-for _ in $(seq 1 1200); do
-  sleep 0.25
+# One sample (peak RSS, when the topic was consumed) per poll; true once ClickHouse holds every
+# accepted report.
+sample_until_stored() {
   rss="$(awk '/VmRSS/ {print $2}' "/proc/$processor_pid/status" 2>/dev/null || echo 0)"
   [ "${rss:-0}" -gt "$peak" ] && peak="$rss"
   consumed="$(curl -fsS "http://127.0.0.1:$processor_admin_port/metrics" 2>/dev/null \
@@ -75,8 +76,9 @@ for _ in $(seq 1 1200); do
     drained="$(date +%s.%N)"
   fi
   stored="$(ch_query 'SELECT sum(occurrences) FROM palisade.reports FINAL' 2>/dev/null || echo 0)"
-  [ "${stored:-0}" -ge "$accepted" ] && break
-done
+  [ "${stored:-0}" -ge "$accepted" ]
+}
+wait_log="$work/processor.log" wait_for 300 "ClickHouse to hold $accepted reports" sample_until_stored
 finished="$(date +%s.%N)"
 rows="$(ch_query 'SELECT count() FROM palisade.reports FINAL')"
 awk -v a="$accepted" -v s="$started" -v d="${drained:-$finished}" -v f="$finished" \

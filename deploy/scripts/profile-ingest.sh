@@ -35,14 +35,14 @@ valgrind --tool=callgrind --callgrind-out-file="$out" \
   --ip-rate-per-second 1000000 --ip-burst 1000000 >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 pids+=("$ingest_pid")
-for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+wait_log="$work/ingest.log" wait_for 120 "ingest under valgrind: /readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
 
 url="http://127.0.0.1:$port/api/1/security/?sentry_key=load-key"
 seconds=$(( (requests + rate - 1) / rate ))
 target/release/palisade-load --url "$url" --mode keepalive --profile "$profile" \
   --concurrency 64 --duration-secs "$seconds" --rate "$rate" --json >"$work/load.json"
-sent="$(jq -r '.requests' "$work/load.json")"
-echo "load: $(jq -r '"\(.requests) requests, statuses \(.statuses|tostring)"' "$work/load.json")" >&2
+sent="$(json_field "$work/load.json" 'd["requests"]')"
+echo "load: $(json_field "$work/load.json" '"%d requests, statuses %s" % (d["requests"], json.dumps(d["statuses"]))')" >&2
 kill -TERM "$ingest_pid"
 wait "$ingest_pid" 2>/dev/null || true
 

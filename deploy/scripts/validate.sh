@@ -14,6 +14,8 @@
 #      dashboards and alerts exists in ingest/src/metrics.rs or processor/src/metrics.rs
 #   6. the ClickHouse SQL of the dashboards runs (macros substituted) against a scratch
 #      clickhouse-server with schemas/sql applied and a few rows, when clickhouse-server is there
+#   7. every deploy script parses (bash -n), waits only through deploy/scripts/wait.sh and calls
+#      no jq; no code comment cites a document outside the repository
 #
 # Each step also runs a negative control (a deliberately broken copy must be refused), so a
 # validator that silently accepts everything is noticed.
@@ -24,6 +26,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
+. deploy/scripts/wait.sh
 
 cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
 venv="$cache/deploy-validate-venv"
@@ -32,8 +35,7 @@ ch_pid=""
 cleanup() {
   if [ -n "$ch_pid" ] && kill -0 "$ch_pid" 2>/dev/null; then
     kill -TERM "$ch_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$ch_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$ch_pid" 2>/dev/null || true
+    poll 5 process_gone "$ch_pid" || kill -KILL "$ch_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
 }
@@ -317,10 +319,8 @@ else
   deploy/scripts/clickhouse.sh "$ch_dir" "$port_http" "$port_tcp" >"$ch_dir/stdout.log" 2>&1 &
   ch_pid=$!
   up=""
-  for _ in $(seq 1 100); do
-    if [ "$(curl -s "http://127.0.0.1:$port_http/ping" 2>/dev/null)" = "Ok." ]; then up=1; break; fi
-    sleep 0.2
-  done
+  ch_ping() { [ "$(curl -s "http://127.0.0.1:$port_http/ping" 2>/dev/null)" = "Ok." ]; }
+  poll 20 ch_ping && up=1
   chq() { clickhouse-client --host 127.0.0.1 --port "$port_tcp" "$@"; }
   if [ -z "$up" ]; then
     fail "clickhouse-server did not start"; tail -n 20 "$ch_dir/log/server.err.log" 2>/dev/null || true
@@ -356,6 +356,28 @@ else
     refuses "SQL with an unknown column" chq --database palisade --query "SELECT blocked_origins FROM rollup_hourly"
   fi
 fi
+
+# --- 7. scripts and code comments ----------------------------------------------------------------
+step "deploy scripts and code comments"
+scripts=(deploy/local.sh deploy/test.sh deploy/scripts/*.sh)
+syntax() { for f in "$@"; do bash -n "$f" || return 1; done; }
+# bare_waits FILE...: prints the lines that poll in a loop of their own (which carries on silently
+# when time runs out) or call `jq` (not installed by setup.sh); true when there is one.
+bare_waits() { grep -nE 'for _ in \$\(seq|(^|[^[:alnum:]_-])jq[[:space:]]' "$@"; }
+# outside_docs DIR...: prints the source comments citing a document outside the repository.
+outside_docs() { grep -rnE 'REFERENCE (section|\.md)|STYLE\.md|\.\./shared/' --include='*.rs' "$@"; }
+none() { ! "$@"; }
+check "every deploy script parses (bash -n)" syntax "${scripts[@]}"
+check "deploy scripts wait through deploy/scripts/wait.sh and call no jq" none bare_waits "${scripts[@]}"
+check "code comments cite only documents inside the repository" \
+  none outside_docs schemas ingest processor api benches testbed e2e fuzz
+mkdir -p "$work/neg-scripts"
+# The patterns are assembled so that this file does not match them itself.
+# shellcheck disable=SC2016 # the text of a script, not expanded
+printf 'for _ in $%s1 10); do sleep 1; done\nn="$(%s -r .n f.json)"\n' '(seq ' 'jq' >"$work/neg-scripts/loop.sh"
+printf '//! See REFERENCE section 4.\n' >"$work/neg-scripts/doc.rs"
+refuses "a script with its own wait loop and jq" none bare_waits "$work/neg-scripts/loop.sh"
+refuses "a comment citing REFERENCE" none outside_docs "$work/neg-scripts"
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

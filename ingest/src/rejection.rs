@@ -1,10 +1,12 @@
 //! Every refusal of the edge: one variant, one status code, one bounded metric label, and the
 //! JSON answer `{"error": "<label>", "detail": "..."}`.
 //!
-//! Status choice follows the browsers' uploader (REFERENCE section 2): 2xx means delivered, 410
-//! deletes the endpoint, anything else is retried. So only `KeyRevoked` answers 410, and client
-//! faults that a retry cannot fix still get a 4xx (retried a few times, then dropped by the
-//! browser) because that is what Sentry-compatible clients expect.
+//! Status choice follows the browsers' uploader (Reporting API, "attempt to deliver reports to
+//! endpoint", <https://w3c.github.io/reporting/#try-delivery>, and Chromium's uploader, which
+//! retries up to 5 times within 15 minutes): 2xx means delivered, 410 deletes the endpoint,
+//! anything else is retried. So only `KeyRevoked` answers 410, and client faults that a retry
+//! cannot fix still get a 4xx (retried a few times, then dropped by the browser) because that is
+//! what Sentry-compatible clients expect.
 
 use std::time::Duration;
 
@@ -175,7 +177,7 @@ impl Rejection {
 
 /// The error's message and its sources, `a: b`.
 fn detail(rejection: &Rejection) -> String {
-    crate::projects::error_chain(rejection)
+    schemas::error_chain(rejection)
 }
 
 /// Whole seconds, rounded up, at least 1 (a `Retry-After: 0` invites an immediate retry storm).

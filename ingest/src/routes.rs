@@ -159,7 +159,7 @@ impl crate::server::Handler for App {
             metrics::rejection(rejection.reason(), 1);
             if rejection.is_server_fault() {
                 if self.error_logs.allow() {
-                    tracing::error!(reason = rejection.reason(), error = %crate::projects::error_chain(&rejection), "request refused");
+                    tracing::error!(reason = rejection.reason(), error = %schemas::error_chain(&rejection), "request refused");
                 }
             } else {
                 tracing::debug!(reason = rejection.reason(), route = label, "request refused");
@@ -214,7 +214,13 @@ struct Tally {
     host_not_allowed: usize,
 }
 
+/// The reports of one body that will be stored, with their noise verdicts.
+type Kept = Vec<(schemas::Report, Option<schemas::NoiseReason>)>;
+
 impl App {
+    /// One report request, in the order of the module doc: auth -> in-flight admission -> body
+    /// -> parse -> filter -> quota -> privacy -> publish. The per-client limit and the route
+    /// were checked by [`handle`](crate::server::Handler::handle).
     async fn ingest(
         &self,
         project_id: u64,
@@ -222,26 +228,62 @@ impl App {
         request: Request<Incoming>,
         ip: IpAddr,
     ) -> Result<Response<Full<Bytes>>, Rejection> {
-        let received_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let received_at_ms = now_ms();
         let (parts, body) = request.into_parts();
-
         let query = auth::QueryParams::parse(parts.uri.query());
         // One snapshot for the whole request: a reload never changes the rules mid-request.
         let snapshot = self.projects.snapshot();
         let key = auth::find_key(path_key, &query, &parts.headers);
         let project = auth::authorize(&snapshot, project_id, key)?;
-
         let encoding =
             Encoding::from_headers(&parts.headers).ok_or(Rejection::UnsupportedEncoding)?;
         // Held until the answer is built: bounds the bodies and messages held in memory, and
         // what one client or project can hold of that.
         let _admission = self.in_flight.admit(ip, project.id)?;
+        let body = self.read_body(&parts, body).await?;
+        let (parsed, plain_len) = self.parse(encoding, body).await?;
+        // A message is about as long as its report's share of the body plus the fields ingest
+        // adds: allocating that once spares the encoder its reallocations.
+        let payload_capacity = plain_len / parsed.items.len().max(1) + MESSAGE_OVERHEAD_BYTES;
+        let (kept, tally) = filter_reports(&project, parsed)?;
+        // Only reports that will be stored count against the quota.
+        limit::check_quota(&project.limiter, project.rate, kept.len())?;
+        let context = MessageContext {
+            project: &project,
+            received_at_ms,
+            environment: query.environment,
+            release: query.release,
+            client_ip: privacy::client_ip(&project.privacy, ip),
+            user_agent: user_agent(&parts.headers),
+            payload_capacity,
+        };
+        let accepted = self.publish(&context, kept).await?;
+        let answer = Answer {
+            accepted,
+            filtered: tally.filtered,
+            rejected: tally.rejected,
+        };
+        Ok(json_response(StatusCode::ACCEPTED, &answer))
+    }
+
+    /// The whole body, within the size limits and at the minimum rate.
+    async fn read_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<Bytes, Rejection> {
         let meter = parts.extensions.get::<crate::body_rate::ReceivedBytes>();
         let read = validate::read_body(&parts.headers, body, self.body_limits);
-        let body = self.body_rate.enforce(meter, read).await?;
-        let (parsed, plain_len) = if encoding == Encoding::Identity {
+        self.body_rate.enforce(meter, read).await
+    }
+
+    /// The body decoded and parsed into reports, with its decoded length.
+    async fn parse(
+        &self,
+        encoding: Encoding,
+        body: Bytes,
+    ) -> Result<(schemas::Parsed, usize), Rejection> {
+        if encoding == Encoding::Identity {
             // At most `max_body_bytes` (1 MiB by default): parsing that inline stays well
             // within the runtime's budget.
             let mut plain = Vec::from(body);
@@ -250,79 +292,30 @@ impl App {
                 .parsers
                 .parse(&mut plain)
                 .map_err(Rejection::Malformed)?;
-            (parsed, plain_len)
-        } else {
-            // Inflating can take milliseconds (a small body may expand to
-            // `max_decompressed_bytes`), so it and the parse run on the blocking pool.
-            let parsers = Arc::clone(&self.parsers);
-            let max = self.body_limits.max_decompressed_bytes;
-            tokio::task::spawn_blocking(move || {
-                let mut plain = parsers.decode(encoding, body, max)?;
-                let plain_len = plain.len();
-                let parsed = parsers.parse(&mut plain).map_err(Rejection::Malformed)?;
-                Ok::<_, Rejection>((parsed, plain_len))
-            })
-            .await
-            .map_err(Rejection::Worker)??
-        };
-
-        // A message is about as long as its report's share of the body plus the fields ingest
-        // adds: allocating that once spares the encoder its reallocations.
-        let payload_capacity = plain_len / parsed.items.len().max(1) + MESSAGE_OVERHEAD_BYTES;
-        let mut tally = Tally::default();
-        let mut kept = Vec::with_capacity(parsed.items.len());
-        for item in parsed.items {
-            match item {
-                Err(error) => {
-                    tally.rejected += 1;
-                    metrics::report_error(error.reason());
-                    metrics::reports("invalid", "rejected", 1);
-                }
-                Ok(report) => match filter::judge(&project, &report) {
-                    Verdict::Keep { noise } => kept.push((report, noise)),
-                    Verdict::Filtered(reason) => {
-                        tally.filtered += 1;
-                        metrics::filtered(reason);
-                        metrics::reports(report.kind.as_str(), "filtered", 1);
-                    }
-                    Verdict::HostNotAllowed => {
-                        tally.rejected += 1;
-                        tally.host_not_allowed += 1;
-                        metrics::report_error("host_not_allowed");
-                        metrics::reports(report.kind.as_str(), "rejected", 1);
-                    }
-                },
-            }
+            return Ok((parsed, plain_len));
         }
-        if kept.is_empty() && tally.filtered == 0 && tally.host_not_allowed > 0 {
-            return Err(Rejection::HostNotAllowed);
-        }
+        // Inflating can take milliseconds (a small body may expand to
+        // `max_decompressed_bytes`), so it and the parse run on the blocking pool.
+        let parsers = Arc::clone(&self.parsers);
+        let max = self.body_limits.max_decompressed_bytes;
+        tokio::task::spawn_blocking(move || {
+            let mut plain = parsers.decode(encoding, body, max)?;
+            let plain_len = plain.len();
+            let parsed = parsers.parse(&mut plain).map_err(Rejection::Malformed)?;
+            Ok::<_, Rejection>((parsed, plain_len))
+        })
+        .await
+        .map_err(Rejection::Worker)?
+    }
 
-        // Only reports that will be stored count against the quota.
-        limit::check_quota(&project.limiter, project.rate, kept.len())?;
-
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| truncate(ua, MAX_USER_AGENT_LEN));
-        let stored_ip = privacy::client_ip(&project.privacy, ip);
-        let context = MessageContext {
-            project: &project,
-            received_at_ms,
-            environment: query.environment,
-            release: query.release,
-            client_ip: stored_ip,
-            user_agent,
-            payload_capacity,
-        };
+    /// Builds the messages (privacy applied) and publishes them; the number published.
+    async fn publish(&self, context: &MessageContext<'_>, kept: Kept) -> Result<usize, Rejection> {
         let mut kinds = Vec::with_capacity(kept.len());
         let mut messages = Vec::with_capacity(kept.len());
         for (report, noise) in kept {
             kinds.push(report.kind.as_str());
             messages.push(context.message(report, noise));
         }
-
         let accepted = messages.len();
         if accepted > 0 {
             let publish_start = Instant::now();
@@ -342,13 +335,57 @@ impl App {
         for kind in kinds {
             self.metrics.accepted(kind);
         }
-        let answer = Answer {
-            accepted,
-            filtered: tally.filtered,
-            rejected: tally.rejected,
-        };
-        Ok(json_response(StatusCode::ACCEPTED, &answer))
+        Ok(accepted)
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The project's filters over every parsed report: the ones to store, and the count of the
+/// others. A body whose only reports come from hosts the project does not allow is refused.
+fn filter_reports(project: &Project, parsed: schemas::Parsed) -> Result<(Kept, Tally), Rejection> {
+    let mut tally = Tally::default();
+    let mut kept = Vec::with_capacity(parsed.items.len());
+    for item in parsed.items {
+        match item {
+            Err(error) => {
+                tally.rejected += 1;
+                metrics::report_error(error.reason());
+                metrics::reports("invalid", "rejected", 1);
+            }
+            Ok(report) => match filter::judge(project, &report) {
+                Verdict::Keep { noise } => kept.push((report, noise)),
+                Verdict::Filtered(reason) => {
+                    tally.filtered += 1;
+                    metrics::filtered(reason);
+                    metrics::reports(report.kind.as_str(), "filtered", 1);
+                }
+                Verdict::HostNotAllowed => {
+                    tally.rejected += 1;
+                    tally.host_not_allowed += 1;
+                    metrics::report_error("host_not_allowed");
+                    metrics::reports(report.kind.as_str(), "rejected", 1);
+                }
+            },
+        }
+    }
+    if kept.is_empty() && tally.filtered == 0 && tally.host_not_allowed > 0 {
+        return Err(Rejection::HostNotAllowed);
+    }
+    Ok((kept, tally))
+}
+
+/// The request's `User-Agent`, truncated, when it is valid text.
+fn user_agent(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| truncate(ua, MAX_USER_AGENT_LEN))
 }
 
 /// Fields shared by every message of one request.

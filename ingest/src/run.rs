@@ -15,13 +15,14 @@ use crate::client::TrustedProxies;
 use crate::inflight::InFlight;
 use crate::limit::{ClientKeys, IpLimiter, IpLimits};
 use crate::privacy::{Salt, SaltError};
-use crate::projects::{error_chain, Projects, ProjectsError};
+use crate::projects::{Projects, ProjectsError};
 use crate::publish::{PublishError, Publisher};
 use crate::routes::{App, LogGate};
 use crate::server::{self, Settings};
 use crate::tls::{ReloadingCert, TlsError};
 use crate::validate::{BodyLimits, ParserPool};
 use crate::Config;
+use schemas::error_chain;
 
 /// The two listeners, bound by the caller (main binds the configured addresses; tests bind
 /// `127.0.0.1:0`).

@@ -97,7 +97,7 @@ impl ReloadingCert {
             }
             Err(error) => {
                 metrics::tls_reload("error");
-                tracing::error!(cert = %self.cert_path.display(), error = %crate::projects::error_chain(&error), "tls certificate reload failed, keeping the previous one");
+                tracing::error!(cert = %self.cert_path.display(), error = %schemas::error_chain(&error), "tls certificate reload failed, keeping the previous one");
                 Err(error)
             }
         }

@@ -9,7 +9,7 @@ mod support;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use schemas::ReportMessage;
+use schemas::{error_chain, ReportMessage};
 use support::Server;
 use testbed::bodies::{SECRETS, WITH_SECRETS_BATCH, WITH_SECRETS_DOCUMENTS, WITH_SECRETS_LEGACY};
 use testbed::kafka::Tansu;
@@ -164,15 +164,4 @@ async fn short_or_placeholder_salts_stop_ingest_at_start_up() {
     let server = Server::without_kafka(PROJECTS, &[]).await;
     let chain = error_chain(&server.shutdown_and_wait().await.unwrap_err());
     assert!(chain.contains("needs a salt"), "{chain}");
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

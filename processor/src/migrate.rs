@@ -472,12 +472,8 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     statements
 }
 
-/// A bare ClickHouse identifier, safe to splice into DDL.
-pub(crate) fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+/// A bare ClickHouse identifier, safe to splice into DDL (the rule lives with the DDL).
+pub(crate) use schemas::sql::is_identifier;
 
 #[cfg(test)]
 mod tests {

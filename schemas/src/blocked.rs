@@ -1,7 +1,8 @@
 //! Blocked-URI normalisation and classification.
 //!
-//! CSP reduces many blocked resources to keywords or bare schemes (REFERENCE section 1 and 3,
-//! following Sentry Relay's normalisation so groups match what Sentry users expect):
+//! CSP reduces many blocked resources to keywords or bare schemes (CSP3, "obtain the blockedURI
+//! of a violation's resource", <https://w3c.github.io/webappsec-csp/#obtain-violation-blocked-uri>);
+//! the classes follow Sentry Relay's normalisation so groups match what Sentry users expect:
 //!
 //! | sent | class | stored `blocked_url` |
 //! |---|---|---|

@@ -12,17 +12,23 @@
 //! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,
 //! [`fingerprint()`] it, [`dedup_key`] it with the client, wrap it in a [`ReportMessage`] and
 //! [`ReportMessage::encode`] it.
+//!
+//! Shared by every binary besides: [`sql::is_identifier`] (the names that may be spliced into the
+//! DDL) and [`error_chain`] (an error and its sources as one log line).
 
 pub mod blocked;
 pub mod directive;
+mod errors;
 mod extra;
 pub mod fingerprint;
 pub mod message;
 pub mod noise;
 pub mod parse;
 pub mod report;
+pub mod sql;
 pub mod wire;
 
+pub use errors::error_chain;
 pub use fingerprint::{dedup_key, fingerprint};
 pub use message::{DecodeError, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;

@@ -1,8 +1,8 @@
 //! Default noise filters (browser extensions, injected scripts, non-web documents).
 //!
-//! REFERENCE section 4, applied in this order: a noise scheme on `blocked_url` or
-//! `source_file` (as `scheme:`/`scheme://` prefix or as a bare value, plus exactly
-//! `data:text/html,chromewebdata`), then an injector host (suffix match on the host of either),
+//! The filters that peer collectors (Sentry Relay, go-csp-collector) apply by default, in this
+//! order: a noise scheme on `blocked_url` or `source_file` (as `scheme:`/`scheme://` prefix or
+//! as a bare value, plus exactly `data:text/html,chromewebdata`), then an injector host (suffix match on the host of either),
 //! then an injected-script sample when the blocked URI is inline/self/empty, then a document
 //! URL with a scheme other than http(s). `data:` and `blob:` are real policy gaps, never noise.
 //! Per-tenant host lists are opt-ins that live elsewhere, never here.
@@ -42,7 +42,7 @@ impl NoiseReason {
     ];
 }
 
-/// Schemes of extensions, browser internals and in-app webviews (REFERENCE section 4).
+/// Schemes of extensions, browser internals and in-app webviews.
 pub const NOISE_SCHEMES: &[&str] = &[
     "chrome-extension",
     "moz-extension",
@@ -115,7 +115,8 @@ pub const INJECTED_SAMPLE_MARKERS: &[&str] = &[
     "var lastpass_it",
 ];
 
-/// The default noise verdict for a report (REFERENCE section 4), `None` when it looks real.
+/// The default noise verdict for a report (the order is in the module doc), `None` when it looks
+/// real.
 pub fn classify(report: &Report) -> Option<NoiseReason> {
     let locations = || {
         [report.blocked_url.as_deref(), report.source_file.as_deref()]

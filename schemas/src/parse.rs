@@ -1,7 +1,9 @@
 //! Body-shape dispatch: one request body in, one or more normalised reports out.
 //!
-//! The shape of the JSON decides the wire format, never the `Content-Type` (REFERENCE
-//! section 1): browsers send the same bodies under half a dozen media types.
+//! The shape of the JSON decides the wire format, never the `Content-Type`: browsers send the
+//! same bodies under half a dozen media types (`application/csp-report`, `application/json`,
+//! `application/reports+json`, `application/x-www-form-urlencoded` from Chrome 14-20 and Safari
+//! 5.1-6.0, `text/plain`, or none; see `content_type` in `tests/corpus/browsers-2015.jsonl`).
 //!
 //! | body shape | wire format |
 //! |---|---|

@@ -21,7 +21,7 @@
 //!   (`wrong_type`); the body of an unknown type is kept verbatim, so it is not generated here.
 //! - `array_wrapping_is_reporting_only`: a single Reporting API object and the same object in a
 //!   one-element array give the same report (only `wire` differs: `reporting-single` vs
-//!   `reporting-batch`). Every other shape has no array form (REFERENCE section 1): wrapped in an
+//!   `reporting-batch`). Every other shape has no array form (only the Reporting API batches): wrapped in an
 //!   array it is refused as a batch item without `type`, never misread.
 //!
 //! Floats are generated with at most 4 decimals (real sampling fractions and timestamps): see

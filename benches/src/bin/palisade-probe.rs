@@ -70,11 +70,7 @@ async fn main() -> anyhow::Result<()> {
     if !(args.rate > 0.0 && args.rate <= 1000.0) {
         bail!("--rate must be in (0, 1000]");
     }
-    if !args
-        .database
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if !schemas::sql::is_identifier(&args.database) {
         bail!("--database must be a bare identifier");
     }
     let http = reqwest::Client::builder()

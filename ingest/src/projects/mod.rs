@@ -360,18 +360,6 @@ impl Snapshot {
     }
 }
 
-/// `a: b: c` for logs.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -427,7 +415,7 @@ mod tests {
         ];
         for (text, want) in cases {
             let err = Snapshot::from_toml(text, None).unwrap_err();
-            let chain = error_chain(&err);
+            let chain = schemas::error_chain(&err);
             assert!(chain.contains(want), "{text:?}: {chain}");
         }
     }

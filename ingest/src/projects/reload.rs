@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use schemas::error_chain;
 use tokio_util::sync::CancellationToken;
 
-use super::{ends_with_marker, error_chain, ProjectsError, Snapshot};
+use super::{ends_with_marker, ProjectsError, Snapshot};
 use crate::metrics;
 use crate::privacy::Salt;
 

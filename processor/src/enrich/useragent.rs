@@ -1,5 +1,16 @@
 //! User-agent classification (woothee) behind a bounded LRU cache: the same few hundred UA strings
 //! make up most traffic, and parsing one costs a few dozen regex matches.
+//!
+//! Why woothee and not the ua-parser project's crate (`ua-parser` 0.2 with uap-core's
+//! `regexes.yaml`, the data Sentry Relay uses), measured on 78 hand-labelled user agents (58 from
+//! `schemas/tests/corpus/browsers-2015.jsonl`, 20 current ones): uap got every browser family,
+//! major version and OS right; woothee missed 3 families (Android WebView, HeadlessChrome and UC
+//! Browser read as Chrome) and 2 majors (Googlebot, UC Browser), and no OS. Mainstream browsers,
+//! which are nearly all of the traffic, agree. uap costs about 3.5 times the instructions per
+//! uncached parse (about 62,000 against 17,000), 26 MB more memory and 0.8 s of regex
+//! compilation at start, needs the 210 kB regex file vendored and a YAML parser, and has no
+//! device category for `device_class`. Behind this cache a parse is rare, so cost alone would
+//! not decide; the accuracy gain is on rare agents only, so it does not pay for the rest yet.
 
 use std::num::NonZeroUsize;
 
