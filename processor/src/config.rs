@@ -599,6 +599,16 @@ impl Config {
         }
     }
 
+    /// What the retention job uses.
+    pub fn retention(&self) -> crate::retention::RetentionConfig {
+        crate::retention::RetentionConfig {
+            interval: self.retention_interval,
+            days: self.retention_days,
+            projects: self.project_retention.clone(),
+            topology: self.topology(),
+        }
+    }
+
     /// Single node, or the `--clickhouse-cluster`.
     pub fn topology(&self) -> Topology {
         Topology::new(self.clickhouse_cluster.clone())

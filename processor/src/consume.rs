@@ -20,7 +20,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -115,6 +115,8 @@ impl ConsumerContext for RebalanceContext {
 /// The group consumer of the reports topic.
 pub struct Consumer {
     inner: Arc<StreamConsumer<RebalanceContext>>,
+    /// The librdkafka settings it was created with: a rejoin creates a new consumer from them.
+    settings: ClientConfig,
     events: mpsc::Receiver<Event>,
     topic: String,
     /// Bound of one blocking call (committed offsets, commit).
@@ -142,13 +144,8 @@ impl Consumer {
 
     /// The consumer, not yet in the group.
     fn create(config: &Config) -> Result<Self, ConsumeError> {
-        let (sender, events) = mpsc::channel(EVENT_QUEUE);
-        let context = RebalanceContext {
-            topic: config.kafka_topic.clone(),
-            events: sender,
-        };
-        let inner: StreamConsumer<RebalanceContext> = config
-            .kafka_client_config()
+        let mut settings = config.kafka_client_config();
+        settings
             .set("bootstrap.servers", &config.kafka_brokers)
             .set("group.id", &config.kafka_group)
             .set("client.id", "palisade-processor")
@@ -162,14 +159,34 @@ impl Consumer {
             .set(
                 "queued.max.messages.kbytes",
                 config.kafka_prefetch_kbytes.get().to_string(),
-            )
+            );
+        Self::from_settings(
+            settings,
+            config.kafka_topic.clone(),
+            config.clickhouse_timeout.min(Duration::from_secs(30)),
+        )
+    }
+
+    /// A consumer of `topic` created from complete librdkafka `settings`.
+    fn from_settings(
+        settings: ClientConfig,
+        topic: String,
+        timeout: Duration,
+    ) -> Result<Self, ConsumeError> {
+        let (sender, events) = mpsc::channel(EVENT_QUEUE);
+        let context = RebalanceContext {
+            topic: topic.clone(),
+            events: sender,
+        };
+        let inner: StreamConsumer<RebalanceContext> = settings
             .create_with_context(context)
             .map_err(ConsumeError::Create)?;
         Ok(Self {
             inner: Arc::new(inner),
+            settings,
             events,
-            topic: config.kafka_topic.clone(),
-            timeout: config.clickhouse_timeout.min(Duration::from_secs(30)),
+            topic,
+            timeout,
             lag_in_flight: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -188,8 +205,8 @@ impl Consumer {
     ///
     /// The old consumer is closed (its LeaveGroup sent and answered) before the new one joins:
     /// on tansu a join that comes first keeps the dead leader for good.
-    pub async fn rejoin(&mut self, config: &Config) -> Result<(), ConsumeError> {
-        let fresh = Self::create(config)?;
+    pub async fn rejoin(&mut self) -> Result<(), ConsumeError> {
+        let fresh = Self::from_settings(self.settings.clone(), self.topic.clone(), self.timeout)?;
         self.inner.unsubscribe();
         let old = std::mem::replace(self, fresh);
         // Background watermark lookups hold clones for at most their timeout each.

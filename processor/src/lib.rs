@@ -8,7 +8,10 @@
 //! [`row::ReportRow`]) -> [`batch`] (rows plus the offsets to commit after them) -> [`mod@write`]
 //! (ClickHouse inserts, rollups, checkpoints, retries) -> commit. [`pipeline`] is the
 //! synchronous core of that flow and [`mod@run`] the async loop around it (back-pressure,
-//! shutdown). [`migrate`] applies the SQL in `schemas/sql/`; [`retention`] drops expired data;
+//! shutdown), which sees Kafka and ClickHouse only through the traits of [`run::ports`];
+//! [`root`] is the composition root that builds the real ones (`main.rs` calls it).
+//! [`migrate`] applies the SQL in `schemas/sql/`; [`mod@retention`] drops expired data (the job
+//! and its statements);
 //! [`admin`] serves `/metrics`, `/healthz`, `/readyz`; [`recent`] prints a project's recent
 //! violations for `palisade-processor recent`; [`replay`] re-publishes (or re-inserts) the
 //! dead-letter topic for `palisade-processor replay-dead-letters`; [`backoff`] is the retry
@@ -31,6 +34,7 @@ pub mod pipeline;
 pub mod recent;
 pub mod replay;
 pub mod retention;
+pub mod root;
 pub mod row;
 pub mod run;
 pub mod write;
@@ -40,5 +44,6 @@ pub use config::{Command, Config};
 pub use decode::{decode, DecodeFailure, Decoded, KeySource};
 pub use dedup::{CloseReason, ClosedWindow, CommitPoint, Dedup, DedupConfig, Observed};
 pub use enrich::{Enricher, Geo, GeoError};
+pub use root::run;
 pub use row::ReportRow;
-pub use run::{run, RunError, Status};
+pub use run::{RunError, Status};

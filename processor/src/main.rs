@@ -1,5 +1,8 @@
 //! `palisade-processor`: the composition root. `run` (default) consumes reports into ClickHouse
-//! until SIGTERM/SIGINT; `migrate` applies the ClickHouse migrations and exits; `recent` prints
+//! until SIGTERM/SIGINT: this file builds the metrics recorder, the admin listener and the
+//! signal handler, and `processor::root` (the loop's half of the composition root) builds the
+//! Kafka consumer, the ClickHouse writer, the dead-letter producer and the retention job and
+//! hands them to the loop; `migrate` applies the ClickHouse migrations and exits; `recent` prints
 //! a project's recent violations and exits; `replay-dead-letters` replays the dead-letter topic
 //! and exits.
 

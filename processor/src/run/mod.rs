@@ -1,6 +1,12 @@
 //! The consume loop: poll -> [`Pipeline`] -> write the batch -> rollups -> checkpoints -> Kafka
 //! commit, with dead letters, back-pressure and graceful shutdown.
 //!
+//! The loop only sees three traits ([`ports`]): a [`RecordSource`] (Kafka), a [`RowSink`]
+//! (ClickHouse) and a [`LetterSink`] (the dead-letter topic). The composition root
+//! ([`crate::root`], called by `main.rs`) builds the real ones and passes them in [`Deps`] with
+//! the [`LoopConfig`] it needs; the unit tests (`tests.rs`) pass in-memory fakes and drive the
+//! clock with `tokio::time::pause()`. The loop reads the time only through tokio's clock.
+//!
 //! One batch is in flight at a time (`stages::Pending`), and the next one is not taken until the
 //! previous one is committed: the dedup replay argument needs it (see [`crate::dedup`]). A batch
 //! goes through four stages, each retried from where it failed:
@@ -34,6 +40,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,25 +50,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{Config, ConfigError};
-use crate::consume::{ConsumeError, Consumer, Event, Record, LAG_INTERVAL};
-use crate::deadletter::{DeadLetter, DeadLetterError, DeadLetters};
+use crate::consume::{ConsumeError, Event, Record, LAG_INTERVAL};
+use crate::deadletter::{DeadLetter, DeadLetterError};
 use crate::dedup::CommitPoint;
-use crate::enrich::{Enricher, Geo, GeoError};
+use crate::enrich::GeoError;
 use crate::group::GroupCheck;
 use crate::metrics;
-use crate::migrate::{self, MigrateError};
+use crate::migrate::MigrateError;
 use crate::pipeline::{Handled, Pipeline};
-use crate::retention;
-use crate::write::{WriteError, Writer};
+use crate::write::WriteError;
 
+pub mod ports;
 mod stages;
+#[cfg(test)]
+mod tests;
 
+pub use ports::{LetterSink, RecordSource, RowSink};
 use stages::Pending;
 
 /// How often windows are closed, rows emitted and commit points recorded without a record.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Wait between two tries of a checkpoint lookup; least time between two consumer error logs.
 const KAFKA_RETRY: Duration = Duration::from_secs(1);
+
+/// Now, on tokio's clock (which `tokio::time::pause()` controls in tests), as a std `Instant`
+/// for the [`Pipeline`].
+fn time_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// What the admin endpoints read: updated by the loop.
 #[derive(Debug, Default)]
@@ -119,123 +135,113 @@ pub enum RunError {
     Panicked,
 }
 
-/// Consume until `shutdown` is cancelled, then write and commit the last batch.
-///
-/// The loop runs on its own thread with a current-thread runtime: it is sequential by design
-/// (one batch in flight), this keeps it off the caller's runtime (ingest's, in the end-to-end
-/// tests), and its futures need not be `Send` (rust-lang/rust#102211 makes some of the
-/// ClickHouse client's futures fail that check when spawned).
-pub async fn run(
-    config: Config,
-    status: Arc<Status>,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("palisade-processor".to_owned())
-        .spawn(move || {
-            let result = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => tokio::task::LocalSet::new()
-                    .block_on(&runtime, run_inner(config, status, shutdown)),
-                Err(error) => Err(RunError::Runtime(error)),
-            };
-            let _ = done.send(result);
-        })
-        .map_err(RunError::Runtime)?;
-    result.await.unwrap_or(Err(RunError::Panicked))
+/// What the loop is given: the outside world behind its traits, the synchronous pipeline and
+/// the status it reports to the admin endpoints.
+#[derive(Debug)]
+pub struct Deps<S, W, L> {
+    pub source: S,
+    pub sink: W,
+    pub letters: L,
+    pub pipeline: Pipeline,
+    pub status: Arc<Status>,
 }
 
-async fn run_inner(
-    config: Config,
-    status: Arc<Status>,
+/// The settings the loop uses (`Config::loop_config` builds them; units and defaults are
+/// documented on `Config`).
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// The consumer group (checkpoint rows and group checks).
+    pub group: String,
+    /// Messages re-read before a committed offset on assignment (`--kafka-resume-rewind`).
+    pub resume_rewind: i64,
+    /// Most rows per insert (`--batch-rows`).
+    pub max_rows: NonZeroUsize,
+    /// Retry delay of a parked batch (`--clickhouse-max-backoff-ms`).
+    pub max_backoff: Duration,
+    /// Retry delay of a misconfigured batch (`--misconfigured-retry-ms`).
+    pub misconfigured_retry: Duration,
+    /// Backoff of dead-letter deliveries.
+    pub dead_letter_backoff: Backoff,
+    /// Dead-letter value cap (`--dead-letter-max-bytes`), for the truncation metric.
+    pub dead_letter_max_bytes: NonZeroUsize,
+    /// Backoff of Kafka rebalance calls, and the most attempts per call.
+    pub kafka_retry_backoff: Backoff,
+    pub kafka_retry_attempts: u32,
+    /// Interval of the group check (`--kafka-group-check-ms`; zero disables it).
+    pub group_check: Duration,
+    /// Bound of the shutdown drain (`--shutdown-timeout-ms`).
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The settings of the consume loop.
+    pub fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            group: self.kafka_group.clone(),
+            resume_rewind: i64::try_from(self.kafka_resume_rewind).unwrap_or(i64::MAX),
+            max_rows: self.batch_rows,
+            max_backoff: self.clickhouse_max_backoff,
+            misconfigured_retry: self.misconfigured_retry,
+            dead_letter_backoff: self.dead_letter_backoff(),
+            dead_letter_max_bytes: self.dead_letter_max_bytes,
+            kafka_retry_backoff: self.kafka_retry_backoff(),
+            kafka_retry_attempts: self.kafka_retry_attempts.get(),
+            group_check: self.kafka_group_check,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+/// Consume until `shutdown` is cancelled, then write and commit the last batch (within
+/// `config.shutdown_timeout`) and leave the group.
+pub async fn run<S: RecordSource, W: RowSink, L: LetterSink>(
+    deps: Deps<S, W, L>,
+    config: LoopConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    config.validate()?;
-    let client = config.clickhouse_client();
-    if config.migrate_on_start {
-        migrate::migrate_to(&client, &config.clickhouse_database, &config.topology()).await?;
-    }
-    let writer = Writer::new(&client, config.writer())?;
-    let enricher = Enricher::new(
-        config.ua_cache_size,
-        config.url_cache_size,
-        Geo::open(config.geoip_db.as_deref())?,
-    );
-    let pipeline = Pipeline::new(config.dedup(), config.batch_limits(), enricher);
-    let dead_letters = DeadLetters::new(
-        config.kafka_client_config(),
-        &config.kafka_brokers,
-        &config.dead_letter_topic,
-        &config.kafka_topic,
-        config.dead_letter_timeout,
-        config.dead_letter_max_bytes,
-    )?;
-    let consumer = Consumer::subscribe(&config)?;
-
-    let retention_stop = shutdown.child_token();
-    let retention_job = tokio::task::spawn_local(retention::run(
-        writer.clone(),
-        config.clone(),
-        retention_stop.clone(),
-    ));
-
     metrics::paused(false);
-    tracing::info!(
-        topic = config.kafka_topic,
-        group = config.kafka_group,
-        "processor started"
-    );
+    let Deps {
+        source,
+        sink,
+        letters,
+        pipeline,
+        status,
+    } = deps;
+    let start = time_now();
+    let shutdown_timeout = config.shutdown_timeout;
     let mut worker = Worker {
-        consumer,
-        writer,
-        dead_letters,
+        consumer: source,
+        writer: sink,
+        dead_letters: letters,
         pipeline,
         pending: None,
         batch_blocked: false,
         parked_letters: VecDeque::new(),
-        letter_backoff: config.dead_letter_backoff(),
-        letter_retry_at: Instant::now(),
-        kafka_backoff: config.kafka_retry_backoff(),
-        kafka_attempts: config.kafka_retry_attempts.get(),
+        letter_backoff: config.dead_letter_backoff,
+        letter_retry_at: start,
         paused_since: None,
-        next_tick: Instant::now(),
-        next_lag_report: Instant::now(),
+        next_tick: start,
+        next_lag_report: start,
         committed: BTreeMap::new(),
-        next_error_log: Instant::now(),
-        group_check: GroupCheck::new(config.kafka_group_check, Instant::now()),
-        config: config.clone(),
+        next_error_log: start,
+        group_check: GroupCheck::new(config.group_check, start),
+        config,
         status,
         shutdown: shutdown.clone(),
-        group: config.kafka_group.clone(),
-        max_rows: config.batch_rows,
-        resume_rewind: i64::try_from(config.kafka_resume_rewind).unwrap_or(i64::MAX),
-        max_backoff: config.clickhouse_max_backoff,
-        misconfigured_retry: config.misconfigured_retry,
     };
     let consumed = worker.consume().await;
     tracing::info!("processor stopping: writing the last batch");
-    let drained = match tokio::time::timeout(config.shutdown_timeout, worker.drain()).await {
+    let drained = match tokio::time::timeout(shutdown_timeout, worker.drain()).await {
         Ok(result) => result,
         Err(_) => {
             tracing::error!(
-                timeout_ms = config.shutdown_timeout.as_millis() as u64,
+                timeout_ms = shutdown_timeout.as_millis() as u64,
                 "shutdown timed out before the last batch was committed"
             );
-            Err(RunError::ShutdownTimedOut(config.shutdown_timeout))
+            Err(RunError::ShutdownTimedOut(shutdown_timeout))
         }
     };
     worker.consumer.close();
-    retention_stop.cancel();
-    if tokio::time::timeout(config.shutdown_timeout, retention_job)
-        .await
-        .is_err()
-    {
-        tracing::warn!("retention job did not stop in time");
-    }
-    tracing::info!("processor stopped");
     consumed.and(drained)
 }
 
@@ -245,10 +251,10 @@ enum Wake {
     Timer,
 }
 
-struct Worker {
-    consumer: Consumer,
-    writer: Writer,
-    dead_letters: DeadLetters,
+struct Worker<S, W, L> {
+    consumer: S,
+    writer: W,
+    dead_letters: L,
     pipeline: Pipeline,
     pending: Option<Pending>,
     /// The pending batch failed its last attempt (one of the two reasons to pause).
@@ -259,9 +265,6 @@ struct Worker {
     /// Backoff of dead-letter deliveries (parked letters and a batch's rejected rows).
     letter_backoff: Backoff,
     letter_retry_at: Instant,
-    /// Backoff template of Kafka rebalance calls, and the most attempts per call.
-    kafka_backoff: Backoff,
-    kafka_attempts: u32,
     /// When consumption was paused (back-pressure); `None` while consuming.
     paused_since: Option<Instant>,
     next_tick: Instant,
@@ -271,24 +274,16 @@ struct Worker {
     committed: BTreeMap<i32, i64>,
     next_error_log: Instant,
     group_check: GroupCheck,
-    /// For a new consumer on a rejoin.
-    config: Config,
+    config: LoopConfig,
     status: Arc<Status>,
     shutdown: CancellationToken,
-    group: String,
-    /// Messages re-read before a committed offset on assignment.
-    resume_rewind: i64,
-    /// Most rows per insert.
-    max_rows: std::num::NonZeroUsize,
-    max_backoff: Duration,
-    misconfigured_retry: Duration,
 }
 
-impl Worker {
+impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     async fn consume(&mut self) -> Result<(), RunError> {
         loop {
             self.handle_events().await?;
-            let now = Instant::now();
+            let now = time_now();
             // While paused nothing is emitted (no batch can be taken before the parked one is
             // committed), and idle windows must not close: their messages wait in Kafka.
             if now >= self.next_tick && self.paused_since.is_none() {
@@ -306,7 +301,8 @@ impl Worker {
                 let was_paused = self.paused_since.is_some();
                 self.advance_pending().await;
                 if !was_paused {
-                    self.pipeline.discount_idle(now.elapsed());
+                    self.pipeline
+                        .discount_idle(time_now().saturating_duration_since(now));
                 }
             }
             // A rejoin drops the partitions' windows: only between batches, and not while
@@ -315,18 +311,18 @@ impl Worker {
                 && self.paused_since.is_none()
                 && self
                     .group_check
-                    .due(self.pipeline.assigned().count(), Instant::now())
+                    .due(self.pipeline.assigned().count(), time_now())
             {
                 self.check_group().await?;
             }
             // Also while paused: that is when lag grows.
-            if self.next_lag_report <= Instant::now() {
-                self.next_lag_report = Instant::now() + LAG_INTERVAL;
+            if self.next_lag_report <= time_now() {
+                self.next_lag_report = time_now() + LAG_INTERVAL;
                 let committed = self.committed.iter().map(|(p, o)| (*p, *o)).collect();
                 self.consumer.report_lag(committed);
             }
             if self.paused_since.is_some() {
-                self.next_tick = Instant::now() + TICK;
+                self.next_tick = time_now() + TICK;
             }
             let mut wake = self.next_tick;
             if let Some(pending) = &self.pending {
@@ -350,7 +346,7 @@ impl Worker {
                 }
                 Wake::Record(Err(error)) => {
                     // librdkafka reconnects on its own; log at most once per KAFKA_RETRY.
-                    let now = Instant::now();
+                    let now = time_now();
                     if self.next_error_log <= now {
                         self.next_error_log = now + KAFKA_RETRY;
                         tracing::warn!(%error, "kafka consumer error");
@@ -373,7 +369,7 @@ impl Worker {
             );
         }
         loop {
-            let now = Instant::now();
+            let now = time_now();
             if self.pending.is_none() {
                 if !closing {
                     return Ok(());
@@ -423,10 +419,10 @@ impl Worker {
                             }
                             None => None,
                         };
-                        if let (Some(offset), true) = (offset, self.resume_rewind > 0) {
+                        if let (Some(offset), true) = (offset, self.config.resume_rewind > 0) {
                             // Offsets before the committed one are ignored by dedup as
                             // redeliveries; see `Config::kafka_resume_rewind`.
-                            let from = offset.saturating_sub(self.resume_rewind).max(0);
+                            let from = offset.saturating_sub(self.config.resume_rewind).max(0);
                             self.retry_kafka("seek", || self.consumer.seek(partition, from))
                                 .await?;
                         }
@@ -460,17 +456,14 @@ impl Worker {
     /// left to nobody.
     async fn check_group(&mut self) -> Result<(), RunError> {
         let owned = self.pipeline.assigned().count();
-        let view = match self.consumer.describe_group(&self.group).await {
+        let view = match self.consumer.describe_group(&self.config.group).await {
             Ok(view) => Some(view),
             Err(error) => {
                 tracing::debug!(%error, "cannot describe the consumer group");
                 None
             }
         };
-        if !self
-            .group_check
-            .observe(view.as_ref(), owned, Instant::now())
-        {
+        if !self.group_check.observe(view.as_ref(), owned, time_now()) {
             return Ok(());
         }
         tracing::warn!(
@@ -485,7 +478,7 @@ impl Worker {
         }
         self.committed.clear();
         self.status.assigned.store(0, Ordering::Relaxed);
-        self.consumer.rejoin(&self.config).await?;
+        self.consumer.rejoin().await?;
         Ok(())
     }
 
@@ -500,7 +493,7 @@ impl Worker {
         loop {
             match self
                 .writer
-                .read_checkpoint(&self.group, self.consumer.topic(), partition, offset)
+                .read_checkpoint(&self.config.group, self.consumer.topic(), partition, offset)
                 .await
             {
                 Ok(Some(metadata)) => return Ok(CommitPoint::from_committed(offset, &metadata)),
@@ -514,7 +507,7 @@ impl Worker {
     }
 
     async fn handle_record(&mut self, record: Record) -> Result<(), RunError> {
-        let now = Instant::now();
+        let now = time_now();
         let failure = match self.pipeline.record(&record, now) {
             Handled::Observed | Handled::NotAssigned => return Ok(()),
             Handled::Undecodable(failure) => failure,
@@ -549,11 +542,11 @@ impl Worker {
                 Ok(()) => {
                     metrics::dead_lettered(letter.reason, 1);
                     self.pipeline
-                        .skip(letter.partition, letter.offset, Instant::now());
+                        .skip(letter.partition, letter.offset, time_now());
                 }
                 Err(_) => {
                     self.parked_letters.push_front(letter);
-                    self.letter_retry_at = Instant::now() + self.letter_backoff.current();
+                    self.letter_retry_at = time_now() + self.letter_backoff.current();
                     break;
                 }
             }
@@ -606,8 +599,8 @@ impl Worker {
         Fut: Future<Output = Result<T, ConsumeError>>,
     {
         retry_kafka(
-            self.kafka_backoff,
-            self.kafka_attempts,
+            self.config.kafka_retry_backoff,
+            self.config.kafka_retry_attempts,
             &self.shutdown,
             operation,
             call,
@@ -656,60 +649,5 @@ where
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use std::cell::Cell;
-
-    fn transient(operation: &'static str) -> ConsumeError {
-        ConsumeError::Kafka {
-            operation,
-            source: KafkaError::Seek("broker not available".into()),
-        }
-    }
-
-    /// Regression (issue 10, item 8): a transient error on a rebalance call was a process exit.
-    #[tokio::test]
-    async fn a_transient_kafka_error_is_retried_with_backoff_then_given_up() {
-        let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(25));
-        let shutdown = CancellationToken::new();
-        let calls = Cell::new(0u32);
-        let started = Instant::now();
-        let value = retry_kafka(backoff, 10, &shutdown, "seek", || {
-            calls.set(calls.get() + 1);
-            let n = calls.get();
-            async move {
-                if n < 4 {
-                    Err(transient("seek"))
-                } else {
-                    Ok(n)
-                }
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(value, 4);
-        // It waited between tries: at least 10 + 20 + 25 ms (a lower bound, not a speed).
-        assert!(started.elapsed() >= Duration::from_millis(55));
-
-        calls.set(0);
-        let result: Result<(), _> = retry_kafka(backoff, 3, &shutdown, "seek", || {
-            calls.set(calls.get() + 1);
-            async { Err(transient("seek")) }
-        })
-        .await;
-        assert!(matches!(result, Err(RunError::Consume(_))));
-        assert_eq!(calls.get(), 3, "at most `attempts` tries");
-
-        shutdown.cancel();
-        let result: Result<(), _> = retry_kafka(backoff, 10, &shutdown, "seek", || async {
-            Err(transient("seek"))
-        })
-        .await;
-        assert!(matches!(result, Err(RunError::Interrupted("seek"))));
     }
 }

@@ -4,7 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{RunError, Worker};
+use super::ports::{LetterSink, RecordSource, RowSink};
+use super::{time_now, RunError, Worker};
 use crate::batch::{Batch, RowSource};
 use crate::deadletter::{DeadLetter, REJECTED_BY_CLICKHOUSE};
 use crate::metrics;
@@ -29,7 +30,7 @@ enum Stage {
     Commit,
 }
 
-impl Worker {
+impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     /// Run the pending batch's stages from where it stopped; on failure park it and pause.
     pub(super) async fn advance_pending(&mut self) {
         let Some(mut pending) = self.pending.take() else {
@@ -50,8 +51,8 @@ impl Worker {
                 self.set_write_blocked(class == ErrorClass::Misconfigured);
                 let delay = match (&error, class) {
                     (StageError::DeadLetter(_), _) => self.letter_backoff.current(),
-                    (_, ErrorClass::Misconfigured) => self.misconfigured_retry,
-                    _ => self.max_backoff,
+                    (_, ErrorClass::Misconfigured) => self.config.misconfigured_retry,
+                    _ => self.config.max_backoff,
                 };
                 tracing::error!(
                     %error,
@@ -60,7 +61,7 @@ impl Worker {
                     retry_in_ms = delay.as_millis() as u64,
                     "batch not written, consumption paused"
                 );
-                pending.retry_at = Instant::now() + delay;
+                pending.retry_at = time_now() + delay;
                 self.pending = Some(pending);
                 self.batch_blocked = true;
                 self.update_paused().await;
@@ -94,9 +95,10 @@ impl Worker {
             tracing::error!(%error, pause, "cannot pause or resume partitions");
         }
         match (pause, self.paused_since) {
-            (true, None) => self.paused_since = Some(Instant::now()),
+            (true, None) => self.paused_since = Some(time_now()),
             (false, Some(since)) => {
-                self.pipeline.discount_idle(since.elapsed());
+                self.pipeline
+                    .discount_idle(time_now().saturating_duration_since(since));
                 self.paused_since = None;
             }
             _ => {}
@@ -109,7 +111,7 @@ impl Worker {
         if pending.stage == Stage::Insert {
             let inserted = self
                 .writer
-                .insert_rows_in_chunks(&pending.batch.rows, self.max_rows)
+                .insert_rows(&pending.batch.rows, self.config.max_rows)
                 .await?;
             let mut rejected = inserted.rejected.iter().map(|r| r.index).peekable();
             let mut touched = Touched::default();
@@ -139,7 +141,7 @@ impl Worker {
             metrics::batch_written(
                 inserted.rows,
                 pending.batch.bytes,
-                pending.started.elapsed(),
+                time_now().saturating_duration_since(pending.started),
             );
             pending.touched = touched;
             pending.stage = Stage::Rollups;
@@ -157,7 +159,7 @@ impl Worker {
                 .commits
                 .iter()
                 .map(|(partition, point)| Checkpoint {
-                    consumer_group: self.group.clone(),
+                    consumer_group: self.config.group.clone(),
                     topic: self.consumer.topic().to_owned(),
                     kafka_partition: *partition,
                     kafka_offset: point.offset,

@@ -1,6 +1,5 @@
 //! Writes to ClickHouse: report rows ([`insert`]: bounded retries with backoff, isolation of rows
-//! the server rejects), exact rollup refresh ([`rollup`]), retention by partition drop
-//! ([`retention`]) and the commit points of the consume loop ([`checkpoint`]).
+//! the server rejects), exact rollup refresh ([`rollup`]) and the commit points of the consume loop ([`checkpoint`]).
 //!
 //! Delivery: every write here is idempotent (rows carry a deterministic `row_id` into a
 //! ReplacingMergeTree; rollups are recomputed, not incremented), so the caller may retry a batch,
@@ -16,7 +15,6 @@
 
 pub mod checkpoint;
 pub mod insert;
-pub mod retention;
 pub mod rollup;
 
 use std::future::Future;
@@ -25,9 +23,9 @@ use std::time::Duration;
 
 use crate::migrate::is_identifier;
 
+pub use crate::retention::DroppedPartition;
 pub use checkpoint::{Checkpoint, CHECKPOINTS_TABLE};
 pub use insert::{Evidence, Inserted, Rejected};
-pub use retention::DroppedPartition;
 pub use rollup::{rollup_statements, Touched};
 
 /// The table of deduplicated report rows (`schemas/sql/001_reports.sql`).
@@ -254,8 +252,8 @@ fn classify_exception_code(code: u32) -> ErrorClass {
 /// Writes report rows, rollups and retention to one ClickHouse database.
 #[derive(Clone)]
 pub struct Writer {
-    client: clickhouse::Client,
-    config: WriterConfig,
+    pub(crate) client: clickhouse::Client,
+    pub(crate) config: WriterConfig,
     /// The last row inserted successfully: the probe that tells a bad row from a table that
     /// refuses every row (see [`insert`]). Shared by clones; one row.
     known_good: std::sync::Arc<std::sync::Mutex<Option<crate::row::ReportRow>>>,
@@ -289,7 +287,7 @@ impl Writer {
         })
     }
 
-    async fn retry<T, F, Fut>(
+    pub(crate) async fn retry<T, F, Fut>(
         &self,
         operation: Operation,
         attempt: F,
