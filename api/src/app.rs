@@ -20,7 +20,7 @@ use crate::params::FilterDefaults;
 use crate::resolution::Thresholds;
 use crate::routes::{self, Access, PathParams, RouteId};
 use crate::store::{now_secs, Store};
-use crate::{metrics, proposals, tokens, violations};
+use crate::{keys, metrics, proposals, tokens, violations};
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -29,6 +29,9 @@ pub struct App {
     pub store: Store,
     tokens: RwLock<Arc<TokenSet>>,
     prometheus: Option<PrometheusHandle>,
+    /// One render of the projects file at a time (key management), so an older render never
+    /// replaces a newer one.
+    pub projects_file_lock: tokio::sync::Mutex<()>,
 }
 
 /// One authorised request, as the endpoints see it.
@@ -67,6 +70,7 @@ impl App {
             store,
             tokens: RwLock::new(Arc::new(tokens)),
             prometheus,
+            projects_file_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -200,6 +204,17 @@ impl App {
             RouteId::ApplyResolution => proposals::apply(self, &call).await?,
             RouteId::ListResolutions => proposals::list(self, &call).await?,
             RouteId::ProposedPolicy => proposals::proposed_policy(self, &call).await?,
+            RouteId::CreateProject => keys::create_project(self, &call).await?,
+            RouteId::ListProjects => keys::list_projects(self, &call).await?,
+            RouteId::GetProject => keys::get_project(self, &call).await?,
+            RouteId::UpdateProject => keys::update_project(self, &call).await?,
+            RouteId::ListKeys => keys::list_keys(self, &call).await?,
+            RouteId::CreateKey => keys::create_key(self, &call).await?,
+            RouteId::RotateKey => keys::rotate_key(self, &call).await?,
+            RouteId::DisableKey => keys::disable_key(self, &call).await?,
+            RouteId::EnableKey => keys::enable_key(self, &call).await?,
+            RouteId::RevokeKey => keys::revoke_key(self, &call).await?,
+            RouteId::RotateToken => keys::rotate_token(self, &call).await?,
         };
         Ok(json_response(status, &body))
     }

@@ -44,3 +44,14 @@ pub fn token_reload(ok: bool, loaded: usize) {
 pub fn change(action: &'static str) {
     metrics::counter!(CHANGES_TOTAL, "action" => action).increment(1);
 }
+
+// --- key management (control plane) ---
+
+/// Renders of the projects file for ingest, by result (`written`: replaced, `unchanged`: the
+/// file already held the same text). Failed writes count in `api_errors_total` or the log.
+pub const PROJECTS_FILE_RENDERS_TOTAL: &str = "api_projects_file_renders_total";
+
+pub fn projects_file_written(replaced: bool) {
+    let result = if replaced { "written" } else { "unchanged" };
+    metrics::counter!(PROJECTS_FILE_RENDERS_TOTAL, "result" => result).increment(1);
+}

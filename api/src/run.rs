@@ -45,9 +45,15 @@ pub async fn run(
         tracing::warn!(error = %error, "cannot load project tokens yet, retrying in the background");
     }
     let refresh = tokio::spawn(Arc::clone(&app).refresh_tokens(shutdown.clone()));
+    // Key management: the projects file for ingest, rendered now and on an interval.
+    let projects_file = tokio::spawn(crate::keys::keep_projects_file(
+        Arc::clone(&app),
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "palisade-api serving");
     server::serve(listener, app, settings, shutdown).await;
     let _ = refresh.await;
+    let _ = projects_file.await;
     tracing::info!("palisade-api stopped");
     Ok(())
 }

@@ -15,8 +15,10 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::params::GroupFilter;
 
+mod projects;
 mod tokens;
 
+pub use projects::{KeyRow, ProjectRow};
 pub use tokens::TokenRow;
 
 /// The client network of a report, for "distinct client networks": the /24 of an IPv4

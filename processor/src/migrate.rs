@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_state",
         sql: include_str!("../../schemas/sql/005_api_state.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_projects",
+        sql: include_str!("../../schemas/sql/007_api_projects.sql"),
+    },
 ];
 
 /// The table recording applied and skipped migrations (created before anything else).

@@ -254,6 +254,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::Applied),
             (5, Outcome::Applied),
+            (7, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -266,6 +267,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (3, Outcome::Skipped { requires: gate }),
             (4, Outcome::AlreadyApplied),
             (5, Outcome::AlreadyApplied),
+            (7, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
@@ -296,6 +298,8 @@ async fn migrations_are_idempotent_recorded_and_gated() {
         tables,
         cells(&[
             "api_audit",
+            "api_keys",
+            "api_projects",
             "api_tokens",
             "processor_checkpoints",
             "reports",

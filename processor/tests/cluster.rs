@@ -122,6 +122,7 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::Applied,
             gate,
             Outcome::Applied,
+            Outcome::Applied,
             Outcome::Applied
         ]
     );
@@ -136,12 +137,17 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::AlreadyApplied,
             gate,
             Outcome::AlreadyApplied,
+            Outcome::AlreadyApplied,
             Outcome::AlreadyApplied
         ]
     );
     let expected_tables = [
         ("api_audit", "Distributed"),
         ("api_audit_local", "ReplicatedMergeTree"),
+        ("api_keys", "Distributed"),
+        ("api_keys_local", "ReplicatedReplacingMergeTree"),
+        ("api_projects", "Distributed"),
+        ("api_projects_local", "ReplicatedReplacingMergeTree"),
         ("api_tokens", "Distributed"),
         ("api_tokens_local", "ReplicatedReplacingMergeTree"),
         ("processor_checkpoints", "Distributed"),

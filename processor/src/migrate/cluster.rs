@@ -57,6 +57,9 @@ pub const SHARDING_KEYS: &[(&str, &str)] = &[
     ("violation_mutes", "cityHash64(project_id, fingerprint)"),
     ("resolutions", "cityHash64(project_id, fingerprint)"),
     ("api_audit", "project_id"),
+    // Projects and public keys (007).
+    ("api_projects", "project_id"),
+    ("api_keys", "cityHash64(public_key)"),
 ];
 
 /// The ZooKeeper path of a replicated table; `{shard}` and `{replica}` are server macros.
