@@ -319,6 +319,16 @@ impl Config {
                 "projects-file-refresh-secs, max-projects, max-keys-per-project, max-project-name-bytes and the default quota must be > 0",
             );
         }
+        // The Kubernetes placeholder (deploy/kubernetes/secret.yaml) is long enough to pass the
+        // length check: refuse it so a forgotten placeholder never opens every project.
+        if self
+            .server
+            .admin_tokens
+            .iter()
+            .any(|t| t.contains("replace-me"))
+        {
+            return fail("an admin token is still the placeholder `replace-me...`: set a real one");
+        }
         if let Some(path) = &projects.projects_file_out {
             if path.file_name().is_none() {
                 return fail("projects-file-out must name a file");
@@ -351,6 +361,17 @@ mod tests {
         assert!(config.validate().is_err());
         let long = "x".repeat(32);
         parse(&["--admin-tokens", &long]).validate().unwrap();
+    }
+
+    #[test]
+    fn key_management_bounds_and_placeholder_tokens_are_refused() {
+        let placeholder = "replace-me-with-openssl-rand-hex-32-xxxxxxxx";
+        assert!(parse(&["--admin-tokens", placeholder]).validate().is_err());
+        assert!(parse(&["--max-keys-per-project", "0"]).validate().is_err());
+        assert!(parse(&["--default-quota-burst", "0"]).validate().is_err());
+        let config = parse(&["--projects-file-out", "/tmp/p.toml"]);
+        config.validate().unwrap();
+        assert_eq!(config.projects.max_keys_per_project, 20);
     }
 
     #[test]
