@@ -23,6 +23,7 @@ admin_port="${PALISADE_ADMIN_PORT:-9190}"
 kafka_port="${PALISADE_KAFKA_PORT:-19092}"
 processor_admin_port="${PALISADE_PROCESSOR_ADMIN_PORT:-9191}"
 demo_port="${PALISADE_DEMO_PORT:-8090}"
+api_port="${PALISADE_API_PORT:-8088}"
 ch_port="${PALISADE_CLICKHOUSE_PORT:-18123}"
 ch_tcp_port="${PALISADE_CLICKHOUSE_TCP_PORT:-19000}"
 topic="palisade-reports"
@@ -49,6 +50,7 @@ stop_pidfile() {
 stop_all() {
   say "stopping"
   stop_pidfile "$home/run/demo.pid"
+  stop_pidfile "$home/run/api.pid"
   stop_pidfile "$home/run/ingest.pid"
   stop_pidfile "$home/run/processor.pid"
   stop_pidfile "$home/run/tansu.pid"
@@ -60,13 +62,13 @@ stop_all() {
 wait_port() { wait_log="$3" wait_for 30 "$2 to listen on 127.0.0.1:$1" port_open "$1"; }
 
 # Leftovers of an earlier run (killed terminal, crash) are stopped first.
-for name in demo ingest processor tansu clickhouse; do stop_pidfile "$home/run/$name.pid"; done
+for name in demo api ingest processor tansu clickhouse; do stop_pidfile "$home/run/$name.pid"; done
 
 say "checking prerequisites (first run installs packages and builds tansu: ~20 min)"
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
 
 say "building palisade (release)"
-cargo build --release --locked -p ingest -p processor 2>&1 | tail -n 3
+cargo build --release --locked -p ingest -p processor -p palisade-api 2>&1 | tail -n 3
 
 if [ ! -f "$home/projects.toml" ]; then
   cat > "$home/projects.toml" <<TOML
@@ -137,6 +139,41 @@ env "${processor_env[@]}" setsid target/release/palisade-processor run \
   >>"$home/logs/processor.log" 2>&1 &
 echo $! > "$home/run/processor.pid"
 
+# The tenant API (palisade-api): a fresh admin token each run (in $home/api-admin-token); it
+# manages the projects and keys (stored in ClickHouse) and writes $home/projects.toml, which
+# ingest reloads by itself. The demo projects are created through it on the first run.
+admin_token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+(umask 077 && printf '%s\n' "$admin_token" > "$home/api-admin-token")
+say "starting palisade-api on 127.0.0.1:$api_port (log: $home/logs/api.log)"
+PALISADE_API_ADDR="127.0.0.1:$api_port" \
+PALISADE_CLICKHOUSE_URL="http://127.0.0.1:$ch_port" \
+PALISADE_API_ADMIN_TOKENS="$admin_token" \
+PALISADE_API_PROJECTS_FILE_OUT="$home/projects.toml" \
+  setsid target/release/palisade-api >"$home/logs/api.log" 2>&1 &
+echo $! > "$home/run/api.pid"
+wait_port "$api_port" palisade-api "$home/logs/api.log"
+api_call() {  # METHOD PATH [JSON]: prints the status; the answer is in $home/run/api-answer.json
+  curl -sS -o "$home/run/api-answer.json" -w '%{http_code}' -X "$1" \
+    -H "Authorization: Bearer $admin_token" -H 'content-type: application/json' \
+    ${3:+--data-binary "$3"} "http://127.0.0.1:$api_port$2"
+}
+answer_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$home/run/api-answer.json" "$1"; }
+demo_token=""
+if [ "$(api_call GET /v1/projects/1)" = 404 ]; then
+  code="$(api_call POST /v1/projects "{\"id\": 1, \"name\": \"demo\", \"public_key\": \"$demo_key\", \"quota\": {\"per_second\": 1000, \"burst\": 5000}}")"
+  [ "$code" = 201 ] && demo_token="$(answer_field token)"
+fi
+if [ "$(api_call GET /v1/projects/2)" = 404 ]; then
+  # The demo page (deploy/demo/) is served from 127.0.0.1, which the default noise filters treat
+  # as an injector (its reports would be answered 2xx and dropped), so its project keeps noise.
+  api_call POST /v1/projects "{\"id\": 2, \"name\": \"demo-page\", \"public_key\": \"$demo_page_key\", \"quota\": {\"per_second\": 100, \"burst\": 1000}, \"filters\": {\"default_noise\": false}}" >/dev/null
+fi
+if [ -z "$demo_token" ]; then  # a re-run: the project exists, a new token for this session
+  code="$(api_call POST /v1/projects/1/tokens)"
+  [ "$code" = 201 ] && demo_token="$(answer_field token)"
+fi
+[ -n "$demo_token" ] || { say "palisade-api did not answer; last lines of $home/logs/api.log:"; tail -n 20 "$home/logs/api.log"; exit 1; }
+
 say "starting ingest on 127.0.0.1:$port (log: $home/logs/ingest.log)"
 PALISADE_PUBLIC_ADDR="127.0.0.1:$port" \
 PALISADE_ADMIN_ADDR="127.0.0.1:$admin_port" \
@@ -156,7 +193,12 @@ wait_port "$demo_port" "demo page" "$home/logs/demo.log"
 cat <<INFO
 
   Endpoint        $endpoint
-  Demo key        $demo_key  (project 1, in $home/projects.toml)
+  Demo key        $demo_key  (project 1; keys are managed through the tenant API, which
+                  writes $home/projects.toml)
+  Tenant API      http://127.0.0.1:$api_port/   (palisade-api; endpoints: api/openapi.json)
+  Demo token      $demo_token   (project 1's API token, shown once)
+                  e.g. curl -H "Authorization: Bearer $demo_token" http://127.0.0.1:$api_port/v1/projects/1/violations
+  Admin token     in $home/api-admin-token (creates projects, keys, tokens; new each run)
   Demo page       http://127.0.0.1:$demo_port/  open it in a browser and click: its CSP reports
                   to project 2 ($demo_page_key), which keeps 127.0.0.1 reports the noise filter drops
   Health/metrics  http://127.0.0.1:$admin_port/healthz  /readyz  /metrics   (ingest)

@@ -20,7 +20,7 @@ use crate::params::FilterDefaults;
 use crate::resolution::Thresholds;
 use crate::routes::{self, Access, PathParams, RouteId};
 use crate::store::{now_secs, Store};
-use crate::{alerts, metrics, proposals, tokens, violations};
+use crate::{alerts, keys, metrics, proposals, tokens, violations};
 
 /// Shared state of every request.
 #[derive(Debug)]
@@ -31,6 +31,9 @@ pub struct App {
     ui: crate::ui::UiHeaders,
     tokens: RwLock<Arc<TokenSet>>,
     prometheus: Option<PrometheusHandle>,
+    /// One render of the projects file at a time (key management), so an older render never
+    /// replaces a newer one.
+    pub projects_file_lock: tokio::sync::Mutex<()>,
 }
 
 /// One authorised request, as the endpoints see it.
@@ -71,6 +74,7 @@ impl App {
             ui,
             tokens: RwLock::new(Arc::new(tokens)),
             prometheus,
+            projects_file_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -224,6 +228,17 @@ impl App {
             RouteId::PutAlertSettings => alerts::put_settings(self, &call).await?,
             RouteId::ListAlerts => alerts::list(self, &call).await?,
             RouteId::ListDeliveries => alerts::deliveries(self, &call).await?,
+            RouteId::CreateProject => keys::create_project(self, &call).await?,
+            RouteId::ListProjects => keys::list_projects(self, &call).await?,
+            RouteId::GetProject => keys::get_project(self, &call).await?,
+            RouteId::UpdateProject => keys::update_project(self, &call).await?,
+            RouteId::ListKeys => keys::list_keys(self, &call).await?,
+            RouteId::CreateKey => keys::create_key(self, &call).await?,
+            RouteId::RotateKey => keys::rotate_key(self, &call).await?,
+            RouteId::DisableKey => keys::disable_key(self, &call).await?,
+            RouteId::EnableKey => keys::enable_key(self, &call).await?,
+            RouteId::RevokeKey => keys::revoke_key(self, &call).await?,
+            RouteId::RotateToken => keys::rotate_token(self, &call).await?,
         };
         Ok(json_response(status, &body))
     }

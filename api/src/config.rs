@@ -32,6 +32,9 @@ pub struct Config {
     #[command(flatten)]
     pub alerts: AlertsConfig,
 
+    #[command(flatten)]
+    pub projects: ProjectsConfig,
+
     /// Log as JSON lines instead of human-readable text. Default: off.
     #[arg(long, env = "PALISADE_API_LOG_JSON", global = true)]
     pub log_json: bool,
@@ -338,6 +341,52 @@ impl AlertsConfig {
     }
 }
 
+/// Key management: projects and public keys, and the projects file rendered for ingest.
+#[derive(Debug, Clone, Args)]
+pub struct ProjectsConfig {
+    /// Where to write the projects file ingest reads (its `--projects-file`), rendered from
+    /// ClickHouse after every project or key change, at start-up (only once a project exists:
+    /// a static file is never emptied) and every `--projects-file-refresh-secs`. Written
+    /// atomically (temporary file in the same directory + rename), ending with
+    /// `# palisade:end`. Default: none (keys are stored but no file is written).
+    #[arg(long, env = "PALISADE_API_PROJECTS_FILE_OUT")]
+    pub projects_file_out: Option<std::path::PathBuf>,
+    /// How often the projects file is re-rendered (another API instance's changes, a failed
+    /// write), in seconds. Default: 5.
+    #[arg(
+        long,
+        env = "PALISADE_API_PROJECTS_FILE_REFRESH_SECS",
+        default_value_t = 5
+    )]
+    pub projects_file_refresh_secs: u64,
+    /// Most projects (creating one more answers 409). Default: 10000.
+    #[arg(long, env = "PALISADE_API_MAX_PROJECTS", default_value_t = 10_000)]
+    pub max_projects: usize,
+    /// Most non-revoked public keys per project. Default: 20.
+    #[arg(long, env = "PALISADE_API_MAX_KEYS_PER_PROJECT", default_value_t = 20)]
+    pub max_keys_per_project: usize,
+    /// Most `allowed_hosts` patterns per project. Default: 100.
+    #[arg(long, env = "PALISADE_API_MAX_ALLOWED_HOSTS", default_value_t = 100)]
+    pub max_allowed_hosts: usize,
+    /// Longest project name, in bytes. Default: 200.
+    #[arg(
+        long,
+        env = "PALISADE_API_MAX_PROJECT_NAME_BYTES",
+        default_value_t = 200
+    )]
+    pub max_project_name_bytes: usize,
+    /// Quota of a new project when none is given, in reports per second. Default: 100.
+    #[arg(
+        long,
+        env = "PALISADE_API_DEFAULT_QUOTA_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub default_quota_per_second: u32,
+    /// Burst of a new project's quota when none is given, in reports. Default: 1000.
+    #[arg(long, env = "PALISADE_API_DEFAULT_QUOTA_BURST", default_value_t = 1000)]
+    pub default_quota_burst: u32,
+}
+
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -390,6 +439,33 @@ impl Config {
             return fail("token-refresh-secs and clickhouse-timeout-ms must be > 0");
         }
         self.alerts.validate()?;
+        let projects = &self.projects;
+        if projects.projects_file_refresh_secs == 0
+            || projects.max_projects == 0
+            || projects.max_keys_per_project == 0
+            || projects.max_project_name_bytes == 0
+            || projects.default_quota_per_second == 0
+            || projects.default_quota_burst == 0
+        {
+            return fail(
+                "projects-file-refresh-secs, max-projects, max-keys-per-project, max-project-name-bytes and the default quota must be > 0",
+            );
+        }
+        // The Kubernetes placeholder (deploy/kubernetes/secret.yaml) is long enough to pass the
+        // length check: refuse it so a forgotten placeholder never opens every project.
+        if self
+            .server
+            .admin_tokens
+            .iter()
+            .any(|t| t.contains("replace-me"))
+        {
+            return fail("an admin token is still the placeholder `replace-me...`: set a real one");
+        }
+        if let Some(path) = &projects.projects_file_out {
+            if path.file_name().is_none() {
+                return fail("projects-file-out must name a file");
+            }
+        }
         Ok(())
     }
 }
@@ -447,6 +523,17 @@ mod tests {
         ] {
             assert!(parse(&bad).validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn key_management_bounds_and_placeholder_tokens_are_refused() {
+        let placeholder = "replace-me-with-openssl-rand-hex-32-xxxxxxxx";
+        assert!(parse(&["--admin-tokens", placeholder]).validate().is_err());
+        assert!(parse(&["--max-keys-per-project", "0"]).validate().is_err());
+        assert!(parse(&["--default-quota-burst", "0"]).validate().is_err());
+        let config = parse(&["--projects-file-out", "/tmp/p.toml"]);
+        config.validate().unwrap();
+        assert_eq!(config.projects.max_keys_per_project, 20);
     }
 
     #[test]

@@ -58,6 +58,21 @@ pub enum ApiError {
     Random(#[source] getrandom::Error),
     #[error("cannot encode the answer")]
     Encode(#[source] serde_json::Error),
+    // --- key management (control plane) ---
+    #[error("no project {project}")]
+    ProjectNotFound { project: u64 },
+    #[error("project {project} exists already")]
+    ProjectExists { project: u64 },
+    #[error("no such public key in this project")]
+    KeyNotFound,
+    #[error("this public key is taken")]
+    KeyExists,
+    #[error("the public key is revoked for good; create or rotate to a new one")]
+    KeyRevoked,
+    #[error("too many {what} (limit {limit})")]
+    LimitReached { what: &'static str, limit: usize },
+    #[error("stored, but the projects file for ingest could not be written (retried every --projects-file-refresh-secs)")]
+    ProjectsFile(#[source] std::io::Error),
 }
 
 impl ApiError {
@@ -67,7 +82,9 @@ impl ApiError {
             Self::NotFound
             | Self::GroupNotFound { .. }
             | Self::TokenNotFound { .. }
-            | Self::NoPolicyObserved => StatusCode::NOT_FOUND,
+            | Self::NoPolicyObserved
+            | Self::ProjectNotFound { .. }
+            | Self::KeyNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingToken | Self::BadToken => StatusCode::UNAUTHORIZED,
             Self::WrongProject { .. } | Self::AdminRequired => StatusCode::FORBIDDEN,
@@ -77,11 +94,17 @@ impl ApiError {
             | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::NoResolution { .. } | Self::NotQualified { .. } => StatusCode::CONFLICT,
+            Self::NoResolution { .. }
+            | Self::NotQualified { .. }
+            | Self::ProjectExists { .. }
+            | Self::KeyExists
+            | Self::KeyRevoked
+            | Self::LimitReached { .. } => StatusCode::CONFLICT,
             Self::Storage { .. } | Self::StorageTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TooManyTokens { .. } | Self::Random(_) | Self::Encode(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::TooManyTokens { .. }
+            | Self::Random(_)
+            | Self::Encode(_)
+            | Self::ProjectsFile(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -110,6 +133,13 @@ impl ApiError {
             Self::TooManyTokens { .. } => "too_many_tokens",
             Self::Random(_) => "no_randomness",
             Self::Encode(_) => "encode_error",
+            Self::ProjectNotFound { .. } => "project_not_found",
+            Self::ProjectExists { .. } => "project_exists",
+            Self::KeyNotFound => "key_not_found",
+            Self::KeyExists => "key_exists",
+            Self::KeyRevoked => "key_revoked",
+            Self::LimitReached { .. } => "limit_reached",
+            Self::ProjectsFile(_) => "projects_file_error",
         }
     }
 

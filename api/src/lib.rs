@@ -12,6 +12,9 @@
 //! [`params`] the query parameters, cursor and wire formats; [`config`] the flags; [`metrics`]
 //! the metric catalog; [`run`] the wiring.
 //!
+//! Key management (control plane): [`keys`] (projects, public keys, token rotation) stores in
+//! ClickHouse and renders ingest's projects file with [`projects_file`] (written atomically).
+//!
 //! Depends on `schemas` only among Palisade's crates (for the report kind and blocked-class
 //! labels the rows carry).
 
@@ -20,9 +23,11 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod params;
 pub mod policy;
+pub mod projects_file;
 pub mod proposals;
 pub mod resolution;
 pub mod routes;

@@ -66,3 +66,14 @@ pub fn alert_evaluation(ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::counter!(ALERT_EVALUATIONS_TOTAL, "result" => result).increment(1);
 }
+
+// --- key management (control plane) ---
+
+/// Renders of the projects file for ingest, by result (`written`: replaced, `unchanged`: the
+/// file already held the same text). Failed writes count in `api_errors_total` or the log.
+pub const PROJECTS_FILE_RENDERS_TOTAL: &str = "api_projects_file_renders_total";
+
+pub fn projects_file_written(replaced: bool) {
+    let result = if replaced { "written" } else { "unchanged" };
+    metrics::counter!(PROJECTS_FILE_RENDERS_TOTAL, "result" => result).increment(1);
+}

@@ -35,6 +35,18 @@ pub enum RouteId {
     PutAlertSettings,
     ListAlerts,
     ListDeliveries,
+    // --- key management (control plane) ---
+    CreateProject,
+    ListProjects,
+    GetProject,
+    UpdateProject,
+    ListKeys,
+    CreateKey,
+    RotateKey,
+    DisableKey,
+    EnableKey,
+    RevokeKey,
+    RotateToken,
 }
 
 /// Who may call a route.
@@ -73,6 +85,17 @@ impl RouteId {
             Self::PutAlertSettings => "put_alert_settings",
             Self::ListAlerts => "list_alerts",
             Self::ListDeliveries => "list_deliveries",
+            Self::CreateProject => "create_project",
+            Self::ListProjects => "list_projects",
+            Self::GetProject => "get_project",
+            Self::UpdateProject => "update_project",
+            Self::ListKeys => "list_keys",
+            Self::CreateKey => "create_key",
+            Self::RotateKey => "rotate_key",
+            Self::DisableKey => "disable_key",
+            Self::EnableKey => "enable_key",
+            Self::RevokeKey => "revoke_key",
+            Self::RotateToken => "rotate_token",
         }
     }
 
@@ -81,6 +104,16 @@ impl RouteId {
             Self::UiRoot | Self::UiPage | Self::UiAsset => Access::Public,
             Self::Health => Access::Public,
             Self::Metrics | Self::CreateToken => Access::Admin,
+            // Key management: changes need an admin token; a project token reads its own.
+            Self::CreateProject
+            | Self::ListProjects
+            | Self::UpdateProject
+            | Self::CreateKey
+            | Self::RotateKey
+            | Self::DisableKey
+            | Self::EnableKey
+            | Self::RevokeKey
+            | Self::RotateToken => Access::Admin,
             _ => Access::Project,
         }
     }
@@ -158,7 +191,37 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
         "/v1/projects/{id}/alerts/deliveries",
         RouteId::ListDeliveries,
     ),
+    // --- key management (control plane) ---
+    ("POST", "/v1/projects", RouteId::CreateProject),
+    ("GET", "/v1/projects", RouteId::ListProjects),
+    ("GET", "/v1/projects/{id}", RouteId::GetProject),
+    ("PATCH", "/v1/projects/{id}", RouteId::UpdateProject),
+    ("GET", "/v1/projects/{id}/keys", RouteId::ListKeys),
+    ("POST", "/v1/projects/{id}/keys", RouteId::CreateKey),
+    ("DELETE", KEY, RouteId::RevokeKey),
+    (
+        "POST",
+        "/v1/projects/{id}/keys/{public_key}/rotate",
+        RouteId::RotateKey,
+    ),
+    (
+        "POST",
+        "/v1/projects/{id}/keys/{public_key}/disable",
+        RouteId::DisableKey,
+    ),
+    (
+        "POST",
+        "/v1/projects/{id}/keys/{public_key}/enable",
+        RouteId::EnableKey,
+    ),
+    (
+        "POST",
+        "/v1/projects/{id}/tokens/{token_id}/rotate",
+        RouteId::RotateToken,
+    ),
 ];
+
+const KEY: &str = "/v1/projects/{id}/keys/{public_key}";
 
 /// The parameters of a matched path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,6 +231,7 @@ pub struct PathParams {
     pub project: Option<u64>,
     pub fingerprint: Option<u64>,
     pub token_id: Option<String>,
+    pub public_key: Option<String>,
 }
 
 impl PathParams {
@@ -182,6 +246,10 @@ impl PathParams {
 
     pub fn token_id(&self) -> Result<&str, ApiError> {
         self.token_id.as_deref().ok_or(ApiError::NotFound)
+    }
+
+    pub fn public_key(&self) -> Result<&str, ApiError> {
+        self.public_key.as_deref().ok_or(ApiError::NotFound)
     }
 }
 
@@ -235,6 +303,15 @@ fn match_template(template: &str, path: &str) -> Result<Option<PathParams>, ApiE
                     });
                 }
                 params.token_id = Some(segment.to_owned());
+            }
+            (Some("{public_key}"), Some(segment)) => {
+                if !crate::projects_file::valid_public_key(segment) {
+                    return Err(ApiError::InvalidParameter {
+                        name: "public_key",
+                        reason: "expected 1-64 ASCII letters, digits, '-' or '_'".to_owned(),
+                    });
+                }
+                params.public_key = Some(segment.to_owned());
             }
             (Some(literal), Some(segment)) if literal == segment => {}
             _ => return Ok(None),
@@ -297,7 +374,8 @@ mod tests {
                 .replace("{asset}", "app.js")
                 .replace("{id}", "1")
                 .replace("{fingerprint}", "0000000000000001")
-                .replace("{token_id}", "00000000000000aa");
+                .replace("{token_id}", "00000000000000aa")
+                .replace("{public_key}", "demo-key");
             assert_eq!(
                 resolve(method, &path).unwrap().0,
                 *id,

@@ -60,6 +60,11 @@ pub async fn run(
         queue,
         shutdown.clone(),
     ));
+    // Key management: the projects file for ingest, rendered now and on an interval.
+    let projects_file = tokio::spawn(crate::keys::keep_projects_file(
+        Arc::clone(&app),
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "palisade-api serving");
     server::serve(listener, app, settings, shutdown).await;
     let _ = refresh.await;
@@ -67,6 +72,7 @@ pub async fn run(
         let _ = evaluator.await;
     }
     let _ = sender.await;
+    let _ = projects_file.await;
     tracing::info!("palisade-api stopped");
     Ok(())
 }

@@ -16,9 +16,11 @@ use crate::error::ApiError;
 use crate::params::GroupFilter;
 
 mod alerts;
+mod projects;
 mod tokens;
 
 pub use alerts::{AlertRow, AlertSettingsRow, CandidateRow, DeliveryRow, NewAlert};
+pub use projects::{KeyRow, ProjectRow};
 pub use tokens::TokenRow;
 
 /// The client network of a report, for "distinct client networks": the /24 of an IPv4

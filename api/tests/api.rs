@@ -613,7 +613,8 @@ async fn tenant_api_against_real_clickhouse() {
         let path = template
             .replace("{id}", "1")
             .replace("{fingerprint}", &fp(A))
-            .replace("{token_id}", &cli_token_id);
+            .replace("{token_id}", &cli_token_id)
+            .replace("{public_key}", "some-key");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, body) = api.call(method.clone(), &path, Some(&token2)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");

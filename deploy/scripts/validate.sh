@@ -102,7 +102,7 @@ yaml.safe_dump(d, open("'"$work"'/bad-compose.yml", "w"))
 refuses "compose schema (bad depends_on condition)" "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$work/bad-compose.yml"
 
 # The variables the binaries read: every `env = "PALISADE_..."` of their clap configs.
-grep -ho 'env = "PALISADE_[A-Z0-9_]*"' ingest/src/config.rs ingest/src/publish.rs processor/src/config.rs \
+grep -ho 'env = "PALISADE_[A-Z0-9_]*"' ingest/src/config.rs ingest/src/publish.rs processor/src/config.rs api/src/config.rs \
   | sed 's/env = "\(.*\)"/\1/' | sort -u > "$work/known-env"
 cat > "$work/compose_checks.py" <<'PY'
 """What the compose schema cannot check: references between services, files and binaries."""

@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_alerts",
         sql: include_str!("../../schemas/sql/006_api_alerts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_projects",
+        sql: include_str!("../../schemas/sql/007_api_projects.sql"),
+    },
 ];
 
 /// The table recording applied and skipped migrations (created before anything else).

@@ -41,6 +41,8 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
             "alert_settings",
             "alerts",
             "api_audit",
+            "api_keys",
+            "api_projects",
             "api_tokens",
             "processor_checkpoints",
             "reports",
@@ -55,7 +57,7 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
     let recorded = server
         .query("SELECT count() FROM cli_test.schema_migrations")
         .unwrap();
-    assert_eq!(recorded.trim(), "6", "recorded once each");
+    assert_eq!(recorded.trim(), "7", "recorded once each");
 }
 
 #[test]

@@ -255,6 +255,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (4, Outcome::Applied),
             (5, Outcome::Applied),
             (6, Outcome::Applied),
+            (7, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -268,6 +269,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (4, Outcome::AlreadyApplied),
             (5, Outcome::AlreadyApplied),
             (6, Outcome::AlreadyApplied),
+            (7, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
@@ -301,6 +303,8 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             "alert_settings",
             "alerts",
             "api_audit",
+            "api_keys",
+            "api_projects",
             "api_tokens",
             "processor_checkpoints",
             "reports",

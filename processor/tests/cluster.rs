@@ -123,6 +123,7 @@ async fn the_cluster_schema_keeps_counts_exact() {
             gate,
             Outcome::Applied,
             Outcome::Applied,
+            Outcome::Applied,
             Outcome::Applied
         ]
     );
@@ -138,6 +139,7 @@ async fn the_cluster_schema_keeps_counts_exact() {
             gate,
             Outcome::AlreadyApplied,
             Outcome::AlreadyApplied,
+            Outcome::AlreadyApplied,
             Outcome::AlreadyApplied
         ]
     );
@@ -150,6 +152,10 @@ async fn the_cluster_schema_keeps_counts_exact() {
         ("alerts_local", "ReplicatedReplacingMergeTree"),
         ("api_audit", "Distributed"),
         ("api_audit_local", "ReplicatedMergeTree"),
+        ("api_keys", "Distributed"),
+        ("api_keys_local", "ReplicatedReplacingMergeTree"),
+        ("api_projects", "Distributed"),
+        ("api_projects_local", "ReplicatedReplacingMergeTree"),
         ("api_tokens", "Distributed"),
         ("api_tokens_local", "ReplicatedReplacingMergeTree"),
         ("processor_checkpoints", "Distributed"),

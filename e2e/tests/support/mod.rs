@@ -31,6 +31,8 @@ pub struct Stack {
     /// `http(s)://127.0.0.1:PORT` of ingest's public listener.
     pub ingest_url: String,
     pub shutdown: CancellationToken,
+    /// The projects file ingest reads (reloaded on change).
+    pub projects_path: std::path::PathBuf,
     ingest: Option<JoinHandle<Result<(), ingest::RunError>>>,
     processor: Option<JoinHandle<Result<(), processor::RunError>>>,
     _dir: tempfile::TempDir,
@@ -87,6 +89,7 @@ impl Stack {
             client,
             ingest_url,
             shutdown,
+            projects_path,
             ingest: Some(ingest),
             processor: Some(processor),
             _dir: dir,

@@ -61,6 +61,9 @@ pub const SHARDING_KEYS: &[(&str, &str)] = &[
     ("alert_settings", "project_id"),
     ("alerts", "cityHash64(project_id, kind, subject)"),
     ("alert_deliveries", "project_id"),
+    // Projects and public keys (007).
+    ("api_projects", "project_id"),
+    ("api_keys", "cityHash64(public_key)"),
 ];
 
 /// The ZooKeeper path of a replicated table; `{shard}` and `{replica}` are server macros.
