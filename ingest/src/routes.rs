@@ -315,6 +315,7 @@ impl App {
             client_ip: stored_ip,
             user_agent,
             payload_capacity,
+            format: self.publisher.message_format(),
         };
         let mut kinds = Vec::with_capacity(kept.len());
         let mut messages = Vec::with_capacity(kept.len());
@@ -361,6 +362,8 @@ struct MessageContext<'a> {
     user_agent: Option<String>,
     /// Bytes allocated up front for each encoded message.
     payload_capacity: usize,
+    /// `--kafka-message-format`.
+    format: schemas::MessageFormat,
 }
 
 impl MessageContext<'_> {
@@ -386,7 +389,7 @@ impl MessageContext<'_> {
             report,
         };
         let mut payload = Vec::with_capacity(self.payload_capacity);
-        message.encode_into(&mut payload);
+        message.encode_as(self.format, &mut payload);
         OutgoingMessage {
             key: format!("{key:016x}"),
             payload,

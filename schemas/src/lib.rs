@@ -13,6 +13,7 @@
 //! [`fingerprint()`] it, [`dedup_key`] it with the client, wrap it in a [`ReportMessage`] and
 //! [`ReportMessage::encode`] it.
 
+pub mod binary;
 pub mod blocked;
 pub mod directive;
 mod extra;
@@ -24,7 +25,7 @@ pub mod report;
 pub mod wire;
 
 pub use fingerprint::{dedup_key, fingerprint};
-pub use message::{DecodeError, ReportMessage, MESSAGE_VERSION};
+pub use message::{DecodeError, MessageFormat, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{
