@@ -109,6 +109,22 @@ fn host_in(value: &str) -> Option<Cow<'_, str>> {
     valid.then_some(Cow::Borrowed(host))
 }
 
+/// `a.b.c.d` with four decimal parts 0-255 without leading zeros: the parser's own output for
+/// an IPv4 host, which it returns unchanged (other spellings, `0x7f.1` or `010.0.0.1`, are left
+/// to it).
+fn is_canonical_ipv4(host: &str) -> bool {
+    let mut parts = 0;
+    let canonical = host.split('.').all(|part| {
+        parts += 1;
+        let digits = !part.is_empty()
+            && part.len() <= 3
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && !(part.len() > 1 && part.starts_with('0'));
+        digits && part.parse::<u16>().is_ok_and(|n| n <= 255)
+    });
+    canonical && parts == 4
+}
+
 /// The host of a plain `http(s)://` or `ws(s)://` URL as written, when the WHATWG parser would
 /// only lowercase it: ASCII letters, digits and `-` in non-empty labels, no `xn--` label (IDNA),
 /// a last label starting with a letter (never an IPv4 address or a number), no userinfo, and
@@ -135,7 +151,8 @@ fn plain_url_host(url: &str) -> Option<&str> {
             && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
     };
     let last = host.rsplit('.').next()?;
-    if !host.split('.').all(plain_label) || !last.bytes().next()?.is_ascii_alphabetic() {
+    let named = host.split('.').all(plain_label) && last.bytes().next()?.is_ascii_alphabetic();
+    if !named && !is_canonical_ipv4(host) {
         return None;
     }
     let valid_port = |port: &str| {
@@ -198,6 +215,12 @@ mod tests {
             "https://xn--bcher-kva.example/",
             "https://B\u{fc}cher.example/",
             "https://127.0.0.1/",
+            "https://45.55.25.245:8080/x",
+            "https://01.2.3.4/",
+            "https://256.1.1.1/",
+            "https://1.2.3/",
+            "https://1.2.3.4.5/",
+            "https://0.0.0.0/",
             "https://0x7f.1/",
             "https://a.123/",
             "https://a.example\\x",

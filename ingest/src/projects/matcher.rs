@@ -6,6 +6,9 @@ use std::collections::HashSet;
 
 use super::HostPattern;
 
+/// Lists of at most this many patterns are scanned instead of hashed into.
+const SCAN_AT_MOST: usize = 8;
+
 /// Longest host lowercased on the stack; a longer one (no DNS name is) is lowercased on the heap.
 const STACK_HOST_BYTES: usize = 256;
 
@@ -64,6 +67,15 @@ impl HostMatcher {
     }
 
     fn matches_lowercase(&self, host: &str) -> bool {
+        // Short lists (what projects files hold) are cheaper to scan than to hash into.
+        if self.exact.len() + self.suffixes.len() <= SCAN_AT_MOST {
+            return self.exact.iter().any(|e| **e == *host)
+                || self.suffixes.iter().any(|s| {
+                    host.len() > s.len() + 1
+                        && host.ends_with(&**s)
+                        && host.as_bytes()[host.len() - s.len() - 1] == b'.'
+                });
+        }
         if self.exact.contains(host) {
             return true;
         }
@@ -117,6 +129,19 @@ mod tests {
             let lower = host.to_ascii_lowercase();
             let expected = patterns.iter().any(|p| p.matches(&lower));
             assert_eq!(compiled.matches(host), expected, "{host:?}");
+        }
+        // The same answers from the hashed path (more patterns than are scanned).
+        let many: Vec<String> = (0..SCAN_AT_MOST)
+            .map(|i| format!("filler{i}.invalid"))
+            .chain(["Shop.Example", "*.cdn.example", "*.example", "a.b"].map(String::from))
+            .collect();
+        let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (many_patterns, hashed) = matcher(&many_refs);
+        assert!(hashed.len() > SCAN_AT_MOST);
+        for host in hosts {
+            let lower = host.to_ascii_lowercase();
+            let expected = many_patterns.iter().any(|p| p.matches(&lower));
+            assert_eq!(hashed.matches(host), expected, "{host:?}");
         }
         assert_eq!(compiled.len(), 4);
         assert!(!compiled.is_empty());
