@@ -19,7 +19,10 @@
 //! - `report/privacy_apply`: [`ingest::privacy::apply`] (strip query and fragment, drop the
 //!   referrer) on a clone of each report; the clone is measured in `report/clone` alone.
 //! - `report/message_encode`, `report/message_decode`: [`schemas::ReportMessage`] JSON, with
-//!   bytes throughput too.
+//!   bytes throughput too (`message_decode` is `ReportMessage::decode`: a version probe, then
+//!   the parse).
+//! - `report/message_encode_binary`, `report/message_decode_binary`: the same messages in the
+//!   binary layout (`schemas::binary`); throughput in the JSON bytes, so the figures compare.
 
 mod support;
 
@@ -146,6 +149,23 @@ fn per_report(c: &mut Criterion) {
             }
         })
     });
+    // The same verdicts by the filter as it was before its matchers were compiled (issue 13):
+    // `url::Url` for every URL's host, lowercased copies, pattern lists scanned.
+    let before = filter_before::Lists::of(PROJECT);
+    for report in &reports {
+        assert_eq!(
+            filter_before::judge(&project, &before, report),
+            filter::judge(&project, report),
+            "{report:?}"
+        );
+    }
+    group.bench_function("filter_judge_before", |b| {
+        b.iter(|| {
+            for report in &reports {
+                black_box(filter_before::judge(&project, &before, black_box(report)));
+            }
+        })
+    });
     group.bench_function("clone", |b| {
         b.iter(|| {
             for report in &reports {
@@ -219,8 +239,153 @@ fn message(c: &mut Criterion) {
             }
         })
     });
+    let binary: Vec<Vec<u8>> = messages.iter().map(schemas::binary::encode).collect();
+    for (message, bytes) in messages.iter().zip(&binary) {
+        let decoded = ReportMessage::decode(bytes)
+            .unwrap_or_else(|error| panic!("binary message decodes: {error}"));
+        assert_eq!(&decoded, message, "binary round trip");
+    }
+    eprintln!(
+        "messages: {} JSON bytes, {} binary bytes",
+        bytes,
+        binary.iter().map(Vec::len).sum::<usize>()
+    );
+    group.bench_function("message_encode_binary", |b| {
+        b.iter(|| {
+            for message in &messages {
+                black_box(schemas::binary::encode(black_box(message)));
+            }
+        })
+    });
+    group.bench_function("message_decode_binary", |b| {
+        b.iter(|| {
+            for bytes in &binary {
+                black_box(ReportMessage::decode(black_box(bytes)).is_ok());
+            }
+        })
+    });
     group.finish();
 }
 
 criterion_group!(benches, per_report, message);
 criterion_main!(benches);
+
+/// `ingest::filter::judge` as it was before issue 13 (kept to measure the change on the same
+/// inputs): hosts by `url::Url` and lowercased into new `String`s, patterns in lists.
+mod filter_before {
+    use ingest::filter::Verdict;
+    use ingest::projects::{HostPattern, Project};
+    use schemas::Report;
+
+    /// The project's host patterns as lists (what `Project` held before).
+    pub struct Lists {
+        allowed: Vec<HostPattern>,
+        document: Vec<HostPattern>,
+        blocked: Vec<HostPattern>,
+        source: Vec<HostPattern>,
+    }
+
+    impl Lists {
+        /// The lists of the bench project file (its `allowed_hosts` and ignore lists).
+        pub fn of(toml_text: &str) -> Self {
+            let value: toml::Value = toml::from_str(toml_text).expect("bench project is toml");
+            let project = &value["project"][0];
+            let list = |v: Option<&toml::Value>| -> Vec<HostPattern> {
+                v.and_then(toml::Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().and_then(HostPattern::parse))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let filters = project.get("filters");
+            let filter = |name: &str| list(filters.and_then(|f| f.get(name)));
+            Self {
+                allowed: list(project.get("allowed_hosts")),
+                document: filter("ignore_document_hosts"),
+                blocked: filter("ignore_blocked_hosts"),
+                source: filter("ignore_source_hosts"),
+            }
+        }
+    }
+
+    fn any_match(patterns: &[HostPattern], host: &str) -> bool {
+        patterns.iter().any(|p| p.matches(host))
+    }
+
+    pub fn judge(project: &Project, lists: &Lists, report: &Report) -> Verdict {
+        if !lists.allowed.is_empty()
+            && !document_host(report)
+                .as_deref()
+                .is_some_and(|h| any_match(&lists.allowed, h))
+        {
+            return Verdict::HostNotAllowed;
+        }
+        let noise = schemas::noise::classify(report);
+        let filters = &project.filters;
+        if filters.default_noise {
+            if let Some(reason) = noise {
+                return Verdict::Filtered(reason.as_str());
+            }
+        }
+        let listed = |patterns: &[HostPattern], url: Option<&str>| {
+            !patterns.is_empty()
+                && url
+                    .and_then(host_of)
+                    .is_some_and(|h| any_match(patterns, &h))
+        };
+        if listed(&lists.document, report.document_url.as_deref()) {
+            return Verdict::Filtered("ignored_document_host");
+        }
+        if listed(&lists.blocked, report.blocked_url.as_deref()) {
+            return Verdict::Filtered("ignored_blocked_host");
+        }
+        if let Some(directive) = &report.effective_directive {
+            if filters
+                .directives
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(directive))
+            {
+                return Verdict::Filtered("ignored_directive");
+            }
+        }
+        if listed(&lists.source, report.source_file.as_deref()) {
+            return Verdict::Filtered("ignored_source_host");
+        }
+        Verdict::Keep {
+            noise: if filters.default_noise { None } else { noise },
+        }
+    }
+
+    fn document_host(report: &Report) -> Option<String> {
+        if let Some(host) = report.document_url.as_deref().and_then(host_of) {
+            return Some(host);
+        }
+        match &report.details {
+            schemas::Details::Certificate(c) if !c.hostname.is_empty() => {
+                Some(c.hostname.to_ascii_lowercase())
+            }
+            _ => None,
+        }
+    }
+
+    fn host_of(value: &str) -> Option<String> {
+        if value.contains("://") {
+            let url = url::Url::parse(value).ok()?;
+            return url
+                .host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
+        }
+        let authority = value.split(['/', '?', '#']).next()?;
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        valid.then(|| host.to_ascii_lowercase())
+    }
+}

@@ -1,10 +1,17 @@
 //! Which reports are kept: the project's document-host allow-list, the default noise
 //! classifier (when on) and the project's ignore lists. Filtered reports are answered 2xx and
 //! never consume quota.
+//!
+//! Judging a report allocates nothing in the common case: the host lists are compiled into
+//! [`HostMatcher`]s when the projects file loads, and a plain `http(s)://host[:port]/...` URL's
+//! host is borrowed from the report as written ([`plain_url_host`]); only other URLs go through
+//! the WHATWG parser (`url::Url`), which decides what their host is.
+
+use std::borrow::Cow;
 
 use schemas::{NoiseReason, Report};
 
-use crate::projects::{any_match, Project};
+use crate::projects::{HostMatcher, Project};
 
 /// What happens to one parsed report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +26,9 @@ pub enum Verdict {
 
 /// Decides one report's fate for `project`.
 pub fn judge(project: &Project, report: &Report) -> Verdict {
-    // Only projects with an allow-list pay for parsing the document URL (a full URL parse is
-    // the costliest step of judging a report).
+    // Only projects with an allow-list look at the document URL.
     if !project.allowed_hosts.is_empty()
-        && !document_host(report)
-            .as_deref()
-            .is_some_and(|h| any_match(&project.allowed_hosts, h))
+        && !document_host(report).is_some_and(|h| project.allowed_hosts.matches(&h))
     {
         return Verdict::HostNotAllowed;
     }
@@ -35,11 +39,8 @@ pub fn judge(project: &Project, report: &Report) -> Verdict {
             return Verdict::Filtered(reason.as_str());
         }
     }
-    let listed = |patterns: &[crate::projects::HostPattern], url: Option<&str>| {
-        !patterns.is_empty()
-            && url
-                .and_then(host_of)
-                .is_some_and(|h| any_match(patterns, &h))
+    let listed = |matcher: &HostMatcher, url: Option<&str>| {
+        !matcher.is_empty() && url.and_then(host_in).is_some_and(|h| matcher.matches(&h))
     };
     if listed(&filters.document_hosts, report.document_url.as_deref()) {
         return Verdict::Filtered("ignored_document_host");
@@ -48,6 +49,7 @@ pub fn judge(project: &Project, report: &Report) -> Verdict {
         return Verdict::Filtered("ignored_blocked_host");
     }
     if let Some(directive) = &report.effective_directive {
+        // `directives` were lowercased when the projects file loaded.
         if filters
             .directives
             .iter()
@@ -64,14 +66,15 @@ pub fn judge(project: &Project, report: &Report) -> Verdict {
     }
 }
 
-/// The host the report is about: the document URL's host, or the certificate report's hostname.
-fn document_host(report: &Report) -> Option<String> {
-    if let Some(host) = report.document_url.as_deref().and_then(host_of) {
+/// The host the report is about (any ASCII case): the document URL's host, or the certificate
+/// report's hostname.
+fn document_host(report: &Report) -> Option<Cow<'_, str>> {
+    if let Some(host) = report.document_url.as_deref().and_then(host_in) {
         return Some(host);
     }
     match &report.details {
         schemas::Details::Certificate(c) if !c.hostname.is_empty() => {
-            Some(c.hostname.to_ascii_lowercase())
+            Some(Cow::Borrowed(c.hostname.as_str()))
         }
         _ => None,
     }
@@ -79,11 +82,20 @@ fn document_host(report: &Report) -> Option<String> {
 
 /// Lowercase host of a URL, or of a bare `host[:port][/path]` (normalised blocked URIs).
 pub fn host_of(value: &str) -> Option<String> {
+    host_in(value).map(|host| host.to_ascii_lowercase())
+}
+
+/// [`host_of`] without lowercasing and, for plain URLs and bare hosts, without allocating:
+/// the host as written in `value` (the matchers compare in any ASCII case).
+fn host_in(value: &str) -> Option<Cow<'_, str>> {
     if value.contains("://") {
+        if let Some(host) = plain_url_host(value) {
+            return Some(Cow::Borrowed(host));
+        }
         let url = url::Url::parse(value).ok()?;
         return url
             .host_str()
-            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
+            .map(|h| Cow::Owned(h.trim_matches(['[', ']']).to_ascii_lowercase()));
     }
     let authority = value.split(['/', '?', '#']).next()?;
     let host = match authority.rsplit_once(':') {
@@ -94,7 +106,64 @@ pub fn host_of(value: &str) -> Option<String> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    valid.then(|| host.to_ascii_lowercase())
+    valid.then_some(Cow::Borrowed(host))
+}
+
+/// `a.b.c.d` with four decimal parts 0-255 without leading zeros: the parser's own output for
+/// an IPv4 host, which it returns unchanged (other spellings, `0x7f.1` or `010.0.0.1`, are left
+/// to it).
+fn is_canonical_ipv4(host: &str) -> bool {
+    let mut parts = 0;
+    let canonical = host.split('.').all(|part| {
+        parts += 1;
+        let digits = !part.is_empty()
+            && part.len() <= 3
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && !(part.len() > 1 && part.starts_with('0'));
+        digits && part.parse::<u16>().is_ok_and(|n| n <= 255)
+    });
+    canonical && parts == 4
+}
+
+/// The host of a plain `http(s)://` or `ws(s)://` URL as written, when the WHATWG parser would
+/// only lowercase it: ASCII letters, digits and `-` in non-empty labels, no `xn--` label (IDNA),
+/// a last label starting with a letter (never an IPv4 address or a number), no userinfo, and
+/// no port or a valid one. `None` for anything else, which the parser then decides (the same
+/// rules as `schemas::blocked`'s fast origin path).
+fn plain_url_host(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let special = ["http", "https", "ws", "wss"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s));
+    if !special {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (host, port) = match rest[..end].split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (&rest[..end], None),
+    };
+    let plain_label = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
+    };
+    let last = host.rsplit('.').next()?;
+    let named = host.split('.').all(plain_label) && last.bytes().next()?.is_ascii_alphabetic();
+    if !named && !is_canonical_ipv4(host) {
+        return None;
+    }
+    let valid_port = |port: &str| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|p| p <= 65_535)
+    };
+    match port {
+        Some(port) if !valid_port(port) => None,
+        _ => Some(host),
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +191,61 @@ mod tests {
             "details": { "type": "none" }
         }))
         .unwrap()
+    }
+
+    /// What `host_of` answered for URLs before the fast path: always the WHATWG parser.
+    fn host_by_url_crate(value: &str) -> Option<String> {
+        let url = url::Url::parse(value).ok()?;
+        url.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+    }
+
+    #[test]
+    fn plain_url_hosts_are_what_the_parser_says() {
+        let cases = [
+            "https://WWW.Example.com:8443/x?y",
+            "https://a.example",
+            "https://a.example:/",
+            "https://a.example:080/",
+            "https://a.example:65536/",
+            "https://a.example:99999999/",
+            "https://u:p@a.example/",
+            "https://a.example./",
+            "https://a..example/",
+            "https://xn--bcher-kva.example/",
+            "https://B\u{fc}cher.example/",
+            "https://127.0.0.1/",
+            "https://45.55.25.245:8080/x",
+            "https://01.2.3.4/",
+            "https://256.1.1.1/",
+            "https://1.2.3/",
+            "https://1.2.3.4.5/",
+            "https://0.0.0.0/",
+            "https://0x7f.1/",
+            "https://a.123/",
+            "https://a.example\\x",
+            "https:///a.example/",
+            "https://a%41.example/",
+            "https://a.exa mple/",
+            "HTTPS://A.EXAMPLE/",
+            "wss://a.example:443/socket",
+            "ftp://a.example/",
+            "chrome-extension://abcdef/x.js",
+            "https://[::1]:80/",
+            "https://-a.example/",
+        ];
+        for url in cases {
+            assert_eq!(host_of(url), host_by_url_crate(url), "{url}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_url_host_is_what_the_parser_says(
+            url in r"(https?|wss?|HTTP|ftp|x-y)://([a-zA-Z0-9.@:%\\_\[\] -]|xn--){0,24}([/?#][a-z/]{0,4})?"
+        ) {
+            proptest::prop_assert_eq!(host_of(&url), host_by_url_crate(&url), "{}", url);
+        }
     }
 
     #[test]

@@ -256,6 +256,7 @@ impl App {
             client_ip: privacy::client_ip(&project.privacy, ip),
             user_agent: user_agent(&parts.headers),
             payload_capacity,
+            format: self.publisher.message_format(),
         };
         let accepted = self.publish(&context, kept).await?;
         let answer = Answer {
@@ -398,6 +399,8 @@ struct MessageContext<'a> {
     user_agent: Option<String>,
     /// Bytes allocated up front for each encoded message.
     payload_capacity: usize,
+    /// `--kafka-message-format`.
+    format: schemas::MessageFormat,
 }
 
 impl MessageContext<'_> {
@@ -423,7 +426,7 @@ impl MessageContext<'_> {
             report,
         };
         let mut payload = Vec::with_capacity(self.payload_capacity);
-        message.encode_into(&mut payload);
+        message.encode_as(self.format, &mut payload);
         OutgoingMessage {
             key: format!("{key:016x}"),
             payload,

@@ -80,7 +80,13 @@ pub fn decode(payload: Option<&[u8]>, key: Option<&[u8]>) -> Result<Decoded, Dec
 ///
 /// The payload is checked as UTF-8 once and parsed with `from_str`: `from_slice` validates
 /// every string (keys included) separately, which cost more than the one whole-buffer check.
+///
+/// A payload starting with [`schemas::binary::MARKER`] is the compact binary layout (written by
+/// ingest with `--kafka-message-format binary`): no JSON at all, one pass.
 fn decode_message(payload: &[u8]) -> Result<ReportMessage, DecodeFailure> {
+    if payload.first() == Some(&schemas::binary::MARKER) {
+        return ReportMessage::decode_binary(payload).map_err(failure);
+    }
     let parsed = std::str::from_utf8(payload)
         .ok()
         .and_then(|text| serde_json::from_str::<ReportMessage>(text).ok());
@@ -93,12 +99,21 @@ fn decode_message(payload: &[u8]) -> Result<ReportMessage, DecodeFailure> {
         }
         return Ok(message);
     }
-    ReportMessage::decode(payload).map_err(|err| match err {
+    ReportMessage::decode(payload).map_err(failure)
+}
+
+/// The dead-letter reason of a message that did not decode.
+fn failure(error: DecodeError) -> DecodeFailure {
+    match error {
         DecodeError::UnsupportedVersion(v) => {
             DecodeFailure::new("unsupported_version", format!("message version {v}"))
         }
+        DecodeError::UnsupportedLayout(layout) => {
+            DecodeFailure::new("unsupported_version", format!("binary layout {layout}"))
+        }
         DecodeError::Corrupt(source) => DecodeFailure::new("corrupt", source.to_string()),
-    })
+        DecodeError::CorruptBinary(source) => DecodeFailure::new("corrupt", source.to_string()),
+    }
 }
 
 /// Exactly 16 hex digits, as ingest writes them.
@@ -195,6 +210,39 @@ mod tests {
         }
     }
 
+    /// The binary layout decodes to the same message and key as JSON; its failures get the
+    /// same dead-letter reasons.
+    #[test]
+    fn binary_payloads_decode_like_json() {
+        let json = payload("00000000000000aa", Some("198.51.100.0"));
+        let message = schemas::ReportMessage::decode(&json).unwrap();
+        let binary = schemas::binary::encode(&message);
+        assert_eq!(binary[0], schemas::binary::MARKER);
+        for key in [Some(&b"00000000000000FF"[..]), None] {
+            let from_json = decode(Some(&json), key).unwrap();
+            let from_binary = decode(Some(&binary), key).unwrap();
+            assert_eq!(from_binary.message, from_json.message);
+            assert_eq!(
+                (from_binary.dedup_key, from_binary.key_source),
+                (from_json.dedup_key, from_json.key_source)
+            );
+        }
+        let reason = |payload: &[u8]| decode(Some(payload), None).unwrap_err().reason;
+        assert_eq!(reason(&binary[..binary.len() - 1]), "corrupt");
+        assert_eq!(reason(&[schemas::binary::MARKER]), "corrupt");
+        let mut later_layout = binary.clone();
+        later_layout[1] = schemas::binary::LAYOUT_VERSION + 1;
+        assert_eq!(reason(&later_layout), "unsupported_version");
+        let newer = schemas::ReportMessage {
+            v: schemas::MESSAGE_VERSION + 1,
+            ..message
+        };
+        assert_eq!(
+            reason(&schemas::binary::encode(&newer)),
+            "unsupported_version"
+        );
+    }
+
     #[test]
     fn never_panics_on_arbitrary_bytes() {
         let mut state = 7u64;
@@ -206,6 +254,12 @@ mod tests {
                 })
                 .collect();
             let _ = decode(Some(&bytes), Some(&bytes));
+            // The same bytes behind the binary marker and layout.
+            let binary: Vec<u8> = [schemas::binary::MARKER, schemas::binary::LAYOUT_VERSION]
+                .into_iter()
+                .chain(bytes.iter().copied())
+                .collect();
+            let _ = decode(Some(&binary), None);
         }
     }
 }

@@ -16,6 +16,7 @@
 //! Shared by every binary besides: [`sql::is_identifier`] (the names that may be spliced into the
 //! DDL) and [`error_chain`] (an error and its sources as one log line).
 
+pub mod binary;
 pub mod blocked;
 pub mod directive;
 mod errors;
@@ -30,7 +31,7 @@ pub mod wire;
 
 pub use errors::error_chain;
 pub use fingerprint::{dedup_key, fingerprint};
-pub use message::{DecodeError, ReportMessage, MESSAGE_VERSION};
+pub use message::{DecodeError, MessageFormat, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{

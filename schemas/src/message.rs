@@ -3,7 +3,9 @@
 //! # Format
 //!
 //! One JSON object per Kafka message (UTF-8, produced by `serde_json`), one report per
-//! message, keyed by ingest with [`crate::dedup_key`]. Fields are those of [`ReportMessage`];
+//! message, keyed by ingest with [`crate::dedup_key`]. The same message may instead be written in
+//! the compact binary layout of [`crate::binary`] ([`MessageFormat::Binary`]); its first byte
+//! ([`crate::binary::MARKER`]) never starts JSON, so [`ReportMessage::decode`] reads either. Fields are those of [`ReportMessage`];
 //! optional fields are omitted when absent. `v` is the format version, [`MESSAGE_VERSION`].
 //! The report's unknown fields (`report.extra`) are one JSON object, written and read back as
 //! raw text ([`crate::Extra`]); its size is bounded by ingest's per-report cap
@@ -57,6 +59,39 @@ pub struct ReportMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<String>,
     pub report: Report,
+}
+
+/// How a [`ReportMessage`] is written into a Kafka payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MessageFormat {
+    /// One JSON object (the format every consumer reads).
+    #[default]
+    Json,
+    /// The compact layout of [`crate::binary`] (consumers from this version on read it).
+    Binary,
+}
+
+impl MessageFormat {
+    /// Stable name (`json` or `binary`): the value of ingest's `palisade-message-format`
+    /// header and of its `--kafka-message-format` flag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Binary => "binary",
+        }
+    }
+}
+
+impl std::str::FromStr for MessageFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "json" => Ok(Self::Json),
+            "binary" => Ok(Self::Binary),
+            other => Err(format!("unknown message format {other:?} (json or binary)")),
+        }
+    }
 }
 
 /// Just the version, read before the rest so a newer format is reported as such rather
@@ -114,13 +149,38 @@ impl ReportMessage {
         );
     }
 
-    /// Parses a message, checking its version first (see the module docs).
+    /// Appends the message to `out` in `format`.
+    pub fn encode_as(&self, format: MessageFormat, out: &mut Vec<u8>) {
+        match format {
+            MessageFormat::Json => self.encode_into(out),
+            MessageFormat::Binary => crate::binary::encode_into(self, out),
+        }
+    }
+
+    /// Parses a message in either format, checking its version first (see the module docs).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.first() == Some(&crate::binary::MARKER) {
+            return Self::decode_binary(bytes);
+        }
         let probe: VersionProbe = serde_json::from_slice(bytes).map_err(DecodeError::Corrupt)?;
         if probe.v == 0 || probe.v > u64::from(MESSAGE_VERSION) {
             return Err(DecodeError::UnsupportedVersion(probe.v));
         }
         serde_json::from_slice(bytes).map_err(DecodeError::Corrupt)
+    }
+
+    /// A binary message ([`crate::binary`]), with the same version rule as JSON.
+    pub fn decode_binary(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let message = crate::binary::decode(bytes).map_err(|error| match error {
+            crate::binary::BinaryError::UnsupportedLayout(layout) => {
+                DecodeError::UnsupportedLayout(layout)
+            }
+            error => DecodeError::CorruptBinary(error),
+        })?;
+        if message.v == 0 || message.v > MESSAGE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(message.v.into()));
+        }
+        Ok(message)
     }
 }
 
@@ -131,6 +191,10 @@ pub enum DecodeError {
     UnsupportedVersion(u64),
     #[error("corrupt message")]
     Corrupt(#[source] serde_json::Error),
+    #[error("unsupported binary layout {0}")]
+    UnsupportedLayout(u8),
+    #[error("corrupt binary message")]
+    CorruptBinary(#[source] crate::binary::BinaryError),
 }
 
 #[cfg(test)]

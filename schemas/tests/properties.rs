@@ -856,10 +856,35 @@ proptest! {
         let message = message(report);
         let decoded = ReportMessage::decode(&message.encode()).expect("own messages decode");
         prop_assert_eq!(&decoded, &message);
+        // The binary layout carries exactly the same message, and its JSON form is the JSON.
+        let binary = schemas::binary::encode(&message);
+        let from_binary = ReportMessage::decode(&binary).expect("own binary messages decode");
+        prop_assert_eq!(&from_binary, &message);
+        prop_assert_eq!(from_binary.encode(), message.encode());
         prop_assert_eq!(
             schemas::fingerprint(7, &decoded.report),
             schemas::fingerprint(7, &message.report)
         );
+    }
+
+    #[test]
+    fn binary_messages_never_panic_when_damaged(
+        body in any_body(),
+        at in any::<prop::sample::Index>(),
+        value in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let message = message(report_of(&body));
+        let bytes = schemas::binary::encode(&message);
+        let mut changed = bytes.clone();
+        let i = at.index(changed.len());
+        changed[i] = value;
+        if let Ok(decoded) = ReportMessage::decode(&changed) {
+            // Whatever decodes is a whole message that encodes again.
+            let _ = ReportMessage::decode(&decoded.encode()).expect("re-encoded message decodes");
+        }
+        let end = cut.index(bytes.len());
+        prop_assert!(ReportMessage::decode(&bytes[..end]).is_err(), "cut at {}", end);
     }
 
     #[test]

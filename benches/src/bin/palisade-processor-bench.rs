@@ -52,6 +52,10 @@ struct Args {
     /// many dedup windows the run spans. Default 10,000.
     #[arg(long, default_value_t = 10_000)]
     simulated_rate: u64,
+    /// Kafka payload layout of the generated messages: `json` or `binary` (`schemas::binary`,
+    /// what ingest writes with `--kafka-message-format binary`). Default json.
+    #[arg(long, default_value = "json")]
+    message_format: schemas::MessageFormat,
     /// Processor flags (`palisade-processor --help`), after `--`.
     #[arg(last = true)]
     processor_args: Vec<String>,
@@ -285,7 +289,7 @@ struct Input {
     payload_bytes: usize,
 }
 
-/// `args.reports` records as ingest would publish them: JSON `ReportMessage` payloads keyed by
+/// `args.reports` records as ingest would publish them: `ReportMessage` payloads (JSON or binary) keyed by
 /// their dedup key, on partition `key % partitions`.
 fn generate(args: &Args, window: Duration) -> anyhow::Result<Input> {
     let templates = templates()?;
@@ -334,7 +338,8 @@ fn generate(args: &Args, window: Duration) -> anyhow::Result<Input> {
             noise: None,
             report,
         };
-        let payload = message.encode();
+        let mut payload = Vec::with_capacity(1024);
+        message.encode_as(args.message_format, &mut payload);
         payload_bytes += payload.len();
         let partition = i32::try_from(dedup_key % args.partitions as u64)?;
         let offset = offsets.entry(partition).or_default();

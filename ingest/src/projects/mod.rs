@@ -1,8 +1,10 @@
 //! Tenants: the projects file (TOML) validated into an immutable [`Snapshot`] (projects, key
 //! lookup map, quota limiters). [`Projects`] (the `reload` module) keeps the live one behind an `ArcSwap`.
 
+mod matcher;
 mod reload;
 
+pub use matcher::HostMatcher;
 pub use reload::Projects;
 
 use std::collections::HashMap;
@@ -209,11 +211,6 @@ impl HostPattern {
     }
 }
 
-/// Whether any pattern matches `host`.
-pub fn any_match(patterns: &[HostPattern], host: &str) -> bool {
-    patterns.iter().any(|p| p.matches(host))
-}
-
 /// A validated project, with its quota limiter.
 #[derive(Debug)]
 pub struct Project {
@@ -225,7 +222,8 @@ pub struct Project {
     /// Counts reports; shared with the previous snapshot when the quota did not change, so a
     /// reload does not refill every bucket.
     pub limiter: Arc<DefaultDirectRateLimiter>,
-    pub allowed_hosts: Vec<HostPattern>,
+    /// Document hosts allowed (empty: any), compiled when the file loads.
+    pub allowed_hosts: HostMatcher,
     pub filters: Filters,
     pub privacy: PrivacySpec,
 }
@@ -234,10 +232,11 @@ pub struct Project {
 #[derive(Debug, Clone)]
 pub struct Filters {
     pub default_noise: bool,
-    pub blocked_hosts: Vec<HostPattern>,
-    pub source_hosts: Vec<HostPattern>,
+    pub blocked_hosts: HostMatcher,
+    pub source_hosts: HostMatcher,
+    /// Lowercase.
     pub directives: Vec<String>,
-    pub document_hosts: Vec<HostPattern>,
+    pub document_hosts: HostMatcher,
 }
 
 /// An immutable view of every project and the key lookup map.
@@ -281,15 +280,17 @@ impl Snapshot {
             ) else {
                 return Err(ProjectsError::ZeroQuota(id));
             };
-            let patterns = |list: &[String]| -> Result<Vec<HostPattern>, ProjectsError> {
-                list.iter()
+            let patterns = |list: &[String]| -> Result<HostMatcher, ProjectsError> {
+                let parsed = list
+                    .iter()
                     .map(|p| {
                         HostPattern::parse(p).ok_or_else(|| ProjectsError::BadHostPattern {
                             project: id,
                             pattern: p.clone(),
                         })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(HostMatcher::compile(&parsed))
             };
             let mut privacy = spec.privacy;
             if privacy.ip_salt.is_none() {
@@ -315,7 +316,12 @@ impl Snapshot {
                     default_noise: spec.filters.default_noise,
                     blocked_hosts: patterns(&spec.filters.ignore_blocked_hosts)?,
                     source_hosts: patterns(&spec.filters.ignore_source_hosts)?,
-                    directives: spec.filters.ignore_directives,
+                    directives: spec
+                        .filters
+                        .ignore_directives
+                        .iter()
+                        .map(|d| d.to_ascii_lowercase())
+                        .collect(),
                     document_hosts: patterns(&spec.filters.ignore_document_hosts)?,
                 },
                 privacy,

@@ -1,0 +1,631 @@
+//! The compact binary layout of a [`ReportMessage`], beside the JSON one.
+//!
+//! JSON costs the processor more to decode than anything else it does per report (keys to
+//! match, escapes to undo, numbers to parse); this layout is read with length-prefixed copies
+//! and a few varints. Ingest writes it only when told to (`--kafka-message-format binary`), and
+//! consumers tell the two apart by the first byte ([`MARKER`], never the first byte of JSON or of
+//! any UTF-8 text), so old JSON messages, dead-lettered copies and replays without headers all
+//! still decode. Ingest also names the layout in the `palisade-message-format` header.
+//!
+//! # Layout, version 1
+//!
+//! `varint` is unsigned LEB128 (7 bits per byte, low bits first, at most 10 bytes); `str` is a
+//! varint byte length then that many bytes of UTF-8; `u8` is one byte.
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | marker | u8 | `0xB5` ([`MARKER`]) |
+//! | layout | u8 | `1` ([`LAYOUT_VERSION`]); any other value is refused as an unsupported version |
+//! | v | varint | the message version, as JSON's `v` ([`crate::MESSAGE_VERSION`]) |
+//! | id | str | |
+//! | received_at_ms | varint | |
+//! | project_id | varint | |
+//! | fingerprint | str | 16 lowercase hex digits |
+//! | present | varint | bit 0 environment, 1 release, 2 client_ip, 3 request_user_agent, 4 noise |
+//! | (each field whose bit is set, in bit order) | str | |
+//! | kind, wire, blocked_class | u8 each | index in [`KINDS`], [`WIRES`], [`CLASSES`] |
+//! | disposition | u8 | 0 absent, 1 `enforce`, 2 `report` |
+//! | report present | varint | bit 0 report_type, 1 document_url, 2 referrer, 3 blocked_url, 4 effective_directive, 5 violated_directive, 6 source_file, 7 line_number, 8 column_number, 9 sample, 10 status_code, 11 original_policy, 12 age_ms, 13 user_agent, 14 extra |
+//! | (each field whose bit is set, in bit order) | str, or varint for line_number, column_number, status_code and age_ms | `extra` is the JSON text of one object, as in the JSON message |
+//! | details | u8 | 0 `none`; 1 followed by a str: the details' JSON text exactly as in the JSON message (`{"type":"network-error",...}`) |
+//!
+//! Nothing may follow. A set bit this version does not name, an index out of its table, bad
+//! UTF-8, a truncated field or trailing bytes make the message corrupt.
+//!
+//! Changes: any change to this layout (even an added field) is a new layout version, decoded
+//! beside the old ones; as with JSON, consumers are upgraded before ingest writes it. To read a
+//! binary message by hand, `palisade-processor decode` is not needed: `kcat -C ... -s value=s`
+//! shows the strings in order, and [`to_json`] (or the processor's dead-letter copy) gives the
+//! JSON form.
+
+use crate::message::ReportMessage;
+use crate::report::{BlockedClass, Details, Disposition, Extra, Report, ReportKind, WireFormat};
+
+/// First byte of every binary message: a UTF-8 continuation byte, so never the start of JSON.
+pub const MARKER: u8 = 0xB5;
+
+/// The layout this module writes and reads.
+pub const LAYOUT_VERSION: u8 = 1;
+
+/// Report kinds by their index in the layout (append only).
+pub const KINDS: [ReportKind; 17] = ReportKind::ALL;
+
+/// Wire formats by their index in the layout (append only).
+pub const WIRES: [WireFormat; 8] = [
+    WireFormat::LegacyCsp,
+    WireFormat::LegacyCspUnwrapped,
+    WireFormat::ReportingBatch,
+    WireFormat::ReportingSingle,
+    WireFormat::ExpectCt,
+    WireFormat::Hpkp,
+    WireFormat::ExpectStaple,
+    WireFormat::XssAuditor,
+];
+
+/// Blocked classes by their index in the layout (append only).
+pub const CLASSES: [BlockedClass; 12] = [
+    BlockedClass::Url,
+    BlockedClass::Inline,
+    BlockedClass::Eval,
+    BlockedClass::WasmEval,
+    BlockedClass::Data,
+    BlockedClass::Blob,
+    BlockedClass::SelfOrigin,
+    BlockedClass::Extension,
+    BlockedClass::TrustedTypesPolicy,
+    BlockedClass::TrustedTypesSink,
+    BlockedClass::OtherScheme,
+    BlockedClass::None,
+];
+
+/// Why bytes starting with [`MARKER`] are not a binary message.
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryError {
+    #[error("unsupported binary layout {0}")]
+    UnsupportedLayout(u8),
+    #[error("truncated at byte {0}")]
+    Truncated(usize),
+    #[error("bad varint at byte {0}")]
+    Varint(usize),
+    #[error("string at byte {0} is not utf-8")]
+    Utf8(usize),
+    #[error("{field} has no meaning for value {value}")]
+    Invalid { field: &'static str, value: u64 },
+    #[error("{0} bytes after the message")]
+    Trailing(usize),
+    #[error("embedded json is invalid")]
+    Json(#[source] serde_json::Error),
+}
+
+/// Appends `message` in the binary layout to `out`.
+pub fn encode_into(message: &ReportMessage, out: &mut Vec<u8>) {
+    out.push(MARKER);
+    out.push(LAYOUT_VERSION);
+    varint(out, u64::from(message.v));
+    string(out, &message.id);
+    varint(out, message.received_at_ms);
+    varint(out, message.project_id);
+    string(out, &message.fingerprint);
+    let optional = [
+        &message.environment,
+        &message.release,
+        &message.client_ip,
+        &message.request_user_agent,
+        &message.noise,
+    ];
+    optional_strings(out, &optional);
+    let report = &message.report;
+    out.push(kind_index(report.kind));
+    out.push(wire_index(report.wire));
+    out.push(class_index(report.blocked_class));
+    out.push(match report.disposition {
+        None => 0,
+        Some(Disposition::Enforce) => 1,
+        Some(Disposition::Report) => 2,
+    });
+    let mut present = 0u64;
+    let fields = report_fields(report);
+    for (bit, field) in fields.iter().enumerate() {
+        if !matches!(field, Field::Absent) {
+            present |= 1 << bit;
+        }
+    }
+    varint(out, present);
+    for field in fields {
+        match field {
+            Field::Absent => {}
+            Field::Text(text) => string(out, text),
+            Field::Number(n) => varint(out, n),
+        }
+    }
+    match &report.details {
+        Details::None => out.push(0),
+        details => {
+            out.push(1);
+            // Details serialise as a tagged object; writing to a Vec cannot fail.
+            let text = serde_json::to_string(details).unwrap_or_default();
+            string(out, &text);
+        }
+    }
+}
+
+/// The message in the binary layout.
+pub fn encode(message: &ReportMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    encode_into(message, &mut out);
+    out
+}
+
+/// One optional field of a report, in layout order.
+enum Field<'a> {
+    Absent,
+    Text(&'a str),
+    Number(u64),
+}
+
+fn text_field(text: &Option<String>) -> Field<'_> {
+    text.as_deref().map_or(Field::Absent, Field::Text)
+}
+
+fn report_fields(report: &Report) -> [Field<'_>; 15] {
+    let text = text_field;
+    let number = |n: Option<u64>| n.map_or(Field::Absent, Field::Number);
+    [
+        text(&report.report_type),
+        text(&report.document_url),
+        text(&report.referrer),
+        text(&report.blocked_url),
+        text(&report.effective_directive),
+        text(&report.violated_directive),
+        text(&report.source_file),
+        number(report.line_number),
+        number(report.column_number),
+        text(&report.sample),
+        number(report.status_code.map(u64::from)),
+        text(&report.original_policy),
+        number(report.age_ms),
+        text(&report.user_agent),
+        if report.extra.is_empty() {
+            Field::Absent
+        } else {
+            Field::Text(report.extra.as_json())
+        },
+    ]
+}
+
+/// Reads a binary message (`bytes` starts with [`MARKER`]).
+pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
+    let mut r = Reader { bytes, at: 0 };
+    let marker = r.byte()?;
+    if marker != MARKER {
+        return Err(BinaryError::Invalid {
+            field: "marker",
+            value: u64::from(marker),
+        });
+    }
+    let layout = r.byte()?;
+    if layout != LAYOUT_VERSION {
+        return Err(BinaryError::UnsupportedLayout(layout));
+    }
+    let v = r.varint()?;
+    let v = u16::try_from(v).map_err(|_| BinaryError::Invalid {
+        field: "v",
+        value: v,
+    })?;
+    let id = r.string()?;
+    let received_at_ms = r.varint()?;
+    let project_id = r.varint()?;
+    let fingerprint = r.string()?;
+    let present = r.mask(5, "message present")?;
+    let mut optional = [None, None, None, None, None];
+    for (bit, slot) in optional.iter_mut().enumerate() {
+        if present & (1 << bit) != 0 {
+            *slot = Some(r.string()?);
+        }
+    }
+    let [environment, release, client_ip, request_user_agent, noise] = optional;
+    let kind = *r.indexed(&KINDS, "kind")?;
+    let wire = *r.indexed(&WIRES, "wire")?;
+    let blocked_class = *r.indexed(&CLASSES, "blocked_class")?;
+    let disposition = match r.byte()? {
+        0 => None,
+        1 => Some(Disposition::Enforce),
+        2 => Some(Disposition::Report),
+        other => {
+            return Err(BinaryError::Invalid {
+                field: "disposition",
+                value: u64::from(other),
+            })
+        }
+    };
+    let present = r.mask(15, "report present")?;
+    let has = |bit: u32| present & (1 << bit) != 0;
+    let text = |r: &mut Reader<'_>, bit: u32| -> Result<Option<String>, BinaryError> {
+        if has(bit) {
+            r.string().map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let number = |r: &mut Reader<'_>, bit: u32| -> Result<Option<u64>, BinaryError> {
+        if has(bit) {
+            r.varint().map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let report_type = text(&mut r, 0)?;
+    let document_url = text(&mut r, 1)?;
+    let referrer = text(&mut r, 2)?;
+    let blocked_url = text(&mut r, 3)?;
+    let effective_directive = text(&mut r, 4)?;
+    let violated_directive = text(&mut r, 5)?;
+    let source_file = text(&mut r, 6)?;
+    let line_number = number(&mut r, 7)?;
+    let column_number = number(&mut r, 8)?;
+    let sample = text(&mut r, 9)?;
+    let status_code = match number(&mut r, 10)? {
+        None => None,
+        Some(code) => Some(u16::try_from(code).map_err(|_| BinaryError::Invalid {
+            field: "status_code",
+            value: code,
+        })?),
+    };
+    let original_policy = text(&mut r, 11)?;
+    let age_ms = number(&mut r, 12)?;
+    let user_agent = text(&mut r, 13)?;
+    let extra = if has(14) {
+        let json = r.str()?;
+        serde_json::from_str::<Extra>(json).map_err(BinaryError::Json)?
+    } else {
+        Extra::default()
+    };
+    let details = match r.byte()? {
+        0 => Details::None,
+        1 => serde_json::from_str::<Details>(r.str()?).map_err(BinaryError::Json)?,
+        other => {
+            return Err(BinaryError::Invalid {
+                field: "details",
+                value: u64::from(other),
+            })
+        }
+    };
+    if r.at != bytes.len() {
+        return Err(BinaryError::Trailing(bytes.len() - r.at));
+    }
+    Ok(ReportMessage {
+        v,
+        id,
+        received_at_ms,
+        project_id,
+        environment,
+        release,
+        client_ip,
+        request_user_agent,
+        fingerprint,
+        noise,
+        report: Report {
+            kind,
+            wire,
+            report_type,
+            disposition,
+            document_url,
+            referrer,
+            blocked_url,
+            blocked_class,
+            effective_directive,
+            violated_directive,
+            source_file,
+            line_number,
+            column_number,
+            sample,
+            status_code,
+            original_policy,
+            age_ms,
+            user_agent,
+            details,
+            extra,
+        },
+    })
+}
+
+/// The JSON form of a binary message (for tools and people reading a topic by hand).
+pub fn to_json(bytes: &[u8]) -> Result<String, BinaryError> {
+    decode(bytes).map(|message| String::from_utf8(message.encode()).unwrap_or_default())
+}
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        // Low 7 bits with the continuation bit; the cast keeps exactly those bits.
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn string(out: &mut Vec<u8>, text: &str) {
+    varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn optional_strings(out: &mut Vec<u8>, fields: &[&Option<String>]) {
+    let mut present = 0u64;
+    for (bit, field) in fields.iter().enumerate() {
+        if field.is_some() {
+            present |= 1 << bit;
+        }
+    }
+    varint(out, present);
+    for text in fields.iter().filter_map(|f| f.as_deref()) {
+        string(out, text);
+    }
+}
+
+fn kind_index(kind: ReportKind) -> u8 {
+    index_of(&KINDS, &kind)
+}
+
+fn wire_index(wire: WireFormat) -> u8 {
+    index_of(&WIRES, &wire)
+}
+
+fn class_index(class: BlockedClass) -> u8 {
+    index_of(&CLASSES, &class)
+}
+
+/// Position of `value` in `table`. Every variant is in its table (test
+/// `tables_hold_every_variant`), so the fallback is never written.
+fn index_of<T: PartialEq>(table: &[T], value: &T) -> u8 {
+    let index = table
+        .iter()
+        .position(|t| t == value)
+        .unwrap_or(u8::MAX.into());
+    u8::try_from(index).unwrap_or(u8::MAX)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, BinaryError> {
+        let byte = *self
+            .bytes
+            .get(self.at)
+            .ok_or(BinaryError::Truncated(self.at))?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn varint(&mut self) -> Result<u64, BinaryError> {
+        let start = self.at;
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(BinaryError::Varint(start));
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(BinaryError::Varint(start))
+    }
+
+    fn str(&mut self) -> Result<&'a str, BinaryError> {
+        let start = self.at;
+        let len = usize::try_from(self.varint()?).map_err(|_| BinaryError::Truncated(start))?;
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or(BinaryError::Truncated(self.at))?;
+        let text = std::str::from_utf8(&self.bytes[self.at..end])
+            .map_err(|_| BinaryError::Utf8(self.at))?;
+        self.at = end;
+        Ok(text)
+    }
+
+    fn string(&mut self) -> Result<String, BinaryError> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A presence mask with only the low `bits` bits allowed.
+    fn mask(&mut self, bits: u32, field: &'static str) -> Result<u64, BinaryError> {
+        let value = self.varint()?;
+        if value >> bits != 0 {
+            return Err(BinaryError::Invalid { field, value });
+        }
+        Ok(value)
+    }
+
+    fn indexed<T>(&mut self, table: &'a [T], field: &'static str) -> Result<&'a T, BinaryError> {
+        let index = self.byte()?;
+        table.get(usize::from(index)).ok_or(BinaryError::Invalid {
+            field,
+            value: u64::from(index),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{CertificateDetails, NetworkErrorDetails};
+    use serde_json::json;
+
+    /// A new variant fails to compile here until it is appended to its table.
+    #[test]
+    fn tables_hold_every_variant() {
+        let wire = |w: WireFormat| match w {
+            WireFormat::LegacyCsp
+            | WireFormat::LegacyCspUnwrapped
+            | WireFormat::ReportingBatch
+            | WireFormat::ReportingSingle
+            | WireFormat::ExpectCt
+            | WireFormat::Hpkp
+            | WireFormat::ExpectStaple
+            | WireFormat::XssAuditor => WIRES.contains(&w),
+        };
+        let class = |c: BlockedClass| match c {
+            BlockedClass::Url
+            | BlockedClass::Inline
+            | BlockedClass::Eval
+            | BlockedClass::WasmEval
+            | BlockedClass::Data
+            | BlockedClass::Blob
+            | BlockedClass::SelfOrigin
+            | BlockedClass::Extension
+            | BlockedClass::TrustedTypesPolicy
+            | BlockedClass::TrustedTypesSink
+            | BlockedClass::OtherScheme
+            | BlockedClass::None => CLASSES.contains(&c),
+        };
+        assert!(WIRES.iter().all(|w| wire(*w)));
+        assert!(CLASSES.iter().all(|c| class(*c)));
+        for (i, w) in WIRES.iter().enumerate() {
+            assert_eq!(usize::from(wire_index(*w)), i);
+        }
+        for (i, c) in CLASSES.iter().enumerate() {
+            assert_eq!(usize::from(class_index(*c)), i);
+        }
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(usize::from(kind_index(*k)), i);
+        }
+    }
+
+    /// A v1 JSON message as ingest wrote it before the binary layout existed.
+    const OLD_JSON: &str = r#"{"v":1,"id":"m","received_at_ms":1,"project_id":3,"fingerprint":"00000000000000aa","report":{"kind":"csp-violation","wire":"legacy-csp","blocked_class":"inline","details":{"type":"none"}}}"#;
+
+    /// The documented layout, byte for byte, for the smallest message.
+    #[test]
+    fn layout_is_as_documented() {
+        let message = ReportMessage::decode(OLD_JSON.as_bytes()).expect("old json decodes");
+        let mut expected = vec![MARKER, LAYOUT_VERSION, 1, 1, b'm', 1, 3, 16];
+        expected.extend_from_slice(b"00000000000000aa");
+        // present; kind csp-violation, wire legacy-csp, class inline, no disposition;
+        // report present; details none.
+        expected.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(encode(&message), expected);
+        assert_eq!(ReportMessage::decode(&expected).expect("decodes"), message);
+        assert_eq!(to_json(&expected).expect("decodes"), OLD_JSON);
+    }
+
+    fn full_message(details: Details) -> ReportMessage {
+        let extra: Extra =
+            serde_json::from_str(r#"{"x-unknown":[1,{"b":"\u00e9\n"}],"n":-1.5}"#).expect("object");
+        ReportMessage {
+            v: 1,
+            id: "0193a1f0-0000-7000-8000-000000000000".into(),
+            received_at_ms: u64::MAX,
+            project_id: 1 << 40,
+            environment: Some("prod".into()),
+            release: Some(String::new()),
+            client_ip: Some("192.0.2.0".into()),
+            request_user_agent: Some("Mozilla/5.0 \u{1F600}".into()),
+            fingerprint: "0123456789abcdef".into(),
+            noise: Some("extension".into()),
+            report: Report {
+                kind: ReportKind::NetworkError,
+                wire: WireFormat::ReportingBatch,
+                report_type: Some("network-error".into()),
+                disposition: Some(Disposition::Report),
+                document_url: Some("https://a.example/p?q#f".into()),
+                referrer: Some("https://r.example/".into()),
+                blocked_url: Some("https://b.example/x.js".into()),
+                blocked_class: BlockedClass::None,
+                effective_directive: Some("script-src-elem".into()),
+                violated_directive: Some("script-src".into()),
+                source_file: Some("https://s.example/app.js".into()),
+                line_number: Some(0),
+                column_number: Some(127),
+                sample: Some("alert(\"x\")".into()),
+                status_code: Some(u16::MAX),
+                original_policy: Some("default-src 'self'".into()),
+                age_ms: Some(128),
+                user_agent: Some("UA".into()),
+                details,
+                extra,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field_and_every_details_kind() {
+        let cases = [
+            Details::None,
+            Details::NetworkError(NetworkErrorDetails {
+                phase: Some("dns".into()),
+                elapsed_time_ms: Some(12),
+                sampling_fraction: Some(0.5),
+                ..Default::default()
+            }),
+            Details::Certificate(CertificateDetails {
+                hostname: "a.example".into(),
+                port: Some(443),
+                scts: vec![json!({"version": 1})],
+                ..Default::default()
+            }),
+            Details::Fields(
+                json!({"type": "corp", "id": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            Details::Unknown(json!([1, "x", null])),
+        ];
+        for details in cases {
+            let message = full_message(details);
+            let bytes = encode(&message);
+            let back = ReportMessage::decode(&bytes).expect("decodes");
+            assert_eq!(back, message);
+            assert_eq!(back.report.extra.as_json(), message.report.extra.as_json());
+            // The JSON form of the binary message is the JSON message.
+            assert_eq!(
+                to_json(&bytes).expect("decodes").into_bytes(),
+                message.encode()
+            );
+            assert!(bytes.len() < message.encode().len());
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_understand() {
+        let bytes = encode(&full_message(Details::None));
+        for end in 0..bytes.len() {
+            assert!(decode(&bytes[..end]).is_err(), "truncated at {end}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(decode(&trailing), Err(BinaryError::Trailing(1))));
+        let mut layout = bytes.clone();
+        layout[1] = 2;
+        assert!(matches!(
+            ReportMessage::decode(&layout),
+            Err(crate::DecodeError::UnsupportedLayout(2))
+        ));
+        let mut version = bytes.clone();
+        version[2] = 2;
+        assert!(matches!(
+            ReportMessage::decode(&version),
+            Err(crate::DecodeError::UnsupportedVersion(2))
+        ));
+        // Every single-byte change decodes to something or fails; it never panics.
+        for at in 0..bytes.len() {
+            for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut changed = bytes.clone();
+                changed[at] = value;
+                let _ = ReportMessage::decode(&changed);
+            }
+        }
+        let mut varint_overflow = vec![MARKER, LAYOUT_VERSION];
+        varint_overflow.extend_from_slice(&[0xff; 11]);
+        assert!(matches!(
+            decode(&varint_overflow),
+            Err(BinaryError::Varint(2))
+        ));
+    }
+}
