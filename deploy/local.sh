@@ -195,7 +195,8 @@ cat <<INFO
   Endpoint        $endpoint
   Demo key        $demo_key  (project 1; keys are managed through the tenant API, which
                   writes $home/projects.toml)
-  Tenant API      http://127.0.0.1:$api_port/   (palisade-api; endpoints: api/openapi.json)
+  Site owners' UI http://127.0.0.1:$api_port/ui/   log in with project 1 and the demo token below
+  Tenant API      http://127.0.0.1:$api_port/v1/   (palisade-api; endpoints: api/openapi.json)
   Demo token      $demo_token   (project 1's API token, shown once)
                   e.g. curl -H "Authorization: Bearer $demo_token" http://127.0.0.1:$api_port/v1/projects/1/violations
   Admin token     in $home/api-admin-token (creates projects, keys, tokens; new each run)
