@@ -283,7 +283,7 @@ impl crate::server::Handler for App {
             Err(error) => {
                 metrics::error(error.reason());
                 if error.is_server_fault() {
-                    tracing::error!(route = label, reason = error.reason(), error = %DisplayChain(&error), "request failed");
+                    tracing::error!(route = label, reason = error.reason(), error = %schemas::error_chain(&error), "request failed");
                 } else {
                     tracing::debug!(route = label, reason = error.reason(), "request refused");
                 }
@@ -292,20 +292,5 @@ impl crate::server::Handler for App {
         };
         metrics::request_answered(label, response.status().as_u16(), started.elapsed());
         response
-    }
-}
-
-/// `error: source: source` for logs.
-struct DisplayChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }

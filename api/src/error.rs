@@ -153,7 +153,7 @@ impl ApiError {
         let detail = if self.is_server_fault() {
             self.to_string()
         } else {
-            detail(&self)
+            schemas::error_chain(&self)
         };
         let body = serde_json::json!({ "error": self.reason(), "detail": detail });
         let mut response = json_response(self.status(), &body);
@@ -165,18 +165,6 @@ impl ApiError {
         }
         response
     }
-}
-
-/// The error's message followed by its sources (`a: b: c`).
-fn detail(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A JSON answer with `status`.

@@ -241,7 +241,8 @@ async fn attempts(
                 response.status().as_u16(),
                 Some(format!("HTTP {}", response.status().as_u16())),
             ),
-            Err(error) => (0, Some(DisplayChain(&error).to_string())),
+            // reqwest's top-level message alone hides the cause.
+            Err(error) => (0, Some(schemas::error_chain(&error))),
         };
         let last = attempt == settings.webhook_max_attempts;
         let result = match (&error, last) {
@@ -298,21 +299,6 @@ async fn log(
     };
     if let Err(error) = app.store.log_delivery(delivery.project, &row).await {
         tracing::warn!(error = %error, alert = %delivery.alert_id, "cannot log a webhook delivery");
-    }
-}
-
-/// `error: source: source` (reqwest's top-level message alone hides the cause).
-struct DisplayChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

@@ -193,10 +193,7 @@ fn rejected_row_letter(
     error: &dyn std::error::Error,
 ) -> DeadLetter {
     // The server's own message is in the sources (`Code: 6. DB::Exception: ...`).
-    let detail = std::iter::successors(Some(error), |e| e.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ");
+    let detail = schemas::error_chain(error);
     DeadLetter {
         reason: REJECTED_BY_CLICKHOUSE,
         detail,
