@@ -154,12 +154,14 @@ pub struct Config {
     #[arg(long, env = "PALISADE_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
-    /// Prefix length an IPv6 client is rate-limited by: every address of one /64 (one home or
-    /// one server, by convention) shares one per-IP bucket. 1-128. Default 64.
+    /// Prefix length that makes one IPv6 client: every address of one /64 (one home or one
+    /// server, by convention) shares one per-IP rate bucket, in-flight share and connection
+    /// cap. 1-128. Default 64.
     #[arg(long, env = "PALISADE_IP_LIMIT_IPV6_PREFIX", default_value = "64", value_parser = clap::value_parser!(u8).range(1..=128))]
     pub ip_limit_ipv6_prefix: u8,
 
-    /// Prefix length an IPv4 client is rate-limited by. 1-32. Default 32 (one bucket per address).
+    /// Prefix length that makes one IPv4 client (rate bucket, in-flight share, connection cap).
+    /// 1-32. Default 32 (one address).
     #[arg(long, env = "PALISADE_IP_LIMIT_IPV4_PREFIX", default_value = "32", value_parser = clap::value_parser!(u8).range(1..=32))]
     pub ip_limit_ipv4_prefix: u8,
 
@@ -210,14 +212,15 @@ pub struct Config {
     pub ready_timeout: Duration,
 
     // ---- Fair sharing of connections and in-flight requests (README "Connection-level limits").
-    /// Most simultaneously open public connections from one peer IP (IPv6: one /64); a
+    /// Most simultaneously open public connections from one client (a peer address's network
+    /// by `--ip-limit-ipv4-prefix` / `--ip-limit-ipv6-prefix`: IPv6 /64 by default); a
     /// connection over it is closed as soon as it is accepted. Not applied with
     /// `--trust-forwarded-for` (every peer is then a proxy carrying many clients). Default 256.
     #[arg(long, env = "PALISADE_MAX_CONNECTIONS_PER_IP", default_value = "256")]
     pub max_connections_per_ip: NonZeroUsize,
 
-    /// Most report requests in flight from one client IP (IPv6: one /64; the client IP of the
-    /// per-IP rate limit), then 429 `client_in_flight`. Default: `--max-in-flight-requests` / 16
+    /// Most report requests in flight from one client (the network of the per-IP rate limit:
+    /// IPv6 /64 by default), then 429 `client_in_flight`. Default: `--max-in-flight-requests` / 16
     /// (64 at its default), at least 1.
     #[arg(long, env = "PALISADE_MAX_IN_FLIGHT_PER_IP")]
     pub max_in_flight_per_ip: Option<NonZeroUsize>,

@@ -10,28 +10,17 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::limit::ClientKeys;
 use crate::rejection::Rejection;
 
 /// How long a client refused for holding too many slots is asked to wait (`Retry-After`).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// The key of a client address for the per-IP shares: IPv4 as is, IPv6 by its /64 (one
-/// subscriber's allocation, which hands out as many addresses as it likes).
-pub fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let masked = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(masked))
-        }
-        v4 => v4,
-    }
-}
 
 /// At most `per_key` slots per key, counted in a map that holds only keys with a slot taken.
 #[derive(Debug)]
@@ -108,6 +97,9 @@ impl<K: Hash + Eq + Clone> Drop for Slot<K> {
 #[derive(Debug)]
 pub struct InFlight {
     global: Arc<Semaphore>,
+    /// Who one client is: the same networks as the rate limiter (`--ip-limit-ipv4-prefix`,
+    /// `--ip-limit-ipv6-prefix`), so an IPv6 sender cannot take a share per address.
+    keys: ClientKeys,
     per_ip: Arc<KeyedSlots<IpAddr>>,
     per_project: Arc<KeyedSlots<u64>>,
 }
@@ -121,9 +113,10 @@ pub struct Admission {
 }
 
 impl InFlight {
-    pub fn new(global: usize, per_ip: usize, per_project: usize) -> Self {
+    pub fn new(global: usize, per_ip: usize, per_project: usize, keys: ClientKeys) -> Self {
         Self {
             global: Arc::new(Semaphore::new(global)),
+            keys,
             per_ip: KeyedSlots::new(per_ip),
             per_project: KeyedSlots::new(per_project),
         }
@@ -142,7 +135,7 @@ impl InFlight {
                 })?;
         let ip = self
             .per_ip
-            .try_take(ip_key(ip))
+            .try_take(self.keys.key(ip))
             .ok_or(Rejection::ClientInFlight {
                 limit: self.per_ip.per_key(),
                 retry_after: RETRY_AFTER,
@@ -177,12 +170,26 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_is_keyed_by_its_64_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(ip_key(ip("2001:db8:1:2:ffff::9")), ip("2001:db8:1:2::"));
-        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
-        assert_eq!(ip_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
-        assert_eq!(ip_key(ip("10.0.0.1")), ip("10.0.0.1"));
+    fn a_client_is_the_network_the_rate_limiter_keys_by() {
+        let keys = ClientKeys {
+            v4_prefix: 24,
+            v6_prefix: 56,
+        };
+        let in_flight = InFlight::new(8, 1, 8, keys);
+        let held = in_flight.admit(ip("2001:db8:1:200::1"), 1).unwrap();
+        // Another address of the same /56 (another /64 within it) is the same client ...
+        let refused = in_flight
+            .admit(ip("2001:db8:1:2ff:aaaa::9"), 1)
+            .unwrap_err();
+        assert_eq!(refused.reason(), "client_in_flight");
+        // ... the next /56 is not.
+        let other = in_flight.admit(ip("2001:db8:1:300::1"), 1).unwrap();
+        // IPv4 by its /24, IPv4-mapped IPv6 as IPv4.
+        let v4 = in_flight.admit(ip("10.0.0.1"), 1).unwrap();
+        let refused = in_flight.admit(ip("::ffff:10.0.0.77"), 1).unwrap_err();
+        assert_eq!(refused.reason(), "client_in_flight");
+        drop((held, other, v4));
+        assert_eq!(in_flight.tracked(), (0, 0));
     }
 
     #[test]
@@ -201,7 +208,7 @@ mod tests {
 
     #[test]
     fn one_client_or_project_cannot_take_every_global_slot() {
-        let in_flight = InFlight::new(4, 2, 3);
+        let in_flight = InFlight::new(4, 2, 3, ClientKeys::default());
         let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
         let held = [
             in_flight.admit(a, 1).unwrap(),

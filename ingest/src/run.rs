@@ -70,15 +70,17 @@ pub async fn run(
         Some(certificate) => Some(certificate.acceptor().map_err(RunError::Tls)?),
         None => None,
     };
+    // One client, for the rate limiter, the in-flight shares and the connection cap alike.
+    let client_keys = ClientKeys {
+        v4_prefix: config.ip_limit_ipv4_prefix,
+        v6_prefix: config.ip_limit_ipv6_prefix,
+    };
     let ip_limiter = Arc::new(IpLimiter::new(IpLimits {
         per_second: config.ip_rate_per_second,
         burst: config.ip_burst,
         max_tracked: config.ip_max_tracked.get(),
         overflow_buckets: config.ip_overflow_buckets.get(),
-        keys: ClientKeys {
-            v4_prefix: config.ip_limit_ipv4_prefix,
-            v6_prefix: config.ip_limit_ipv6_prefix,
-        },
+        keys: client_keys,
     }));
     if config
         .trusted_proxies
@@ -110,6 +112,7 @@ pub async fn run(
             config.max_in_flight_requests.get(),
             config.in_flight_per_ip(),
             config.in_flight_per_project(),
+            client_keys,
         ),
         body_rate: MinRate {
             bytes_per_second: config.min_body_bytes_per_second,
@@ -130,6 +133,7 @@ pub async fn run(
         // A trusted proxy carries many clients: it is exempt, and its clients are held to the
         // per-client in-flight share instead.
         max_connections_per_ip: config.max_connections_per_ip.get(),
+        client_keys,
         proxies,
         http2_max_concurrent_streams: config.http2_max_concurrent_streams.get(),
         header_read_timeout: config.header_read_timeout,

@@ -3,7 +3,8 @@
 //!
 //! - at most `max_connections` open connections: a semaphore permit is taken BEFORE `accept`,
 //!   so at the cap we stop accepting and new clients wait in the kernel backlog;
-//! - at most `max_connections_per_ip` of them from one peer IP (IPv6: one /64): a connection
+//! - at most `max_connections_per_ip` of them from one client (a peer address's network,
+//!   `client_keys`: IPv6 /64 by default): a connection
 //!   over that share is closed as soon as it is accepted (counted in
 //!   `ingest_connections_refused_total`), so one address cannot hold every slot; trusted
 //!   proxies (`--trusted-proxies`) are exempt, their clients are held to per-client shares;
@@ -48,7 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body_rate::ReceivedBytes;
 use crate::client::TrustedProxies;
-use crate::inflight::{ip_key, KeyedSlots};
+use crate::inflight::KeyedSlots;
+use crate::limit::ClientKeys;
 use crate::metrics;
 
 /// Answers one request. Implemented by the public API and the admin endpoints.
@@ -64,8 +66,11 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Settings {
     pub max_connections: usize,
-    /// Open connections from one peer IP (IPv6: one /64).
+    /// Open connections from one client (a peer IP's network, see `client_keys`).
     pub max_connections_per_ip: usize,
+    /// Who one client is for `max_connections_per_ip` (`--ip-limit-ipv4-prefix`,
+    /// `--ip-limit-ipv6-prefix`).
+    pub client_keys: ClientKeys,
     /// Peers exempt from `max_connections_per_ip`: the trusted proxies (`--trusted-proxies`).
     pub proxies: TrustedProxies,
     pub http2_max_concurrent_streams: u32,
@@ -80,6 +85,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("client_keys", &self.client_keys)
             .field("proxies", &self.proxies)
             .field(
                 "http2_max_concurrent_streams",
@@ -139,7 +145,7 @@ pub async fn serve<H: Handler>(
         let ip_slot = if settings.proxies.is_proxy(peer.ip()) {
             None
         } else {
-            let Some(slot) = per_ip.try_take(ip_key(peer.ip())) else {
+            let Some(slot) = per_ip.try_take(settings.client_keys.key(peer.ip())) else {
                 // Dropping the stream closes it; the permit goes back with it.
                 metrics::connection_refused("per_ip_cap");
                 tracing::debug!(listener = name, "connection over the per-IP cap closed");
