@@ -48,6 +48,15 @@ pub enum Command {
     /// Manage API tokens directly in ClickHouse (bootstrap, without a running server).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Only render ingest's projects file (`--projects-file-out`) from ClickHouse, every
+    /// `--projects-file-refresh-secs`, serving nothing: a sidecar beside ingest where ingest
+    /// cannot share the API's disk (deploy/kubernetes-overlays/projects-from-api).
+    ProjectsFile {
+        /// Render once and exit (an init container): exit 1 when ClickHouse cannot be read.
+        /// Writes the file even when no project exists yet, so ingest can start.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `palisade-api token ...`.

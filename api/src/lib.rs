@@ -39,4 +39,4 @@ pub mod ui;
 pub mod violations;
 
 pub use config::Config;
-pub use run::{create_token, run};
+pub use run::{create_token, projects_file, run};

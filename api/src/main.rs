@@ -1,5 +1,5 @@
 //! `palisade-api`: the composition root. Parses the config, sets up logging and the Prometheus
-//! recorder, then serves until SIGINT/SIGTERM, or runs `token create`.
+//! recorder, then serves until SIGINT/SIGTERM, or runs `token create` or `projects-file`.
 
 use std::process::ExitCode;
 
@@ -34,6 +34,12 @@ async fn start(config: Config) -> anyhow::Result<()> {
     if let Some(Command::Token(TokenCommand::Create { project })) = config.command {
         let token = api::create_token(&config, project).await?;
         println!("{token}");
+        return Ok(());
+    }
+    if let Some(Command::ProjectsFile { once }) = config.command {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        api::projects_file(config, once, shutdown).await?;
         return Ok(());
     }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -23,6 +23,10 @@ pub enum RunError {
     Config(#[from] InvalidConfig),
     #[error("cannot create the token")]
     Token(#[source] ApiError),
+    #[error("projects-file needs --projects-file-out")]
+    NoProjectsFileOut,
+    #[error("cannot render the projects file")]
+    ProjectsFile(#[source] ApiError),
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then drains in-flight requests (bounded by
@@ -92,4 +96,28 @@ pub async fn create_token(config: &Config, project: u64) -> Result<String, RunEr
         .await
         .map_err(RunError::Token)?;
     Ok(token)
+}
+
+/// `palisade-api projects-file [--once]`: renders ingest's projects file from ClickHouse and
+/// keeps it current (every `--projects-file-refresh-secs`) until `shutdown`, serving nothing.
+/// With `once`, renders one time, even with no project yet, and fails if it cannot.
+pub async fn projects_file(
+    config: Config,
+    once: bool,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    config.validate()?;
+    if config.projects.projects_file_out.is_none() {
+        return Err(RunError::NoProjectsFileOut);
+    }
+    let app = Arc::new(App::new(config, None));
+    if once {
+        let outcome = crate::keys::sync_projects_file(&app, false)
+            .await
+            .map_err(RunError::ProjectsFile)?;
+        tracing::info!(outcome, "projects file rendered");
+        return Ok(());
+    }
+    crate::keys::keep_projects_file(app, shutdown).await;
+    Ok(())
 }

@@ -25,6 +25,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 need_pkgs=()
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || need_pkgs+=(clickhouse-server)
+# The dashboards' SQL check in deploy/scripts/validate.sh talks to ClickHouse through it.
+command -v clickhouse-client >/dev/null 2>&1 || need_pkgs+=(clickhouse-client)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
