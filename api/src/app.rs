@@ -221,6 +221,7 @@ impl App {
             RouteId::Unmute => violations::set_muted(self, &call, false).await?,
             RouteId::GetResolution => proposals::resolution(self, &call).await?,
             RouteId::ApplyResolution => proposals::apply(self, &call).await?,
+            RouteId::WithdrawResolution => proposals::withdraw(self, &call).await?,
             RouteId::ListResolutions => proposals::list(self, &call).await?,
             RouteId::ProposedPolicy => proposals::proposed_policy(self, &call).await?,
             // alerts

@@ -40,6 +40,8 @@ pub enum ApiError {
     TokenNotFound { token_id: String },
     #[error("no CSP policy observed for this project yet")]
     NoPolicyObserved,
+    #[error("no applied resolution for group {fingerprint}")]
+    NotApplied { fingerprint: String },
     #[error("no policy change can allow this violation: {reason}")]
     NoResolution { reason: String },
     #[error("the evidence does not qualify ({reason}); send {{\"force\": true}} to apply anyway")]
@@ -83,6 +85,7 @@ impl ApiError {
             | Self::GroupNotFound { .. }
             | Self::TokenNotFound { .. }
             | Self::NoPolicyObserved
+            | Self::NotApplied { .. }
             | Self::ProjectNotFound { .. }
             | Self::KeyNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -126,6 +129,7 @@ impl ApiError {
             Self::GroupNotFound { .. } => "group_not_found",
             Self::TokenNotFound { .. } => "token_not_found",
             Self::NoPolicyObserved => "no_policy_observed",
+            Self::NotApplied { .. } => "not_applied",
             Self::NoResolution { .. } => "no_resolution",
             Self::NotQualified { .. } => "not_qualified",
             Self::Storage { .. } => "storage_error",

@@ -129,6 +129,51 @@ pub async fn apply(app: &App, call: &Call) -> Answer {
     Ok((StatusCode::OK, to_json(&Applied::from(&applied))?))
 }
 
+/// `DELETE .../violations/{fingerprint}/resolution`: withdraws the group's applied resolution.
+/// The proposed policy no longer includes it, not even as a qualifying one: withdrawing is the
+/// owner's decision against it (apply it again to undo). 404 `not_applied` when none is applied.
+pub async fn withdraw(app: &App, call: &Call) -> Answer {
+    let project = call.params.project()?;
+    let fingerprint = call.params.fingerprint()?;
+    let applied = app
+        .store
+        .resolutions(project, app.config.limits.max_resolutions)
+        .await?
+        .into_iter()
+        .find(|row| row.fingerprint == fingerprint && !row.withdrawn())
+        .ok_or_else(|| ApiError::NotApplied {
+            fingerprint: fingerprint_text(fingerprint),
+        })?;
+    let withdrawn = ResolutionRow {
+        fingerprint,
+        directive: String::new(),
+        sources: String::new(),
+        disposition: applied.disposition.clone(),
+        evidence: String::new(),
+        applied_at: now_secs(),
+        applied_by: call.principal.actor(),
+    };
+    app.store.apply_resolution(project, &withdrawn).await?;
+    let detail = format!("{} -= {}", applied.directive, applied.sources);
+    app.store
+        .audit(
+            project,
+            &withdrawn.applied_by,
+            "withdraw_resolution",
+            fingerprint,
+            &detail,
+        )
+        .await?;
+    metrics::change("withdraw_resolution");
+    Ok((
+        StatusCode::OK,
+        serde_json::json!({
+            "fingerprint": fingerprint_text(fingerprint),
+            "withdrawn": to_json(&Applied::from(&applied))?,
+        }),
+    ))
+}
+
 /// An applied resolution as answered.
 #[derive(Debug, Serialize)]
 struct Applied {
@@ -169,7 +214,11 @@ pub async fn list(app: &App, call: &Call) -> Answer {
         .store
         .resolutions(project, app.config.limits.max_resolutions)
         .await?;
-    let resolutions: Vec<Applied> = rows.iter().map(Applied::from).collect();
+    let resolutions: Vec<Applied> = rows
+        .iter()
+        .filter(|row| !row.withdrawn())
+        .map(Applied::from)
+        .collect();
     Ok((
         StatusCode::OK,
         serde_json::json!({ "resolutions": to_json(&resolutions)? }),
@@ -211,13 +260,19 @@ pub async fn proposed_policy(app: &App, call: &Call) -> Answer {
         .ok_or(ApiError::NoPolicyObserved)?;
     let disposition = observed.disposition;
 
-    let mut included = Vec::new();
-    for applied in app
+    let recorded = app
         .store
         .resolutions(project, app.config.limits.max_resolutions)
-        .await?
+        .await?;
+    let withdrawn: Vec<u64> = recorded
+        .iter()
+        .filter(|row| row.withdrawn())
+        .map(|row| row.fingerprint)
+        .collect();
+    let mut included = Vec::new();
+    for applied in recorded
         .into_iter()
-        .filter(|row| row.disposition == disposition)
+        .filter(|row| row.disposition == disposition && !row.withdrawn())
     {
         included.push(Included {
             fingerprint: fingerprint_text(applied.fingerprint),
@@ -246,6 +301,9 @@ pub async fn proposed_policy(app: &App, call: &Call) -> Answer {
         .iter()
         .filter(|row| row.disposition == disposition)
     {
+        if withdrawn.contains(&row.fingerprint) {
+            continue; // the owner said no
+        }
         let fingerprint = fingerprint_text(row.fingerprint);
         if included.iter().any(|i| i.fingerprint == fingerprint) {
             continue; // applied wins

@@ -28,6 +28,7 @@ pub enum RouteId {
     Unmute,
     GetResolution,
     ApplyResolution,
+    WithdrawResolution,
     ListResolutions,
     ProposedPolicy,
     // alerts
@@ -79,6 +80,7 @@ impl RouteId {
             Self::Unmute => "unmute",
             Self::GetResolution => "get_resolution",
             Self::ApplyResolution => "apply_resolution",
+            Self::WithdrawResolution => "withdraw_resolution",
             Self::ListResolutions => "list_resolutions",
             Self::ProposedPolicy => "proposed_policy",
             Self::GetAlertSettings => "get_alert_settings",
@@ -163,6 +165,11 @@ pub const ROUTES: &[(&str, &str, RouteId)] = &[
         "POST",
         "/v1/projects/{id}/violations/{fingerprint}/resolution/apply",
         RouteId::ApplyResolution,
+    ),
+    (
+        "DELETE",
+        "/v1/projects/{id}/violations/{fingerprint}/resolution",
+        RouteId::WithdrawResolution,
     ),
     (
         "GET",

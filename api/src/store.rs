@@ -98,6 +98,14 @@ pub struct ResolutionRow {
     pub applied_by: String,
 }
 
+impl ResolutionRow {
+    /// A withdrawn resolution is recorded as a newer row without sources (and without a
+    /// directive): the group is neither applied nor proposed as qualifying any more.
+    pub fn withdrawn(&self) -> bool {
+        self.sources.is_empty()
+    }
+}
+
 /// Occurrences in one UTC hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clickhouse::Row, Deserialize)]
 pub struct HourRow {
@@ -433,7 +441,8 @@ impl Store {
         self.timed("recording a resolution", query.execute()).await
     }
 
-    /// Applied resolutions, newest first.
+    /// Recorded resolutions, newest first: applied ones, and withdrawn ones (their newest row
+    /// has no sources, see [`ResolutionRow::withdrawn`]).
     pub async fn resolutions(
         &self,
         project: u64,

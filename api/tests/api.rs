@@ -605,6 +605,52 @@ async fn tenant_api_against_real_clickhouse() {
     )
     .await;
 
+    // --- withdrawing: B's resolution leaves the list and the proposed policy; a qualifying
+    // group that is withdrawn is not proposed again unasked; applying again undoes it
+    let resolution = |value: u64| format!("/v1/projects/1/violations/{}/resolution", fp(value));
+    let (status, body) = api
+        .call(Method::DELETE, &resolution(A), Some(&token1))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_applied")),
+        "A qualifies but was never applied"
+    );
+    let (status, body) = api.call(Method::POST, &apply(A), Some(&token1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let withdrawals = [
+        (B, json!([ALERT_HASH])),
+        (A, json!(["https://cdn.example.com"])),
+    ];
+    for (value, sources) in withdrawals {
+        let (status, body) = api
+            .call(Method::DELETE, &resolution(value), Some(&token1))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["fingerprint"], fp(value));
+        assert_eq!(body["withdrawn"]["sources"], sources, "{body}");
+    }
+    let (status, body) = api
+        .call(Method::DELETE, &resolution(B), Some(&token1))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_applied"))
+    );
+    let recorded = api.get("/v1/projects/1/resolutions", &token1).await;
+    assert_eq!(recorded["resolutions"], json!([]), "{recorded}");
+    let proposed = api.get("/v1/projects/1/policy/proposed", &token1).await;
+    assert_eq!(proposed["value"], POLICY, "{proposed}");
+    assert_eq!(proposed["included"], json!([]), "{proposed}");
+    let (status, body) = api.call(Method::POST, &apply(B), Some(&token1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let proposed = api.get("/v1/projects/1/policy/proposed", &token1).await;
+    assert_eq!(
+        proposed["value"],
+        format!("{POLICY}; script-src-elem 'self' https://static.example {ALERT_HASH}"),
+        "{proposed}"
+    );
+
     // --- another project's token: 403 on every project-1 route; admin routes need an admin
     for (method, template, _) in api::routes::ROUTES {
         if !template.contains("{id}") {
@@ -737,7 +783,7 @@ async fn tenant_api_against_real_clickhouse() {
     // --- every change is audited
     assert_eq!(
         scalar(&server, "SELECT arrayStringConcat(arraySort(groupArray(action)), ',') FROM {db}.api_audit WHERE project_id = 1").await,
-        "apply_resolution,create_token,create_token,create_token,delete,mute,mute,revoke_token,unmute,unmute"
+        "apply_resolution,apply_resolution,apply_resolution,create_token,create_token,create_token,delete,mute,mute,revoke_token,unmute,unmute,withdraw_resolution,withdraw_resolution"
     );
 
     // --- the telemetry contract: refusals are counted by reason (admin-only /metrics)
