@@ -16,7 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{migrate, Api, ADMIN_TOKEN, DATABASE};
+use common::{migrate, scalar, Api, ADMIN_TOKEN, DATABASE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use testbed::clickhouse::ClickHouse;
@@ -310,13 +310,17 @@ async fn site_owner_page_in_headless_chromium() {
     assert_eq!(by_fp(MUTE).unwrap()["muted"], true);
     assert_eq!(by_fp(CDN).unwrap()["muted"], false);
     assert!(by_fp(REMOVE).is_none(), "deleted through the page");
+    // Applied, then withdrawn through the page.
     let applied = api.get("/v1/projects/1/resolutions", &token).await;
-    let applied = applied["resolutions"].as_array().unwrap();
-    assert_eq!(applied.len(), 1);
-    assert_eq!(applied[0]["fingerprint"], fp(CDN));
-    assert_eq!(
-        applied[0]["sources"],
-        serde_json::json!(["https://cdn.example.com"])
-    );
+    assert_eq!(applied["resolutions"], serde_json::json!([]), "{applied}");
+    let audited = scalar(
+        &server,
+        &format!(
+            "SELECT arrayStringConcat(arraySort(groupArray(action)), ',') FROM {{db}}.api_audit \
+             WHERE project_id = 1 AND fingerprint = {CDN} AND action LIKE '%resolution'"
+        ),
+    )
+    .await;
+    assert_eq!(audited, "apply_resolution,withdraw_resolution");
     api.stop().await;
 }

@@ -373,8 +373,18 @@ async function loadPolicy() {
   const { resolutions } = await call('GET', '/resolutions');
   const body = $('applied').tBodies[0];
   body.replaceChildren(
-    ...resolutions.map((r) =>
-      el(
+    ...resolutions.map((r) => {
+      const withdraw = el('button', { type: 'button', class: 'withdraw' }, 'Withdraw');
+      withdraw.addEventListener('click', () =>
+        guarded(async () => {
+          const change = `${r.directive} += ${r.sources.join(' ')}`;
+          if (!window.confirm(`Withdraw ${change}? It leaves the proposed policy until applied again.`)) return;
+          withdraw.disabled = true;
+          await call('DELETE', `/violations/${fp(r.fingerprint)}/resolution`);
+          await loadPolicy();
+        }),
+      );
+      return el(
         'tr',
         {},
         el('td', {}, when(r.applied_at)),
@@ -382,8 +392,9 @@ async function loadPolicy() {
         el('td', { class: 'mono wrap' }, r.sources.join(' ')),
         el('td', { class: 'mono' }, r.fingerprint),
         el('td', {}, r.applied_by),
-      ),
-    ),
+        el('td', {}, withdraw),
+      );
+    }),
   );
   $('applied-empty').hidden = resolutions.length > 0;
 }

@@ -225,6 +225,13 @@ try {
   assert.equal(clipboard, `Content-Security-Policy: ${proposed}`);
   await page.screenshot({ path: path.join(artefacts, 'ui-policy.png'), fullPage: true });
 
+  step('withdrawing the applied resolution takes it out of the proposed policy');
+  await page.locator('#applied tbody tr', { hasText: groups.cdn }).locator('button.withdraw').click();
+  await page.locator('#applied tbody tr', { hasText: groups.cdn }).waitFor({ state: 'detached' });
+  await page.locator('#applied-empty').waitFor();
+  assert.doesNotMatch(await page.locator('#policy-value').inputValue(), /cdn\.example\.com/);
+  assert.equal(await page.isVisible('#error'), false);
+
   step('alerts: "No alerts." on a server without alerting (404) or with none; else the table');
   await page.click('.tabs button[data-tab=alerts]');
   await page.locator('#alerts-empty:visible, #alerts-table:visible').first().waitFor();
