@@ -65,7 +65,7 @@ pub fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, ApiEr
 
 impl App {
     pub fn new(config: Config, prometheus: Option<PrometheusHandle>) -> Self {
-        let store = Store::new(config.clickhouse.client(), config.clickhouse.timeout());
+        let store = config.clickhouse.store();
         let tokens = TokenSet::new(&config.server.admin_tokens, Vec::new());
         let ui = crate::ui::UiHeaders::new(config.ui.ui_csp_report_uri.as_ref());
         Self {

@@ -107,6 +107,13 @@ pub struct ClickHouseConfig {
         global = true
     )]
     pub clickhouse_password: String,
+    /// ClickHouse cluster (a `remote_servers` name) the schema was migrated to (the
+    /// processor's `--clickhouse-cluster`, same environment variable). With it, a group's
+    /// delete goes `ON CLUSTER` to every shard's `reports_local` (a Distributed table cannot be
+    /// mutated) and inserts wait for every shard (`insert_distributed_sync`). A bare
+    /// identifier. Default: none (a single node).
+    #[arg(long, env = "PALISADE_CLICKHOUSE_CLUSTER", global = true)]
+    pub clickhouse_cluster: Option<String>,
     /// Longest wait for one ClickHouse query, in milliseconds; a slower query answers 503.
     /// Default: 10000.
     #[arg(
@@ -124,14 +131,31 @@ impl ClickHouseConfig {
     }
 
     /// A client for the configured database (validation off: ClickHouse 18.16 has no
-    /// `RowBinaryWithNamesAndTypes`).
+    /// `RowBinaryWithNamesAndTypes`). On a cluster, an insert through a Distributed table
+    /// returns once every shard has the row, so the next read sees it from any node.
     pub fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
+        let client = clickhouse::Client::default()
             .with_url(&self.clickhouse_url)
             .with_database(&self.clickhouse_database)
             .with_user(&self.clickhouse_user)
             .with_password(&self.clickhouse_password)
-            .with_validation(false)
+            .with_validation(false);
+        match self.clickhouse_cluster {
+            Some(_) => client.with_setting("insert_distributed_sync", "1"),
+            None => client,
+        }
+    }
+
+    /// The store over [`Self::client`], with the cluster when there is one.
+    pub fn store(&self) -> crate::store::Store {
+        let cluster = self
+            .clickhouse_cluster
+            .as_ref()
+            .map(|cluster| crate::store::OnCluster {
+                database: self.clickhouse_database.clone(),
+                cluster: cluster.clone(),
+            });
+        crate::store::Store::new(self.client(), self.timeout()).on_cluster(cluster)
     }
 }
 
@@ -394,6 +418,22 @@ pub struct ProjectsConfig {
     /// Burst of a new project's quota when none is given, in reports. Default: 1000.
     #[arg(long, env = "PALISADE_API_DEFAULT_QUOTA_BURST", default_value_t = 1000)]
     pub default_quota_burst: u32,
+    /// Longest `storage.retention_days` a project may be given, in days (0, the processor's
+    /// `--retention-days`, is always accepted). Default: 3650.
+    #[arg(
+        long,
+        env = "PALISADE_API_MAX_PROJECT_RETENTION_DAYS",
+        default_value_t = 3650
+    )]
+    pub max_project_retention_days: u32,
+    /// Largest `storage.max_rows` a project may be given, in `reports` rows (0, the
+    /// processor's `--project-max-rows`, is always accepted). Default: 1000000000.
+    #[arg(
+        long,
+        env = "PALISADE_API_MAX_PROJECT_MAX_ROWS",
+        default_value_t = 1_000_000_000
+    )]
+    pub max_project_max_rows: u64,
 }
 
 /// A configuration value that cannot work.
@@ -444,6 +484,16 @@ impl Config {
         if self.resolution.min_occurrences == 0 || self.resolution.min_client_networks == 0 {
             return fail("min-occurrences and min-client-networks must be > 0");
         }
+        if let Some(cluster) = &self.clickhouse.clickhouse_cluster {
+            // Both are spliced into `ALTER TABLE db.reports_local ON CLUSTER c ...`.
+            if !schemas::sql::is_identifier(cluster)
+                || !schemas::sql::is_identifier(&self.clickhouse.clickhouse_database)
+            {
+                return fail(
+                    "clickhouse-cluster and clickhouse-database must be bare identifiers ([A-Za-z_][A-Za-z0-9_]*)",
+                );
+            }
+        }
         if self.server.token_refresh_secs == 0 || self.clickhouse.clickhouse_timeout_ms == 0 {
             return fail("token-refresh-secs and clickhouse-timeout-ms must be > 0");
         }
@@ -455,9 +505,11 @@ impl Config {
             || projects.max_project_name_bytes == 0
             || projects.default_quota_per_second == 0
             || projects.default_quota_burst == 0
+            || projects.max_project_retention_days == 0
+            || projects.max_project_max_rows == 0
         {
             return fail(
-                "projects-file-refresh-secs, max-projects, max-keys-per-project, max-project-name-bytes and the default quota must be > 0",
+                "projects-file-refresh-secs, max-projects, max-keys-per-project, max-project-name-bytes, the default quota, max-project-retention-days and max-project-max-rows must be > 0",
             );
         }
         // The Kubernetes placeholder (deploy/kubernetes/secret.yaml) is long enough to pass the
@@ -505,6 +557,33 @@ mod tests {
         assert!(config.command.is_none());
         config.validate().unwrap();
         assert_eq!(config.resolution.min_client_networks, 3);
+    }
+
+    #[test]
+    fn the_cluster_and_the_storage_bounds_are_validated() {
+        let config = parse(&["--clickhouse-cluster", "palisade_cluster"]);
+        config.validate().unwrap();
+        assert_eq!(
+            config.clickhouse.clickhouse_cluster.as_deref(),
+            Some("palisade_cluster")
+        );
+        assert!(parse(&["--clickhouse-cluster", "c; DROP TABLE x"])
+            .validate()
+            .is_err());
+        let bad_database = ["--clickhouse-cluster", "c", "--clickhouse-database", "a-b"];
+        assert!(parse(&bad_database).validate().is_err());
+        let defaults = parse(&[]).projects;
+        assert_eq!(
+            (
+                defaults.max_project_retention_days,
+                defaults.max_project_max_rows
+            ),
+            (3650, 1_000_000_000)
+        );
+        assert!(parse(&["--max-project-max-rows", "0"]).validate().is_err());
+        assert!(parse(&["--max-project-retention-days", "0"])
+            .validate()
+            .is_err());
     }
 
     #[test]

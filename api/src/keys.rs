@@ -4,6 +4,10 @@
 //! `--projects-file-out` (when set), which ingest reloads by itself within seconds.
 //!
 //! Changes need an admin token; a project token may read its own project and keys.
+//!
+//! A project's storage bound (`storage`: `retention_days`, `max_rows`) is stored in
+//! `project_storage` (migration 008) and enforced by the processor's retention job on its next
+//! run (see `schemas/sql/README.md`, "Retention"); it is not part of ingest's projects file.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -15,7 +19,7 @@ use crate::metrics;
 use crate::params::rfc3339;
 use crate::projects_file::{self, Written, CLIENT_IP_POLICIES};
 use crate::routes::TOKEN_ID_LEN;
-use crate::store::{now_secs, KeyRow, ProjectRow};
+use crate::store::{now_secs, KeyRow, ProjectRow, StorageRow};
 
 /// Random bytes of a generated public key (shown as 32 hex digits).
 const PUBLIC_KEY_RANDOM_BYTES: usize = 16;
@@ -32,6 +36,7 @@ pub struct ProjectBody {
     allowed_hosts: Option<Vec<String>>,
     privacy: Option<PrivacyBody>,
     filters: Option<FiltersBody>,
+    storage: Option<StorageBody>,
     /// The first public key (create only; default: 32 random hex digits).
     public_key: Option<String>,
 }
@@ -56,6 +61,16 @@ struct PrivacyBody {
 #[serde(deny_unknown_fields, default)]
 struct FiltersBody {
     default_noise: Option<bool>,
+}
+
+/// How much a project keeps; 0 = the processor's default, a missing field is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StorageBody {
+    /// Days its rows are kept (longer than the processor's `--retention-days` has no effect).
+    retention_days: Option<u32>,
+    /// Most `reports` rows kept; the oldest beyond are deleted.
+    max_rows: Option<u64>,
 }
 
 /// `POST .../keys` and `POST .../keys/{public_key}/rotate`.
@@ -138,6 +153,39 @@ fn apply_body(app: &App, row: &mut ProjectRow, body: &ProjectBody) -> Result<(),
         if let Some(noise) = filters.default_noise {
             row.default_noise = u8::from(noise);
         }
+    }
+    Ok(())
+}
+
+/// Applies `body.storage` to `row`, checking the ranges (0 always allowed: the default).
+fn apply_storage(app: &App, row: &mut StorageRow, body: &ProjectBody) -> Result<(), ApiError> {
+    let Some(storage) = &body.storage else {
+        return Ok(());
+    };
+    let limits = &app.config.projects;
+    if let Some(days) = storage.retention_days {
+        if days > limits.max_project_retention_days {
+            return Err(invalid(
+                "storage.retention_days",
+                format!(
+                    "0 (the server default) to {} days",
+                    limits.max_project_retention_days
+                ),
+            ));
+        }
+        row.retention_days = days;
+    }
+    if let Some(rows) = storage.max_rows {
+        if rows > limits.max_project_max_rows {
+            return Err(invalid(
+                "storage.max_rows",
+                format!(
+                    "0 (the server default) to {} rows",
+                    limits.max_project_max_rows
+                ),
+            ));
+        }
+        row.max_rows = rows;
     }
     Ok(())
 }
@@ -247,7 +295,7 @@ pub async fn keep_projects_file(
     }
 }
 
-fn project_json(row: &ProjectRow, keys: &[KeyRow]) -> serde_json::Value {
+fn project_json(row: &ProjectRow, storage: &StorageRow, keys: &[KeyRow]) -> serde_json::Value {
     serde_json::json!({
         "id": row.project_id,
         "name": row.name,
@@ -260,6 +308,10 @@ fn project_json(row: &ProjectRow, keys: &[KeyRow]) -> serde_json::Value {
             "client_ip": row.client_ip,
         },
         "filters": { "default_noise": row.default_noise != 0 },
+        "storage": {
+            "retention_days": storage.retention_days,
+            "max_rows": storage.max_rows,
+        },
         "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
         "created_at": rfc3339(row.created_at),
         "changed_at": rfc3339(row.changed_at),
@@ -329,6 +381,11 @@ pub async fn create_project(app: &App, call: &Call) -> Answer {
         changed_at: now,
     };
     apply_body(app, &mut row, &body)?;
+    let mut storage = StorageRow {
+        project_id: id,
+        ..StorageRow::default()
+    };
+    apply_storage(app, &mut storage, &body)?;
     if let Some(key) = body.public_key.as_deref() {
         // Checked before anything is written, so a refused key leaves no project behind.
         if !projects_file::valid_public_key(key) {
@@ -342,6 +399,9 @@ pub async fn create_project(app: &App, call: &Call) -> Answer {
         }
     }
     app.store.put_project(&row).await?;
+    if body.storage.is_some() {
+        app.store.put_storage_bound(&storage).await?;
+    }
     let key = new_key(app, id, body.public_key.as_deref()).await?;
     let token = auth::generate_token()?;
     let hash = TokenHash::of(&token);
@@ -353,7 +413,7 @@ pub async fn create_project(app: &App, call: &Call) -> Answer {
     Ok((
         StatusCode::CREATED,
         serde_json::json!({
-            "project": project_json(&row, std::slice::from_ref(&key)),
+            "project": project_json(&row, &storage, std::slice::from_ref(&key)),
             "public_key": key.public_key,
             "token": token,
             "token_id": token_id(&hash),
@@ -374,6 +434,13 @@ pub async fn list_projects(app: &App, _call: &Call) -> Answer {
                 .saturating_mul(limits.max_keys_per_project),
         )
         .await?;
+    let storage: std::collections::BTreeMap<u64, StorageRow> = app
+        .store
+        .storage_bounds(limits.max_projects)
+        .await?
+        .into_iter()
+        .map(|s| (s.project_id, s))
+        .collect();
     let list: Vec<serde_json::Value> = projects
         .iter()
         .map(|p| {
@@ -382,7 +449,11 @@ pub async fn list_projects(app: &App, _call: &Call) -> Answer {
                 .filter(|k| k.project_id == p.project_id)
                 .cloned()
                 .collect();
-            project_json(p, &own)
+            let bound = storage.get(&p.project_id).copied().unwrap_or(StorageRow {
+                project_id: p.project_id,
+                ..StorageRow::default()
+            });
+            project_json(p, &bound, &own)
         })
         .collect();
     Ok((StatusCode::OK, serde_json::json!({ "projects": list })))
@@ -399,11 +470,12 @@ async fn existing_project(app: &App, project: u64) -> Result<ProjectRow, ApiErro
 pub async fn get_project(app: &App, call: &Call) -> Answer {
     let project = call.params.project()?;
     let row = existing_project(app, project).await?;
+    let storage = app.store.storage_bound(project).await?;
     let keys = app
         .store
         .project_keys(project, app.config.projects.max_keys_per_project * 10)
         .await?;
-    Ok((StatusCode::OK, project_json(&row, &keys)))
+    Ok((StatusCode::OK, project_json(&row, &storage, &keys)))
 }
 
 /// `PATCH /v1/projects/{id}` (admin): changes the given settings.
@@ -418,13 +490,23 @@ pub async fn update_project(app: &App, call: &Call) -> Answer {
     }
     let mut row = existing_project(app, project).await?;
     apply_body(app, &mut row, &body)?;
+    let mut storage = app.store.storage_bound(project).await?;
+    apply_storage(app, &mut storage, &body)?;
     app.store.put_project(&row).await?;
-    let file = changed(app, call, project, "update_project", "").await?;
+    let mut detail = String::new();
+    if body.storage.is_some() {
+        app.store.put_storage_bound(&storage).await?;
+        detail = format!(
+            "storage retention_days={} max_rows={}",
+            storage.retention_days, storage.max_rows
+        );
+    }
+    let file = changed(app, call, project, "update_project", &detail).await?;
     let keys = app
         .store
         .project_keys(project, app.config.projects.max_keys_per_project * 10)
         .await?;
-    let mut answer = project_json(&row, &keys);
+    let mut answer = project_json(&row, &storage, &keys);
     answer["projects_file"] = file.into();
     Ok((StatusCode::OK, answer))
 }

@@ -14,7 +14,6 @@ use crate::auth::{self, TokenHash};
 use crate::config::{Config, InvalidConfig};
 use crate::error::ApiError;
 use crate::server::{self, Settings};
-use crate::store::Store;
 
 /// Why the API could not run.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +84,7 @@ pub async fn run(
 /// the token (printed once by the caller).
 pub async fn create_token(config: &Config, project: u64) -> Result<String, RunError> {
     config.validate()?;
-    let store = Store::new(config.clickhouse.client(), config.clickhouse.timeout());
+    let store = config.clickhouse.store();
     let token = auth::generate_token().map_err(RunError::Token)?;
     store
         .insert_token(TokenHash::of(&token), project)

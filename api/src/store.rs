@@ -20,7 +20,7 @@ mod projects;
 mod tokens;
 
 pub use alerts::{AlertRow, AlertSettingsRow, CandidateRow, DeliveryRow, NewAlert};
-pub use projects::{KeyRow, ProjectRow};
+pub use projects::{KeyRow, ProjectRow, StorageRow};
 pub use tokens::TokenRow;
 
 /// The client network of a report, for "distinct client networks": the /24 of an IPv4
@@ -128,6 +128,20 @@ enum Value {
     Str(String),
 }
 
+/// The cluster the schema lives on (`--clickhouse-cluster`, as the processor's): reads and
+/// inserts use the Distributed tables under the usual names, but a mutation (`ALTER TABLE ...
+/// DELETE`) must go `ON CLUSTER` to the replicated `*_local` tables of every shard (18.16 cannot
+/// mutate a Distributed table). Both names are bare identifiers (`Config::validate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCluster {
+    pub database: String,
+    pub cluster: String,
+}
+
+/// Suffix of the replicated table under a Distributed table (the processor's cluster
+/// variant of the migrations, `processor/src/migrate/cluster.rs`).
+const LOCAL_SUFFIX: &str = "_local";
+
 /// ClickHouse access of the API.
 #[derive(Debug)]
 pub struct Store {
@@ -135,6 +149,8 @@ pub struct Store {
     timeout: Duration,
     /// Last `version` written, so versions are strictly increasing within this process.
     last_version: AtomicU64,
+    /// `Some` on a cluster: where mutations go.
+    cluster: Option<OnCluster>,
 }
 
 impl Store {
@@ -143,7 +159,14 @@ impl Store {
             client,
             timeout,
             last_version: AtomicU64::new(0),
+            cluster: None,
         }
+    }
+
+    /// The same store on a cluster (`None`: a single node).
+    pub fn on_cluster(mut self, cluster: Option<OnCluster>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Unix milliseconds now, or one more than the last version if the clock did not move.
@@ -363,13 +386,10 @@ impl Store {
     }
 
     /// Schedules the deletion of the group's rows of THIS project (a mutation: asynchronous,
-    /// progress in `system.mutations`).
+    /// progress in `system.mutations`; on a cluster, of every shard's `reports_local`).
     pub async fn delete_group(&self, project: u64, fingerprint: u64) -> Result<(), ApiError> {
-        let query = self
-            .client
-            .query("ALTER TABLE reports DELETE WHERE project_id = ? AND fingerprint = ?")
-            .bind(project)
-            .bind(fingerprint);
+        let sql = delete_group_sql(self.cluster.as_ref());
+        let query = self.client.query(&sql).bind(project).bind(fingerprint);
         self.timed("deleting a group", query.execute()).await
     }
 
@@ -507,6 +527,18 @@ impl Store {
     }
 }
 
+/// The mutation deleting a group's rows (binds: project, fingerprint): `reports` on a single
+/// node, `db.reports_local ON CLUSTER c` on a cluster.
+fn delete_group_sql(cluster: Option<&OnCluster>) -> String {
+    let target = match cluster {
+        None => "reports".to_owned(),
+        Some(OnCluster { database, cluster }) => {
+            format!("{database}.reports{LOCAL_SUFFIX} ON CLUSTER {cluster}")
+        }
+    };
+    format!("ALTER TABLE {target} DELETE WHERE project_id = ? AND fingerprint = ?")
+}
+
 /// The fingerprints muted in a project (one bound parameter: the project).
 const MUTED_SUBQUERY: &str = "SELECT fingerprint FROM violation_mutes WHERE project_id = ? \
      GROUP BY fingerprint HAVING argMax(muted, version) = 1";
@@ -520,4 +552,26 @@ fn now_millis() -> u64 {
 /// Unix seconds now (as a `DateTime` value; saturates in 2106).
 pub fn now_secs() -> u32 {
     u32::try_from(now_millis() / 1000).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_delete_goes_to_the_local_tables_of_every_shard_on_a_cluster() {
+        assert_eq!(
+            delete_group_sql(None),
+            "ALTER TABLE reports DELETE WHERE project_id = ? AND fingerprint = ?"
+        );
+        let cluster = OnCluster {
+            database: "palisade".to_owned(),
+            cluster: "palisade_cluster".to_owned(),
+        };
+        assert_eq!(
+            delete_group_sql(Some(&cluster)),
+            "ALTER TABLE palisade.reports_local ON CLUSTER palisade_cluster DELETE \
+             WHERE project_id = ? AND fingerprint = ?"
+        );
+    }
 }

@@ -51,3 +51,41 @@ fn openapi_file_and_route_table_are_the_same_set() {
         assert_eq!(declared, used, "{method} {path}");
     }
 }
+
+/// The documented storage bound (issue 12) is what the server accepts: the request and the
+/// answer name the same `Storage` schema, its fields are the body's, and its maxima are the
+/// defaults of `--max-project-retention-days` and `--max-project-max-rows`.
+#[test]
+fn openapi_storage_bound_matches_the_server_defaults() {
+    use clap::Parser as _;
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let schemas = &document["components"]["schemas"];
+    let reference = serde_json::json!({ "$ref": "#/components/schemas/Storage" });
+    assert_eq!(
+        schemas["ProjectSettings"]["properties"]["storage"],
+        reference
+    );
+    assert_eq!(schemas["Project"]["properties"]["storage"], reference);
+    let storage = &schemas["Storage"];
+    assert_eq!(storage["additionalProperties"], false);
+    let fields: BTreeSet<&str> = storage["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, BTreeSet::from(["max_rows", "retention_days"]));
+    let defaults = api::Config::try_parse_from(["palisade-api"])
+        .unwrap()
+        .projects;
+    assert_eq!(
+        storage["properties"]["retention_days"]["maximum"],
+        defaults.max_project_retention_days
+    );
+    assert_eq!(
+        storage["properties"]["max_rows"]["maximum"],
+        defaults.max_project_max_rows
+    );
+}

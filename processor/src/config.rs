@@ -272,6 +272,28 @@ pub struct Config {
     #[arg(long = "retention-interval-secs", env = "PALISADE_RETENTION_INTERVAL_SECS", default_value = "86400", value_parser = secs, global = true)]
     pub retention_interval: Duration,
 
+    /// Most `reports` rows a project keeps, unless its `max_rows` (table `project_storage`, set
+    /// through `palisade-api`) says otherwise; the retention job deletes a project's oldest rows
+    /// beyond it on every run. 0 = no cap. Default 1000000 (rows, each one deduplicated window
+    /// of one violation and client).
+    #[arg(
+        long,
+        env = "PALISADE_PROJECT_MAX_ROWS",
+        default_value = "1000000",
+        global = true
+    )]
+    pub project_max_rows: u64,
+
+    /// Most projects the retention job reads per run, from `project_storage` and from the row
+    /// counts of `reports` (biggest first); the rest wait for a later run. Default 10000.
+    #[arg(
+        long,
+        env = "PALISADE_RETENTION_MAX_PROJECTS",
+        default_value = "10000",
+        global = true
+    )]
+    pub retention_max_projects: NonZeroUsize,
+
     /// Attempts per ClickHouse operation before the batch is parked and the consumer paused
     /// (the first included). Default 3.
     #[arg(
@@ -605,6 +627,8 @@ impl Config {
             interval: self.retention_interval,
             days: self.retention_days,
             projects: self.project_retention.clone(),
+            default_max_rows: self.project_max_rows,
+            max_projects: self.retention_max_projects,
             topology: self.topology(),
         }
     }
@@ -726,6 +750,19 @@ mod tests {
         assert_eq!(c.writer().retry.max_attempts.get(), 5);
         assert!(parse(&["--project-retention", "7"]).is_err());
         assert!(parse(&["--project-retention", "7=0"]).is_err());
+        let retention = parse(&[]).unwrap().retention();
+        assert_eq!(
+            (retention.default_max_rows, retention.max_projects.get()),
+            (1_000_000, 10_000)
+        );
+        let retention = parse(&["--project-max-rows", "0", "--retention-max-projects", "5"])
+            .unwrap()
+            .retention();
+        assert_eq!(
+            (retention.default_max_rows, retention.max_projects.get()),
+            (0, 5)
+        );
+        assert!(parse(&["--retention-max-projects", "0"]).is_err());
     }
 
     #[test]

@@ -51,10 +51,14 @@ pub const CONSUMER_LAG_MESSAGES: &str = "processor_consumer_lag_messages";
 pub const GROUP_REJOINS_TOTAL: &str = "processor_group_rejoins_total";
 /// 1 while consumption is paused because ClickHouse refuses the pending batch (back-pressure).
 pub const PAUSED: &str = "processor_paused";
-/// Retention job passes, by job (`drop_partitions`, `delete_project`) and result (`ok`, `error`).
+/// Retention job passes, by job (`drop_partitions`, `read_project_storage`, `delete_project`,
+/// `trim_project`) and result (`ok`, `error`).
 pub const RETENTION_RUNS_TOTAL: &str = "processor_retention_runs_total";
-/// Partitions dropped (or projects purged) by the retention job.
+/// Items handled by the retention job, by job: partitions dropped, storage bounds read,
+/// projects purged or trimmed.
 pub const RETENTION_ITEMS_TOTAL: &str = "processor_retention_items_total";
+/// `reports` rows deleted (mutations scheduled) because their project was over its row cap.
+pub const RETENTION_ROWS_TRIMMED_TOTAL: &str = "processor_retention_rows_trimmed_total";
 /// User-agent cache lookups, by result (`hit`, `miss`).
 pub const UA_CACHE_LOOKUPS_TOTAL: &str = "processor_ua_cache_lookups_total";
 /// URL parts cache lookups, by result (`hit`, `miss`).
@@ -212,6 +216,10 @@ pub fn retention_run(job: &'static str, ok: bool, items: usize) {
     let result = if ok { "ok" } else { "error" };
     metrics::counter!(RETENTION_RUNS_TOTAL, "job" => job, "result" => result).increment(1);
     metrics::counter!(RETENTION_ITEMS_TOTAL, "job" => job).increment(items as u64);
+}
+
+pub fn retention_rows_trimmed(rows: u64) {
+    metrics::counter!(RETENTION_ROWS_TRIMMED_TOTAL).increment(rows);
 }
 
 /// Per-partition lag; the label is bounded by the topic's partition count.

@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_projects",
         sql: include_str!("../../schemas/sql/007_api_projects.sql"),
     },
+    Migration {
+        version: 8,
+        name: "project_storage",
+        sql: include_str!("../../schemas/sql/008_project_storage.sql"),
+    },
 ];
 
 /// The table recording applied and skipped migrations (created before anything else).

@@ -6,13 +6,21 @@
 //! beside the consume loop (the composition root, [`crate::root`], starts and stops it), never
 //! inside it.
 //!
+//! Each run also reads every project's storage bound (`project_storage`, set through
+//! `palisade-api`: retention days and a row cap, see [`storage`]) and enforces it: the shorter
+//! of a project's stored and `--project-retention` days wins, and a project over its row cap
+//! (`max_rows`, else `--project-max-rows`) loses its oldest rows.
+//!
 //! The statements ([`Writer::drop_expired_partitions`], [`Writer::delete_project_before`]):
 //! drop expired day partitions, delete a project's older rows with mutations. On a cluster
 //! ([`Topology::Cluster`]) both act on the replicated `*_local` tables of every shard
 //! (`ON CLUSTER`), never on the Distributed tables, and the partitions are listed from every
 //! shard (`cluster(name, system, parts)`). On a single node the statements are unchanged.
 
-use std::num::NonZeroU32;
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -30,8 +38,12 @@ pub struct RetentionConfig {
     pub interval: Duration,
     /// Days every row is kept; 0 keeps rows for ever.
     pub days: u32,
-    /// Projects kept for fewer days.
+    /// Projects kept for fewer days (`--project-retention`; `project_storage` adds more).
     pub projects: Vec<ProjectRetention>,
+    /// Row cap of a project without its own `max_rows` (`--project-max-rows`); 0 = no cap.
+    pub default_max_rows: u64,
+    /// Most projects read per run from `project_storage` and from the row counts.
+    pub max_projects: NonZeroUsize,
     /// Single node or cluster.
     pub topology: Topology,
 }
@@ -74,17 +86,80 @@ pub async fn run_once(writer: &Writer, config: &RetentionConfig, today: u16) {
             }
         }
     }
-    for project in &config.projects {
-        let before = u32::from(today).saturating_sub(project.days.get());
+    // The bounds set through the API; without them (table missing, ClickHouse down) the
+    // configured ones still apply.
+    let stored = match writer.project_storage(config.max_projects.get()).await {
+        Ok(stored) => {
+            metrics::retention_run("read_project_storage", true, stored.len());
+            stored
+        }
+        Err(error) => {
+            metrics::retention_run("read_project_storage", false, 0);
+            tracing::error!(%error, "retention: reading the projects' storage bounds failed");
+            Vec::new()
+        }
+    };
+    for (project, days) in storage::project_days(&config.projects, &stored, config.days) {
+        let before = u32::from(today).saturating_sub(days.get());
         let before = u16::try_from(before).unwrap_or(0);
         match writer
-            .delete_project_before_on(topology, project.project_id, before)
+            .delete_project_before_on(topology, project, before)
             .await
         {
             Ok(()) => metrics::retention_run("delete_project", true, 1),
             Err(error) => {
                 metrics::retention_run("delete_project", false, 0);
-                tracing::error!(%error, project = project.project_id, "retention: deleting a project's old rows failed");
+                tracing::error!(%error, project, "retention: deleting a project's old rows failed");
+            }
+        }
+    }
+    trim_over_cap(writer, config, &stored).await;
+}
+
+/// Trims every project over its row cap (see [`storage`]), biggest first.
+async fn trim_over_cap(
+    writer: &Writer,
+    config: &RetentionConfig,
+    stored: &[storage::ProjectStorage],
+) {
+    let stored: BTreeMap<u64, storage::ProjectStorage> =
+        stored.iter().map(|s| (s.project_id, *s)).collect();
+    if config.default_max_rows == 0 && stored.values().all(|s| s.max_rows == 0) {
+        return; // no cap anywhere
+    }
+    let counts = match writer.project_row_counts(config.max_projects.get()).await {
+        Ok(counts) => counts,
+        Err(error) => {
+            metrics::retention_run("trim_project", false, 0);
+            tracing::error!(%error, "retention: counting the projects' rows failed");
+            return;
+        }
+    };
+    for count in counts {
+        let project = count.project_id;
+        let Some(cap) = storage::cap_of(&stored, project, config.default_max_rows) else {
+            continue;
+        };
+        // The count is an upper bound: at or under the cap, the project surely is.
+        if count.rows <= cap.get() {
+            continue;
+        }
+        match writer.trim_project_on(&config.topology, project, cap).await {
+            Ok(None) => {}
+            Ok(Some(trimmed)) => {
+                metrics::retention_run("trim_project", true, 1);
+                metrics::retention_rows_trimmed(trimmed.deleted);
+                tracing::info!(
+                    project,
+                    cap = cap.get(),
+                    rows = trimmed.rows,
+                    deleted = trimmed.deleted,
+                    "retention: project over its row cap trimmed"
+                );
+            }
+            Err(error) => {
+                metrics::retention_run("trim_project", false, 0);
+                tracing::error!(%error, project, "retention: trimming a project to its row cap failed");
             }
         }
     }

@@ -45,6 +45,7 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
             "api_projects",
             "api_tokens",
             "processor_checkpoints",
+            "project_storage",
             "reports",
             "resolutions",
             "rollup_hourly",
@@ -57,7 +58,7 @@ async fn migrate_subcommand_applies_the_schema_idempotently() {
     let recorded = server
         .query("SELECT count() FROM cli_test.schema_migrations")
         .unwrap();
-    assert_eq!(recorded.trim(), "7", "recorded once each");
+    assert_eq!(recorded.trim(), "8", "recorded once each");
 }
 
 #[test]

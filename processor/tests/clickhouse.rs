@@ -256,6 +256,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (5, Outcome::Applied),
             (6, Outcome::Applied),
             (7, Outcome::Applied),
+            (8, Outcome::Applied),
         ]
     );
     let second = migrate::migrate(&client, DATABASE).await.expect("re-runs");
@@ -270,6 +271,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             (5, Outcome::AlreadyApplied),
             (6, Outcome::AlreadyApplied),
             (7, Outcome::AlreadyApplied),
+            (8, Outcome::AlreadyApplied),
         ]
     );
     // Recorded once each, with the embedded checksums; the skipped one is recorded as such.
@@ -307,6 +309,7 @@ async fn migrations_are_idempotent_recorded_and_gated() {
             "api_projects",
             "api_tokens",
             "processor_checkpoints",
+            "project_storage",
             "reports",
             "resolutions",
             "rollup_hourly",

@@ -124,6 +124,7 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::Applied,
             Outcome::Applied,
             Outcome::Applied,
+            Outcome::Applied,
             Outcome::Applied
         ]
     );
@@ -137,6 +138,7 @@ async fn the_cluster_schema_keeps_counts_exact() {
             Outcome::AlreadyApplied,
             Outcome::AlreadyApplied,
             gate,
+            Outcome::AlreadyApplied,
             Outcome::AlreadyApplied,
             Outcome::AlreadyApplied,
             Outcome::AlreadyApplied,
@@ -163,6 +165,8 @@ async fn the_cluster_schema_keeps_counts_exact() {
             "processor_checkpoints_local",
             "ReplicatedReplacingMergeTree",
         ),
+        ("project_storage", "Distributed"),
+        ("project_storage_local", "ReplicatedReplacingMergeTree"),
         ("reports", "Distributed"),
         ("reports_local", "ReplicatedReplacingMergeTree"),
         ("resolutions", "Distributed"),
@@ -382,4 +386,42 @@ async fn the_cluster_schema_keeps_counts_exact() {
         },
     )
     .await;
+    // --- the row cap (issue 12, storage bound per tenant): 8 rows of PROJECT spread over both
+    // shards, trimmed to the 3 newest by mutations of the local tables of every shard.
+    let capped: Vec<ReportRow> = (0..8)
+        .map(|i| row(300 + i, PROJECT, H0 + 40 * DAY + (i as u32) * 60, 1))
+        .collect();
+    writer.insert_rows(&capped).await.expect("inserted");
+    let trimmed = writer
+        .trim_project_on(
+            &topology,
+            PROJECT,
+            std::num::NonZeroU64::new(3).expect("non-zero"),
+        )
+        .await
+        .expect("trims")
+        .expect("over the cap");
+    assert_eq!((trimmed.rows, trimmed.deleted), (8, 5));
+    testbed::wait::wait_for(
+        "the row cap on every shard",
+        Duration::from_secs(60),
+        || async {
+            let left = one(
+                &other,
+                "SELECT groupArray(row_id) FROM (SELECT row_id FROM reports FINAL ORDER BY row_id)",
+            )
+            .await;
+            if left == "[305,306,307]" {
+                Ok(())
+            } else {
+                Err(format!("rows left: {left}"))
+            }
+        },
+    )
+    .await;
+    let per_node = row_ids_per_node(&cluster, "reports_local", "row_id").await;
+    assert!(
+        per_node.iter().all(|ids| ids.len() < 3),
+        "both shards held rows: {per_node:?}"
+    );
 }

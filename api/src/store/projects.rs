@@ -1,6 +1,7 @@
 //! The `api_projects` and `api_keys` queries (migration 007): projects and their public keys,
-//! the source of the projects file the API renders for ingest. Read with `argMax(x, version)`
-//! grouped by the key (the latest write wins), written as a new version.
+//! the source of the projects file the API renders for ingest; and `project_storage` (migration
+//! 008): each project's storage bound, read by the processor's retention job. Read with
+//! `argMax(x, version)` grouped by the key (the latest write wins), written as a new version.
 
 use serde::Deserialize;
 
@@ -148,5 +149,63 @@ impl Store {
             .bind(now_secs())
             .bind(self.next_version());
         self.timed("writing a key", query.execute()).await
+    }
+}
+
+/// A project's storage bound (`project_storage`, migration 008), enforced by the processor's
+/// retention job; 0 means "the processor's default" (`--retention-days`,
+/// `--project-max-rows`). A project without a stored row has both at 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct StorageRow {
+    pub project_id: u64,
+    pub retention_days: u32,
+    pub max_rows: u64,
+}
+
+const STORAGE_COLUMNS: &str =
+    "project_id, argMax(retention_days, version), argMax(max_rows, version)";
+
+impl Store {
+    /// Every stored storage bound, by project id (at most `limit`).
+    pub async fn storage_bounds(&self, limit: usize) -> Result<Vec<StorageRow>, ApiError> {
+        let sql = format!(
+            "SELECT {STORAGE_COLUMNS} FROM project_storage GROUP BY project_id \
+             ORDER BY project_id LIMIT ?"
+        );
+        let query = self.client.query(&sql).bind(limit as u64);
+        self.timed("reading storage bounds", query.fetch_all())
+            .await
+    }
+
+    /// `project`'s storage bound (both 0 when none was stored).
+    pub async fn storage_bound(&self, project: u64) -> Result<StorageRow, ApiError> {
+        let sql = format!(
+            "SELECT {STORAGE_COLUMNS} FROM project_storage WHERE project_id = ? \
+             GROUP BY project_id"
+        );
+        let query = self.client.query(&sql).bind(project);
+        let rows: Vec<StorageRow> = self
+            .timed("reading a storage bound", query.fetch_all())
+            .await?;
+        Ok(rows.into_iter().next().unwrap_or(StorageRow {
+            project_id: project,
+            ..StorageRow::default()
+        }))
+    }
+
+    /// Writes a new version of `row`; the processor's next retention run applies it.
+    pub async fn put_storage_bound(&self, row: &StorageRow) -> Result<(), ApiError> {
+        let sql = "INSERT INTO project_storage \
+                   (project_id, retention_days, max_rows, changed_at, version) \
+                   SELECT ?, ?, ?, toDateTime(?), ?";
+        let query = self
+            .client
+            .query(sql)
+            .bind(row.project_id)
+            .bind(row.retention_days)
+            .bind(row.max_rows)
+            .bind(now_secs())
+            .bind(self.next_version());
+        self.timed("writing a storage bound", query.execute()).await
     }
 }

@@ -64,6 +64,8 @@ pub const SHARDING_KEYS: &[(&str, &str)] = &[
     // Projects and public keys (007).
     ("api_projects", "project_id"),
     ("api_keys", "cityHash64(public_key)"),
+    // Each project's storage bound (008): every version of a project's row on one shard.
+    ("project_storage", "project_id"),
 ];
 
 /// The ZooKeeper path of a replicated table; `{shard}` and `{replica}` are server macros.

@@ -106,6 +106,9 @@ pub enum Operation {
     ListPartitions,
     DropPartition,
     DeleteProject,
+    ReadProjectStorage,
+    CountProjectRows,
+    TrimProject,
     Checkpoint,
 }
 
@@ -118,6 +121,9 @@ impl Operation {
             Self::ListPartitions => "list_partitions",
             Self::DropPartition => "drop_partition",
             Self::DeleteProject => "delete_project",
+            Self::ReadProjectStorage => "read_project_storage",
+            Self::CountProjectRows => "count_project_rows",
+            Self::TrimProject => "trim_project",
             Self::Checkpoint => "checkpoint",
         }
     }
