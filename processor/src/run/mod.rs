@@ -327,7 +327,13 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                     .group_check
                     .due(self.pipeline.assigned().count(), time_now())
             {
+                // Its describe calls block the loop (up to seconds on a busy broker): not
+                // idleness, or every partition but the next one read would idle-close its
+                // windows mid-stream and split them (RELIABILITY.md, the rebalance finding).
+                let started = time_now();
                 self.check_group().await?;
+                self.pipeline
+                    .discount_idle(time_now().saturating_duration_since(started));
             }
             // Also while paused: that is when lag grows.
             if self.next_lag_report <= time_now() {
@@ -371,7 +377,13 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     }
 
     /// Write everything closed so far and commit, without polling any more.
+    ///
+    /// Windows are closed as they were when consumption stopped (the shutdown, or the start of
+    /// a pause): the drain does not poll, so the time it takes is not idleness. Otherwise a
+    /// drain slower than `--idle-close-secs` would close the open windows, commit past them,
+    /// and their next owner would count their later messages as late, in other windows.
     async fn drain(&mut self) -> Result<(), RunError> {
+        let stopped = self.paused_since.unwrap_or_else(time_now);
         self.deliver_parked().await?;
         // A parked letter's record must not be committed past: write only the pending batch
         // (its commit points predate the record); the record is read again on restart.
@@ -388,7 +400,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                 if !closing {
                     return Ok(());
                 }
-                self.pipeline.tick(now);
+                self.pipeline.tick(stopped);
                 let batch = self.pipeline.take();
                 if batch.is_empty() {
                     return Ok(());
@@ -402,7 +414,20 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
         }
     }
 
+    /// Apply the queued rebalance events. The lookups of an assignment (committed offsets,
+    /// checkpoints, seeks) block the loop: that time is not idleness of the other partitions
+    /// (a pause is discounted as a whole on resume).
     async fn handle_events(&mut self) -> Result<(), RunError> {
+        let started = time_now();
+        let result = self.apply_events().await;
+        if self.paused_since.is_none() {
+            self.pipeline
+                .discount_idle(time_now().saturating_duration_since(started));
+        }
+        result
+    }
+
+    async fn apply_events(&mut self) -> Result<(), RunError> {
         while let Some(event) = self.consumer.next_event() {
             match event {
                 Event::Revoked(partitions) => {
