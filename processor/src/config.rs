@@ -349,10 +349,12 @@ pub struct Config {
     pub kafka_prefetch_kbytes: NonZeroUsize,
 
     /// On assignment, start fetching this many messages BEFORE the committed offset (dedup
-    /// ignores them as redeliveries), in messages. 0 (the default) for Kafka. Set it to at
-    /// least the producers' largest record batch (librdkafka `batch.num.messages`, 10000) for
-    /// tansu 0.6, whose fetch from an offset inside a record batch skips the rest of that batch,
-    /// which would lose records on every resume.
+    /// ignores them as redeliveries), and on a resume after a pause this many before the next
+    /// offset expected (the loop drops what it read already), in messages. 0 (the default) for
+    /// Kafka. Set it to at least the producers' largest record batch (librdkafka
+    /// `batch.num.messages`, 10000) for tansu 0.6, whose fetch from an offset inside a record
+    /// batch skips the rest of that batch, which would lose records on every assignment and on
+    /// every resume after a ClickHouse or dead-letter outage.
     #[arg(
         long,
         env = "PALISADE_KAFKA_RESUME_REWIND",

@@ -422,8 +422,9 @@ impl Dedup {
     }
 
     /// Time the consume loop spent NOT consuming (a blocking ClickHouse call, a back-pressure
-    /// pause) is not idleness: it moves every partition's last activity forward by `by`, so a
-    /// stalled loop does not idle-close windows whose messages are still waiting in Kafka.
+    /// pause, the group check's describe calls, an assignment's lookups) is not idleness: it
+    /// moves every partition's last activity forward by `by`, so a stalled loop does not
+    /// idle-close windows whose messages are still waiting in Kafka.
     pub fn discount_idle(&mut self, by: Duration) {
         for state in self.partitions.values_mut() {
             state.last_activity = state

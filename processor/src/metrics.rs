@@ -80,6 +80,9 @@ pub const INSERTS_WHOLLY_REJECTED_TOTAL: &str = "processor_inserts_wholly_reject
 pub const WRITE_BLOCKED: &str = "processor_write_blocked";
 /// Retries of Kafka calls made on a rebalance or a pause, by operation.
 pub const KAFKA_RETRIES_TOTAL: &str = "processor_kafka_retries_total";
+/// Offsets missing between two records the consumer received from a partition (a fetch that
+/// skipped records); 0 on a topic without transactions or compaction, as ingest writes it.
+pub const OFFSETS_SKIPPED_TOTAL: &str = "processor_offsets_skipped_total";
 /// Open connections on the admin listener.
 pub const ADMIN_CONNECTIONS: &str = "processor_admin_connections";
 /// ClickHouse pings made for `/readyz` (answers are cached `--readyz-cache-ms`).
@@ -112,6 +115,10 @@ pub fn write_blocked(blocked: bool) {
 
 pub fn kafka_retry(operation: &'static str) {
     metrics::counter!(KAFKA_RETRIES_TOTAL, "operation" => operation).increment(1);
+}
+
+pub fn offsets_skipped(n: i64) {
+    metrics::counter!(OFFSETS_SKIPPED_TOTAL).increment(u64::try_from(n).unwrap_or(0));
 }
 
 pub fn admin_connections(open: usize) {

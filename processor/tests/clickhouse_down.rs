@@ -153,3 +153,81 @@ async fn pauses_while_clickhouse_is_down_and_recovers_without_loss() {
     let errors = child.metric("processor_write_errors_total").unwrap();
     assert!(errors >= 1.0, "the outage was seen as write errors");
 }
+
+/// Regression (RELIABILITY.md, the `clickhouse_down_under_load` finding): the pause must not
+/// catch the consumer inside a record batch and lose the rest of it. librdkafka drops what it
+/// prefetched on a pause and fetches again from the record after the last one it handed out on
+/// the resume; tansu 0.6 answers a fetch from inside a record batch with the NEXT batch. The
+/// processor reads a backlog written in large record batches; ClickHouse is stopped while it
+/// reads, so the pause comes with the consumer in the middle of the backlog. After SIGCONT every
+/// message is counted, and no offset was skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_inside_a_record_batch_loses_nothing() {
+    const WINDOWS: u64 = 40;
+    const CLIENTS: u64 = 50;
+    const COPIES: u64 = 20;
+    let Some(env) = Env::start("chbacklog", 1).await else {
+        return;
+    };
+    let mut producer = env.producer();
+    let csp = fixture_reports("legacy_wrapped.json").remove(0);
+    let mut groups = BTreeSet::new();
+    let mut sent = 0u64;
+    // The backlog, queued per window so the producer writes batches of many records.
+    for window in 0..WINDOWS {
+        let mut batch = Vec::new();
+        for copy in 0..COPIES {
+            for client in 0..CLIENTS {
+                let ip = format!("198.51.100.{client}");
+                let received = RECEIVED_AT_MS + window * 2000 + copy;
+                let m = message(
+                    csp.clone(),
+                    &ip,
+                    format!("{window}-{copy}-{client}"),
+                    received,
+                );
+                groups.insert((common::dedup_key(&m), window));
+                batch.push(m);
+            }
+        }
+        producer.send_all(&batch).await;
+        sent += batch.len() as u64;
+    }
+    let child = Child::spawn(
+        &env,
+        &[
+            "--clickhouse-timeout-ms",
+            "1000",
+            "--clickhouse-retry-attempts",
+            "2",
+        ],
+    );
+    // ClickHouse stops once the processor has started on the backlog.
+    let consumed = wait_for("the processor to read", Duration::from_secs(60), || async {
+        match child.metric("processor_messages_consumed_total") {
+            Some(n) if n > 0.0 => Ok(n),
+            other => Err(format!("{other:?}; log:\n{}", child.log_tail())),
+        }
+    })
+    .await;
+    common::signal(env.clickhouse.pid(), "-STOP");
+    wait_for("the consumer to pause", Duration::from_secs(60), || async {
+        match child.metric("processor_paused") {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}; log:\n{}", child.log_tail())),
+        }
+    })
+    .await;
+    let at_pause = child.metric("processor_messages_consumed_total").unwrap();
+    eprintln!("ClickHouse stopped after {consumed} messages, paused after {at_pause} of {sent}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    common::signal(env.clickhouse.pid(), "-CONT");
+    env.wait_for_totals(
+        "exact totals after the resume",
+        Duration::from_secs(90),
+        (groups.len() as u64, sent),
+        &child,
+    )
+    .await;
+    assert_eq!(child.metric("processor_offsets_skipped_total"), Some(0.0));
+}

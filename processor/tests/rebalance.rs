@@ -19,12 +19,16 @@ async fn two_instances_share_partitions_and_one_leaving_loses_nothing() {
     let Some(env) = Env::start("rebalance", 4).await else {
         return;
     };
-    // Idle windows close after 3 s here, not the suite's 1 s: with 1 s, a stall of the loaded
-    // 2-core test machine during the takeover closed windows early and split them into extra
-    // rows (counts stayed exact; RELIABILITY.md section 7, "Open findings").
-    let flags = ["--idle-close-secs", "3"];
-    let first = Child::spawn(&env, &flags);
-    let mut second = Child::spawn(&env, &flags);
+    // With the suite's 1 s idle close this test split windows into extra rows in about 1 run of
+    // 4 (`(245, 960) != (240, 960)`): the survivor's first group check (10 s after its start,
+    // around the takeover) blocked its loop up to 2 s in tansu's describe calls, and that time
+    // counted as idleness, so the next tick closed the open windows of every partition but the
+    // one read next, mid-stream. Fixed in the loop (the check's time, an assignment's lookups
+    // and the shutdown drain are not idleness; unit tests in `src/run/tests.rs`); RELIABILITY.md
+    // section 7. Rows stay exact only while no real stall of the consumer passes the idle close
+    // (by design: a window closed early by idleness counts its later messages in a later window).
+    let first = Child::spawn(&env, &[]);
+    let mut second = Child::spawn(&env, &[]);
     // Both instances own partitions: the bound is `max_open_windows` x assigned partitions.
     wait_for(
         "both instances assigned",

@@ -20,6 +20,15 @@
 //! `--clickhouse-max-backoff-ms` (`--misconfigured-retry-ms` for a misconfiguration), and the
 //! partitions resume once it is committed.
 //!
+//! A resume never skips a record. librdkafka drops what it prefetched on a pause and fetches
+//! again from the record after the last one it handed out, and tansu 0.6 answers a fetch that
+//! starts inside a record batch from the NEXT batch: the rest of the batch was lost, and the
+//! next commit passed it (RELIABILITY.md, the `clickhouse_down_under_load` finding). So, as on an
+//! assignment, each partition is sought `--kafka-resume-rewind` records before the next offset
+//! the loop expects before it is resumed, and records below that offset are dropped. A record
+//! past it (offsets skipped, whatever the cause) is counted in
+//! `processor_offsets_skipped_total` and logged.
+//!
 //! Dead letters: a record that cannot be decoded is committed past only after its dead letter
 //! is acknowledged. When a delivery fails (the dead-letter topic is away), the letter is parked
 //! in memory (bounded by what librdkafka prefetched), every partition is paused, no window is
@@ -223,6 +232,7 @@ pub async fn run<S: RecordSource, W: RowSink, L: LetterSink>(
         next_tick: start,
         next_lag_report: start,
         committed: BTreeMap::new(),
+        next_offsets: BTreeMap::new(),
         next_error_log: start,
         group_check: GroupCheck::new(config.group_check, start),
         config,
@@ -272,6 +282,10 @@ struct Worker<S, W, L> {
     /// The last offset committed (or found committed on assignment) of each assigned
     /// partition: what consumer lag is measured from.
     committed: BTreeMap<i32, i64>,
+    /// The offset after the last record of each assigned partition handed to the pipeline
+    /// since the assignment: a resume fetches again from before it (see the module docs), and
+    /// a record below it was handed over already.
+    next_offsets: BTreeMap<i32, i64>,
     next_error_log: Instant,
     group_check: GroupCheck,
     config: LoopConfig,
@@ -294,12 +308,12 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                 self.pending = Some(Pending::new(self.pipeline.take(), now));
             }
             if !self.parked_letters.is_empty() && self.letter_retry_at <= now {
-                self.deliver_parked().await;
+                self.deliver_parked().await?;
             }
             if self.pending.as_ref().is_some_and(|p| p.retry_at <= now) {
                 // The attempt blocked the loop; a pause is discounted as a whole on resume.
                 let was_paused = self.paused_since.is_some();
-                self.advance_pending().await;
+                self.advance_pending().await?;
                 if !was_paused {
                     self.pipeline
                         .discount_idle(time_now().saturating_duration_since(now));
@@ -313,7 +327,13 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                     .group_check
                     .due(self.pipeline.assigned().count(), time_now())
             {
+                // Its describe calls block the loop (up to seconds on a busy broker): not
+                // idleness, or every partition but the next one read would idle-close its
+                // windows mid-stream and split them (RELIABILITY.md, the rebalance finding).
+                let started = time_now();
                 self.check_group().await?;
+                self.pipeline
+                    .discount_idle(time_now().saturating_duration_since(started));
             }
             // Also while paused: that is when lag grows.
             if self.next_lag_report <= time_now() {
@@ -357,8 +377,14 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     }
 
     /// Write everything closed so far and commit, without polling any more.
+    ///
+    /// Windows are closed as they were when consumption stopped (the shutdown, or the start of
+    /// a pause): the drain does not poll, so the time it takes is not idleness. Otherwise a
+    /// drain slower than `--idle-close-secs` would close the open windows, commit past them,
+    /// and their next owner would count their later messages as late, in other windows.
     async fn drain(&mut self) -> Result<(), RunError> {
-        self.deliver_parked().await;
+        let stopped = self.paused_since.unwrap_or_else(time_now);
+        self.deliver_parked().await?;
         // A parked letter's record must not be committed past: write only the pending batch
         // (its commit points predate the record); the record is read again on restart.
         let closing = self.parked_letters.is_empty();
@@ -374,7 +400,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                 if !closing {
                     return Ok(());
                 }
-                self.pipeline.tick(now);
+                self.pipeline.tick(stopped);
                 let batch = self.pipeline.take();
                 if batch.is_empty() {
                     return Ok(());
@@ -384,11 +410,24 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
             if let Some(retry_at) = self.pending.as_ref().map(|p| p.retry_at) {
                 tokio::time::sleep_until(retry_at.into()).await;
             }
-            self.advance_pending().await;
+            self.advance_pending().await?;
         }
     }
 
+    /// Apply the queued rebalance events. The lookups of an assignment (committed offsets,
+    /// checkpoints, seeks) block the loop: that time is not idleness of the other partitions
+    /// (a pause is discounted as a whole on resume).
     async fn handle_events(&mut self) -> Result<(), RunError> {
+        let started = time_now();
+        let result = self.apply_events().await;
+        if self.paused_since.is_none() {
+            self.pipeline
+                .discount_idle(time_now().saturating_duration_since(started));
+        }
+        result
+    }
+
+    async fn apply_events(&mut self) -> Result<(), RunError> {
         while let Some(event) = self.consumer.next_event() {
             match event {
                 Event::Revoked(partitions) => {
@@ -396,6 +435,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                     for partition in partitions {
                         self.pipeline.revoke(partition);
                         self.committed.remove(&partition);
+                        self.next_offsets.remove(&partition);
                         self.parked_letters
                             .retain(|letter| letter.partition != partition);
                         if let Some(pending) = &mut self.pending {
@@ -408,6 +448,8 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                         .retry_kafka("committed_offsets", || self.consumer.committed(&partitions))
                         .await?;
                     for partition in partitions.iter().copied() {
+                        // The assignment's own seek (or committed offset) says where it starts.
+                        self.next_offsets.remove(&partition);
                         let (offset, metadata) = match committed.get(&partition) {
                             Some((Some(offset), metadata)) => (Some(*offset), metadata.clone()),
                             _ => (None, String::new()),
@@ -477,6 +519,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
             self.pipeline.revoke(partition);
         }
         self.committed.clear();
+        self.next_offsets.clear();
         self.status.assigned.store(0, Ordering::Relaxed);
         self.consumer.rejoin().await?;
         Ok(())
@@ -507,6 +550,9 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     }
 
     async fn handle_record(&mut self, record: Record) -> Result<(), RunError> {
+        if !self.in_order(&record) {
+            return Ok(());
+        }
         let now = time_now();
         let failure = match self.pipeline.record(&record, now) {
             Handled::Observed | Handled::NotAssigned => return Ok(()),
@@ -530,13 +576,41 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
         // Letters go out in order: behind a parked one, park.
         self.parked_letters.push_back(letter);
         if self.parked_letters.len() == 1 {
-            self.deliver_parked().await;
+            self.deliver_parked().await?;
         }
         Ok(())
     }
 
+    /// Whether `record` goes to the pipeline: not when it lies below its partition's next
+    /// offset (read again after a resume's rewind). A record beyond it means offsets were
+    /// skipped: counted and logged (a topic written without transactions or compaction, as
+    /// ingest writes it, has none).
+    fn in_order(&mut self, record: &Record) -> bool {
+        if !self.pipeline.is_assigned(record.partition) {
+            return true;
+        }
+        let next = self
+            .next_offsets
+            .entry(record.partition)
+            .or_insert(record.offset);
+        if record.offset < *next {
+            return false;
+        }
+        if record.offset > *next {
+            metrics::offsets_skipped(record.offset - *next);
+            tracing::error!(
+                partition = record.partition,
+                expected = *next,
+                offset = record.offset,
+                "kafka offsets skipped: records between these offsets were never received"
+            );
+        }
+        *next = record.offset + 1;
+        true
+    }
+
     /// Deliver the parked letters in order; on the first failure back off, pause and report.
-    async fn deliver_parked(&mut self) {
+    async fn deliver_parked(&mut self) -> Result<(), RunError> {
         while let Some(letter) = self.parked_letters.pop_front() {
             match self.send_dead_letter(&letter).await {
                 Ok(()) => {
@@ -552,7 +626,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
             }
         }
         metrics::dead_letters_parked(self.parked_letters.len());
-        self.update_paused().await;
+        self.update_paused().await
     }
 
     /// Produce one dead letter (one try, bounded by `--dead-letter-timeout-ms`); a failure

@@ -32,15 +32,16 @@ enum Stage {
 
 impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     /// Run the pending batch's stages from where it stopped; on failure park it and pause.
-    pub(super) async fn advance_pending(&mut self) {
+    /// An error is a Kafka call on the resume that failed for good.
+    pub(super) async fn advance_pending(&mut self) -> Result<(), RunError> {
         let Some(mut pending) = self.pending.take() else {
-            return;
+            return Ok(());
         };
         match self.run_stages(&mut pending).await {
             Ok(()) => {
                 self.batch_blocked = false;
                 self.set_write_blocked(false);
-                self.update_paused().await;
+                self.update_paused().await
             }
             Err(error) => {
                 let class = error.class();
@@ -64,7 +65,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                 pending.retry_at = time_now() + delay;
                 self.pending = Some(pending);
                 self.batch_blocked = true;
-                self.update_paused().await;
+                self.update_paused().await
             }
         }
     }
@@ -75,15 +76,22 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     }
 
     /// Pause while the pending batch fails or dead letters are parked; resume otherwise.
-    pub(super) async fn update_paused(&mut self) {
+    pub(super) async fn update_paused(&mut self) -> Result<(), RunError> {
         let pause = self.batch_blocked || !self.parked_letters.is_empty();
         if pause != self.paused_since.is_some() {
-            self.set_paused(pause).await;
+            self.set_paused(pause).await?;
         }
+        Ok(())
     }
 
-    async fn set_paused(&mut self, pause: bool) {
+    /// Pause or resume every assigned partition. A resume first rewinds each partition (see
+    /// the module docs of `run`); a seek that keeps failing is an error, since resuming without
+    /// it could skip records.
+    async fn set_paused(&mut self, pause: bool) -> Result<(), RunError> {
         let partitions: Vec<i32> = self.pipeline.assigned().collect();
+        if !pause {
+            self.rewind_before_resume(&partitions).await?;
+        }
         let operation = if pause { "pause" } else { "resume" };
         let result = self
             .retry_kafka(operation, || async {
@@ -105,6 +113,25 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
         }
         self.status.paused.store(pause, Ordering::Relaxed);
         metrics::paused(pause);
+        Ok(())
+    }
+
+    /// Seek each partition `resume_rewind` records before the next offset the loop expects
+    /// (nothing to do with no rewind: Kafka answers a fetch inside a batch with the whole batch).
+    /// A partition that handed out nothing since its assignment keeps the assignment's position.
+    async fn rewind_before_resume(&self, partitions: &[i32]) -> Result<(), RunError> {
+        if self.config.resume_rewind == 0 {
+            return Ok(());
+        }
+        for partition in partitions.iter().copied() {
+            let Some(next) = self.next_offsets.get(&partition) else {
+                continue;
+            };
+            let from = next.saturating_sub(self.config.resume_rewind).max(0);
+            self.retry_kafka("seek", || self.consumer.seek(partition, from))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn run_stages(&mut self, pending: &mut Pending) -> Result<(), StageError> {

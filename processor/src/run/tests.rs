@@ -109,6 +109,8 @@ impl Crash {
 #[derive(Default)]
 struct Broker {
     log: BTreeMap<i32, Vec<Record>>,
+    /// First offset of each record batch (as the producer wrote them), by partition.
+    batches: BTreeMap<i32, BTreeSet<i64>>,
     committed: BTreeMap<i32, (i64, String)>,
     assigned: BTreeSet<i32>,
     position: BTreeMap<i32, i64>,
@@ -116,16 +118,37 @@ struct Broker {
     events: VecDeque<Event>,
     /// Commits still to fail.
     fail_commits: u32,
+    /// How long each record takes to reach the loop (a slow, loaded consumer).
+    recv_delay: Duration,
+    /// How long describing the group, or looking up committed offsets, takes (a busy broker).
+    describe_delay: Duration,
+    committed_delay: Duration,
 }
 
 impl Broker {
+    /// Where a fetch from `offset` really starts. tansu 0.6 answers a fetch with the record
+    /// batches whose FIRST offset is at or after the fetch offset: one starting inside a batch
+    /// skips the rest of that batch (the next batch, or the end of the log).
+    fn fetch_from(&self, partition: i32, offset: i64) -> i64 {
+        let end = self
+            .log
+            .get(&partition)
+            .map_or(0, |log| i64::try_from(log.len()).unwrap());
+        self.batches
+            .get(&partition)
+            .and_then(|starts| starts.range(offset..).next().copied())
+            .unwrap_or_else(|| end.max(offset))
+    }
+
     fn next_record(&mut self) -> Option<Record> {
         for partition in self.assigned.iter().copied() {
             if self.paused.contains(&partition) {
                 continue;
             }
             let position = self.position.entry(partition).or_insert(0);
-            let log = self.log.get(&partition)?;
+            let Some(log) = self.log.get(&partition) else {
+                continue;
+            };
             if let Some(record) = usize::try_from(*position).ok().and_then(|i| log.get(i)) {
                 *position += 1;
                 return Some(record.clone());
@@ -137,10 +160,11 @@ impl Broker {
     fn assign(&mut self, partitions: &[i32]) {
         for partition in partitions {
             self.assigned.insert(*partition);
-            let from = self
+            let committed = self
                 .committed
                 .get(partition)
                 .map_or(0, |(offset, _)| *offset);
+            let from = self.fetch_from(*partition, committed);
             self.position.insert(*partition, from);
         }
         self.events.push_back(Event::Assigned(partitions.to_vec()));
@@ -173,6 +197,8 @@ struct Store {
     fail_inserts: VecDeque<bool>,
     letters: Vec<DeadLetter>,
     fail_letters: u32,
+    /// How long an insert of rows takes (a slow ClickHouse).
+    insert_delay: Duration,
     trace: Vec<(tokio::time::Instant, Op)>,
 }
 
@@ -185,6 +211,10 @@ struct World {
     crash: Rc<Crash>,
     /// When the scenario's script first started (a restarted script keeps its schedule).
     start: Rc<Cell<Option<tokio::time::Instant>>>,
+    /// The loop's `resume_rewind` (0 unless a test sets it, as for tansu).
+    rewind: Rc<Cell<i64>>,
+    /// The loop's `group_check` interval (zero, off, unless a test sets it).
+    group_check: Rc<Cell<Duration>>,
 }
 
 impl World {
@@ -218,21 +248,34 @@ impl World {
         self.crash.at.set(None);
     }
 
-    /// Append a record of `key` (0..) to `partition`; `None`: an undecodable one.
+    /// Append a record of `key` (0..) to `partition`, in a record batch of its own; `None`:
+    /// an undecodable one.
     fn produce(&self, partition: i32, key: Option<u64>) {
+        self.produce_batch(partition, &[key]);
+    }
+
+    /// Append one record batch holding a record of each key to `partition`.
+    fn produce_batch(&self, partition: i32, keys: &[Option<u64>]) {
         let mut broker = self.broker.borrow_mut();
+        let first = broker
+            .log
+            .get(&partition)
+            .map_or(0, |log| i64::try_from(log.len()).unwrap());
+        broker.batches.entry(partition).or_default().insert(first);
         let log = broker.log.entry(partition).or_default();
-        let offset = i64::try_from(log.len()).unwrap();
-        let payload = match key {
-            Some(_) => report(&format!("m{partition}-{offset}"), offset),
-            None => b"{not json".to_vec(),
-        };
-        log.push(Record {
-            partition,
-            offset,
-            key: Some(format!("{:016x}", key.unwrap_or(0) + 1).into_bytes()),
-            payload: Some(payload),
-        });
+        for key in keys {
+            let offset = i64::try_from(log.len()).unwrap();
+            let payload = match key {
+                Some(_) => report(&format!("m{partition}-{offset}"), offset),
+                None => b"{not json".to_vec(),
+            };
+            log.push(Record {
+                partition,
+                offset,
+                key: Some(format!("{:016x}", key.unwrap_or(0) + 1).into_bytes()),
+                payload: Some(payload),
+            });
+        }
         drop(broker);
         self.wake.notify_one();
     }
@@ -286,7 +329,12 @@ impl World {
     async fn run_with<F: Future<Output = ()>>(&self, status: &Arc<Status>, script: F) -> bool {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let looped = run(self.deps(status), loop_config(), shutdown);
+        let config = LoopConfig {
+            resume_rewind: self.rewind.get(),
+            group_check: self.group_check.get(),
+            ..loop_config()
+        };
+        let looped = run(self.deps(status), config, shutdown);
         let script = async move {
             script.await;
             stop.cancel();
@@ -374,6 +422,10 @@ impl RecordSource for FakeSource {
 
     async fn recv(&mut self) -> Result<Record, KafkaError> {
         loop {
+            let delay = self.0.broker.borrow().recv_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let next = self.0.broker.borrow_mut().next_record();
             if let Some(record) = next {
                 self.0.crash.step().await;
@@ -388,6 +440,8 @@ impl RecordSource for FakeSource {
     }
 
     async fn committed(&self, partitions: &[i32]) -> Result<ports::Committed, ConsumeError> {
+        let delay = self.0.broker.borrow().committed_delay;
+        tokio::time::sleep(delay).await;
         let broker = self.0.broker.borrow();
         Ok(partitions
             .iter()
@@ -402,11 +456,9 @@ impl RecordSource for FakeSource {
     }
 
     async fn seek(&self, partition: i32, offset: i64) -> Result<(), ConsumeError> {
-        self.0
-            .broker
-            .borrow_mut()
-            .position
-            .insert(partition, offset);
+        let mut broker = self.0.broker.borrow_mut();
+        let from = broker.fetch_from(partition, offset);
+        broker.position.insert(partition, from);
         Ok(())
     }
 
@@ -415,8 +467,13 @@ impl RecordSource for FakeSource {
         for partition in partitions {
             if pause {
                 broker.paused.insert(*partition);
-            } else {
-                broker.paused.remove(partition);
+            } else if broker.paused.remove(partition) {
+                // librdkafka drops what it prefetched on a pause and fetches again from the
+                // last record it handed out (+1) on the resume (a resume of a partition that is
+                // not paused does nothing).
+                let at = broker.position.get(partition).copied().unwrap_or(0);
+                let from = broker.fetch_from(*partition, at);
+                broker.position.insert(*partition, from);
             }
         }
         drop(broker);
@@ -450,12 +507,19 @@ impl RecordSource for FakeSource {
 
     fn report_lag(&self, _committed: Vec<(i32, i64)>) {}
 
+    /// A healthy group of two members (this instance owns a share): never a rejoin.
     async fn describe_group(&self, _group: &str) -> Result<GroupView, ConsumeError> {
-        unreachable!("the group check is off in these tests")
+        let delay = self.0.broker.borrow().describe_delay;
+        tokio::time::sleep(delay).await;
+        Ok(GroupView {
+            state: "Stable".to_owned(),
+            members: 2,
+            partitions: 4,
+        })
     }
 
     async fn rejoin(&mut self) -> Result<(), ConsumeError> {
-        unreachable!("the group check is off in these tests")
+        unreachable!("the fake group never leaves partitions to nobody")
     }
 
     fn close(&self) {}
@@ -468,6 +532,10 @@ impl RowSink for FakeSink {
         _max_rows: NonZeroUsize,
     ) -> Result<Inserted, WriteError> {
         self.0.crash.step().await;
+        let delay = self.0.store.borrow().insert_delay;
+        if !rows.is_empty() && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         // Failures are for batches with rows (commit-only batches insert nothing).
         let failure = if rows.is_empty() {
             None
@@ -644,6 +712,188 @@ fn assert_committed_to_the_end(world: &World) {
 fn ops_since(ops: &[Op], from: impl Fn(&Op) -> bool) -> Vec<Op> {
     let start = ops.iter().position(from).expect("the op happened");
     ops[start..].to_vec()
+}
+
+/// A 30-record batch on partition 0, half read when a failing insert pauses the loop: what was
+/// stored, and how many records of the batch had been read at the pause.
+async fn pause_inside_a_record_batch(rewind: i64) -> (World, i64) {
+    let world = World::default();
+    world.rewind.set(rewind);
+    let status = Arc::new(Status::default());
+    world.assign(&[0, 1]);
+    // Each record takes 50 ms to reach the loop: the batch takes 1.5 s to consume.
+    world.broker.borrow_mut().recv_delay = Duration::from_millis(50);
+    // Key 9 on partition 1: its window idle-closes at ~1.05 s and becomes the batch whose insert
+    // fails, parking it and pausing the partitions while partition 0's batch is half read.
+    world.store.borrow_mut().fail_inserts.push_back(false);
+    world.produce(1, Some(9));
+    let w = world.clone();
+    let s = status.clone();
+    let read = Rc::new(Cell::new(0));
+    let r = read.clone();
+    world
+        .run_with(&status, async move {
+            sleep(500).await;
+            w.produce_batch(0, &[Some(0); PAUSED_BATCH]);
+            sleep(1_000).await;
+            assert!(s.paused(), "the parked batch pauses consumption");
+            r.set(w.broker.borrow().position[&0]);
+            sleep(MAX_BACKOFF.as_millis() as u64 + 1_000).await;
+            assert!(!s.paused());
+            // A later record: its commit would pass anything skipped before it.
+            sleep(2_000).await;
+            w.produce(0, Some(1));
+            sleep(3_000).await;
+        })
+        .await;
+    let read = read.get();
+    assert!(
+        0 < read && read < PAUSED_BATCH as i64,
+        "paused inside the batch: {read} of {PAUSED_BATCH} read"
+    );
+    (world, read)
+}
+
+const PAUSED_BATCH: usize = 30;
+
+/// Invariant: a pause never makes the loop skip a record, even when it caught the loop inside
+/// a record batch of a broker that skips the rest of a batch when a fetch starts inside it
+/// (tansu 0.6). The `clickhouse_down_under_load` fault test lost one report so (RELIABILITY.md):
+/// librdkafka fetches again from the last record it handed out on a resume, tansu skipped the
+/// rest of that batch, and the loop committed past it with the next batch.
+#[tokio::test(start_paused = true)]
+async fn a_pause_inside_a_record_batch_skips_nothing() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (world, _) = pause_inside_a_record_batch(100).await;
+    assert_eq!(
+        world.counts().values().sum::<u32>(),
+        u32::try_from(PAUSED_BATCH).unwrap() + 2,
+        "every record counted: {:?}",
+        world.counts()
+    );
+    assert_committed_to_the_end(&world);
+    assert!(
+        !metrics
+            .render()
+            .contains(crate::metrics::OFFSETS_SKIPPED_TOTAL),
+        "no offset skipped"
+    );
+}
+
+/// Without the rewind (`--kafka-resume-rewind 0` on tansu) the skip cannot be prevented, but it
+/// is counted, record by record, in `processor_offsets_skipped_total`.
+#[tokio::test(start_paused = true)]
+async fn skipped_offsets_are_counted() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let (world, read) = pause_inside_a_record_batch(0).await;
+    let skipped = PAUSED_BATCH as i64 - read;
+    assert_eq!(
+        i64::from(world.counts().values().sum::<u32>()),
+        PAUSED_BATCH as i64 + 2 - skipped,
+        "the broker skipped the rest of the batch"
+    );
+    let line = format!("{} {skipped}\n", crate::metrics::OFFSETS_SKIPPED_TOTAL);
+    assert!(metrics.render().contains(&line), "{}", metrics.render());
+}
+
+/// Invariant: time the loop spends not polling is not idleness. A group check whose describe
+/// calls take longer than the idle close (a busy broker, as tansu during a takeover) closed the
+/// open windows of every partition but the next one read, mid-stream, and their later messages
+/// went to other windows: the `rebalance.rs` split windows (RELIABILITY.md).
+#[tokio::test(start_paused = true)]
+async fn a_slow_group_check_closes_no_window() {
+    let world = World::default();
+    world.group_check.set(Duration::from_secs(2));
+    world.broker.borrow_mut().describe_delay = IDLE_CLOSE + Duration::from_millis(500);
+    let status = Arc::new(Status::default());
+    world.assign(&[0, 1]);
+    let w = world.clone();
+    world
+        .run_with(&status, async move {
+            // One message of key 0 and one of key 1 every 200 ms for 5 s: one window each
+            // (60 s windows), through two group checks.
+            for _ in 0..25 {
+                w.produce(0, Some(0));
+                w.produce(1, Some(1));
+                sleep(200).await;
+            }
+            sleep(3_000).await;
+        })
+        .await;
+    assert_eq!(
+        world.counts().into_values().collect::<Vec<_>>(),
+        [25, 25],
+        "one row per key, no window split"
+    );
+    assert_committed_to_the_end(&world);
+}
+
+/// Invariant: the lookups of an assignment (here slow committed offsets) are not idleness of
+/// the partitions already owned (an incremental assignment, as with a cooperative assignor).
+#[tokio::test(start_paused = true)]
+async fn a_slow_assignment_closes_no_window_of_other_partitions() {
+    let world = World::default();
+    let status = Arc::new(Status::default());
+    world.assign(&[0, 2]);
+    let w = world.clone();
+    world
+        .run_with(&status, async move {
+            for i in 0..25 {
+                if i == 10 {
+                    w.broker.borrow_mut().committed_delay = IDLE_CLOSE + Duration::from_millis(500);
+                    w.assign(&[1]);
+                }
+                w.produce(0, Some(0));
+                w.produce(2, Some(2));
+                sleep(200).await;
+            }
+            sleep(3_000).await;
+        })
+        .await;
+    let mut counts: Vec<u32> = world.counts().into_values().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [25, 25], "one row per key, no window split");
+    assert_committed_to_the_end(&world);
+}
+
+/// Invariant: the shutdown does not write open windows, however long writing the last batch
+/// takes: their partition's next owner rebuilds them from Kafka (ARCHITECTURE.md, "Known
+/// trade-offs"). A drain slower than the idle close used to close them too, commit past them,
+/// and the next owner counted their later messages in other windows.
+#[tokio::test(start_paused = true)]
+async fn a_slow_drain_writes_no_open_window() {
+    let world = World::default();
+    world.store.borrow_mut().insert_delay = IDLE_CLOSE * 2;
+    let status = Arc::new(Status::default());
+    world.assign(&[0, 1]);
+    // Key 0 on partition 0 idle-closes at ~1 s into the batch the drain writes; key 1 on
+    // partition 1 opens its window at 0.9 s and is still open at the shutdown (1.05 s).
+    world.produce(0, Some(0));
+    let w = world.clone();
+    world
+        .run_with(&status, async move {
+            sleep(900).await;
+            w.produce(1, Some(1));
+            sleep(150).await;
+        })
+        .await;
+    assert_eq!(
+        world.counts().into_values().collect::<Vec<_>>(),
+        [1],
+        "only key 0's closed window is written: {:?}",
+        world.ops()
+    );
+    let committed = world.broker.borrow().committed_offsets();
+    assert_eq!(
+        committed.get(&1).copied().unwrap_or(0),
+        0,
+        "partition 1 is not committed past its open window: {committed:?}"
+    );
+    assert_eq!(committed.get(&0), Some(&1));
 }
 
 /// Invariant: a partition revoked while its batch is parked gets no checkpoint and no commit
