@@ -19,7 +19,12 @@
 # PALISADE_KAFKA_FLAGS adds producer flags to ingest and the Kafka floor alike (e.g.
 # "--kafka-linger-ms 20 --kafka-compression none"); PALISADE_INGEST_FLAGS adds flags to ingest
 # alone; PALISADE_NO_BUILD=1
-# uses the release binaries as they are.
+# uses the release binaries as they are; PALISADE_BIN_DIR (default target/release, implies
+# PALISADE_NO_BUILD=1) takes palisade-ingest, palisade-baseline and palisade-load from another
+# directory (e.g. a copy of an earlier build, for before/after runs).
+# The load comes from one client IP for one project: ingest's per-IP and per-project in-flight
+# shares (`--max-in-flight-per-ip`, default 64) are raised so every request is served, not
+# answered 429 `client_in_flight`.
 # Everything it starts is stopped at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -31,7 +36,8 @@ profile="${PALISADE_PROFILE:-legacy}"
 mode="${PALISADE_MODE:-keepalive}"
 . deploy/scripts/bench-common.sh
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
-[ "${PALISADE_NO_BUILD:-0}" = 1 ] || cargo build --release --locked -p ingest -p benches --bins >/dev/null
+bin="${PALISADE_BIN_DIR:-target/release}"
+[ "${PALISADE_NO_BUILD:-0}" = 1 ] || [ -n "${PALISADE_BIN_DIR:-}" ] || cargo build --release --locked -p ingest -p benches --bins >/dev/null
 
 server_cpus=""; client_cpus=""
 if [ "${PALISADE_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -45,18 +51,20 @@ floor_port="$(free_port)"
 start_tansu "$tansu" "$kafka_port" $client_cpus
 create_topic "$tansu" "$kafka_port" load 4
 write_projects load load-key
-$server_cpus target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
+$server_cpus "$bin"/palisade-ingest --public-addr "127.0.0.1:$port" \
   --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
   --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
-  --ip-rate-per-second 1000000 --ip-burst 1000000 ${PALISADE_KAFKA_FLAGS:-} ${PALISADE_INGEST_FLAGS:-} \
+  --ip-rate-per-second 1000000 --ip-burst 1000000 \
+  --max-in-flight-requests 4096 --max-in-flight-per-ip 4096 --max-in-flight-per-project 4096 \
+  ${PALISADE_KAFKA_FLAGS:-} ${PALISADE_INGEST_FLAGS:-} \
   >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 pids+=("$ingest_pid")
-$server_cpus target/release/palisade-baseline --addr "127.0.0.1:$base_port" >"$work/baseline.log" 2>&1 &
+$server_cpus "$bin"/palisade-baseline --addr "127.0.0.1:$base_port" >"$work/baseline.log" 2>&1 &
 baseline_pid=$!
 pids+=("$baseline_pid")
 wait_log="$work/ingest.log" wait_for 20 "ingest /readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
-$server_cpus target/release/palisade-baseline --addr "127.0.0.1:$floor_port" --kafka \
+$server_cpus "$bin"/palisade-baseline --addr "127.0.0.1:$floor_port" --kafka \
   --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load ${PALISADE_KAFKA_FLAGS:-} \
   >"$work/floor.log" 2>&1 &
 floor_pid=$!
@@ -69,7 +77,7 @@ base_url="http://127.0.0.1:$base_port/api/1/security/?sentry_key=load-key"
 floor_url="http://127.0.0.1:$floor_port/api/1/security/?sentry_key=load-key"
 load() { # name url pid seconds [extra flags...]
   local name="$1" url="$2" pid="$3" seconds="$4"; shift 4
-  $client_cpus target/release/palisade-load --url "$url" --mode "$mode" --profile "$profile" \
+  $client_cpus "$bin"/palisade-load --url "$url" --mode "$mode" --profile "$profile" \
     --concurrency "$concurrency" --duration-secs "$seconds" --watch-pid "$pid" \
     --watch-pid "$tansu_pid" --json "$@" >"$work/$name.json"
   echo "  $name: $(json_field "$work/$name.json" '"%d req/s, statuses %s, errors %s" % (d["requests_per_second"], json.dumps(d["statuses"]), json.dumps(d["transport_errors"]))')" >&2

@@ -223,8 +223,8 @@ pub fn strip_url(url: &mut String, query: bool, fragment: bool) {
 pub fn client_ip(privacy: &PrivacySpec, ip: IpAddr) -> Option<String> {
     let ip = canonical(ip);
     match privacy.client_ip {
-        IpPolicy::Full => Some(ip.to_string()),
-        IpPolicy::Truncate => Some(truncate(ip).to_string()),
+        IpPolicy::Full => Some(ip_text(ip)),
+        IpPolicy::Truncate => Some(ip_text(truncate(ip))),
         // `Snapshot::build` refuses `hash` without a salt; an empty one is never used.
         IpPolicy::Hash => Some(hash(
             privacy.ip_salt.as_ref().map_or(&[][..], Salt::bytes),
@@ -232,6 +232,28 @@ pub fn client_ip(privacy: &PrivacySpec, ip: IpAddr) -> Option<String> {
         )),
         IpPolicy::Drop => None,
     }
+}
+
+/// `ip` as text, the same as its `Display`; IPv4 without the formatting machinery (it was
+/// about 1,400 instructions per request, `deploy/scripts/profile-ingest.sh`).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`, from dual-stack sockets) as plain IPv4.
@@ -475,5 +497,17 @@ mod tests {
             "Salt(<16 bytes>)",
             "never logged"
         );
+    }
+
+    #[test]
+    fn ip_text_is_display() {
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 42, 255] {
+                let ip = IpAddr::V4(Ipv4Addr::new(a, b, a.wrapping_add(b), b.wrapping_mul(3)));
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), v6.to_string());
     }
 }

@@ -15,20 +15,27 @@
 //! with `PRODUCER_FENCED` for every later message. Without the replacement ingest would answer
 //! 503 for good while looking healthy.
 //!
+//! Acknowledgements are counted per request, not per message: every message of one
+//! [`Publisher::publish`] call carries the same [`Pending`] state as its delivery opaque, and
+//! librdkafka's delivery callback (on the producer's polling thread) counts it down, so a request
+//! costs one allocation and one wake-up however many reports it holds (rdkafka's
+//! `FutureProducer` allocates a oneshot channel and a boxed sender per message).
+//!
 //! Delivery is at-least-once: when a request is refused after some of its reports were already
 //! enqueued (queue full half-way through a batch, or one report timing out), those reports may
 //! still reach Kafka, and the browser's retry produces them again. The processor deduplicates.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
+use rdkafka::ClientContext;
 
 /// Kafka header carrying [`schemas::MESSAGE_VERSION`] as ASCII decimal, so consumers can route
 /// or skip messages without parsing the payload.
@@ -201,6 +208,78 @@ impl PublishError {
     }
 }
 
+/// What librdkafka still owes one [`Publisher::publish`] call: one delivery report per message.
+/// Shared (as the delivery opaque) by every message of the call.
+#[derive(Debug)]
+struct Pending {
+    /// Messages whose delivery report has not come yet.
+    remaining: AtomicUsize,
+    /// The first delivery error reported (the request fails on it, without waiting for the rest).
+    failure: Mutex<Option<KafkaError>>,
+    /// Wakes the request once `remaining` reached 0 or a failure was recorded.
+    done: tokio::sync::Notify,
+}
+
+impl Pending {
+    fn new(messages: usize) -> Self {
+        Self {
+            remaining: AtomicUsize::new(messages),
+            failure: Mutex::new(None),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// One message's delivery report (on librdkafka's polling thread).
+    fn report(&self, error: Option<&KafkaError>) {
+        if let Some(error) = error {
+            let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+            failure.get_or_insert_with(|| error.clone());
+            drop(failure);
+            self.done.notify_one();
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// `Some` once every message was acknowledged (`Ok`) or one failed (its error).
+    fn outcome(&self) -> Option<Result<(), KafkaError>> {
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(error) = failure.as_ref() {
+            return Some(Err(error.clone()));
+        }
+        (self.remaining.load(Ordering::Acquire) == 0).then_some(Ok(()))
+    }
+
+    /// Waits for [`Pending::outcome`]. `notify_one` keeps a permit when nobody waits yet, so a
+    /// report between the check and the wait is not missed.
+    async fn wait(&self) -> Result<(), KafkaError> {
+        loop {
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            self.done.notified().await;
+        }
+    }
+}
+
+/// The producer's context: routes each delivery report to its request's [`Pending`].
+#[derive(Debug)]
+struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Arc<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Arc<Pending>) {
+        pending.report(result.as_ref().err().map(|(error, _message)| error));
+    }
+}
+
+/// The librdkafka producer with its polling thread (which runs the delivery callbacks).
+type KafkaProducer = ThreadedProducer<Deliveries>;
+
 /// A cheap-to-clone handle on the Kafka producer.
 ///
 /// Dropping the last handle purges whatever librdkafka still holds (rdkafka's `Drop`): call
@@ -208,7 +287,7 @@ impl PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     /// The current producer and its generation; replaced when fenced (see the module docs).
-    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    producer: Arc<RwLock<(u64, Arc<KafkaProducer>)>>,
     /// Generations created so far, to replace a fenced producer once, not once per request.
     generation: Arc<AtomicU64>,
     config: Arc<ClientConfig>,
@@ -219,6 +298,11 @@ pub struct Publisher {
     format: schemas::MessageFormat,
     /// Longest wait for the acknowledgements of one request (`message_timeout_ms`).
     delivery_timeout: Duration,
+}
+
+/// A new producer (and its polling thread) with `config`.
+fn create(config: &ClientConfig) -> Result<Arc<KafkaProducer>, KafkaError> {
+    KafkaProducer::from_config_and_context(config, Deliveries).map(Arc::new)
 }
 
 /// Whether `error` says the producer itself is unusable (fenced, or a fatal idempotence error),
@@ -247,7 +331,7 @@ impl Publisher {
     /// Create the producer (does not wait for the broker).
     pub fn new(config: &KafkaConfig) -> Result<Self, PublishError> {
         let client_config = config.client_config();
-        let producer = client_config.create().map_err(PublishError::Config)?;
+        let producer = create(&client_config).map_err(PublishError::Config)?;
         Ok(Self {
             producer: Arc::new(RwLock::new((0, producer))),
             generation: Arc::new(AtomicU64::new(0)),
@@ -260,12 +344,12 @@ impl Publisher {
     }
 
     /// The current producer (a cheap clone) and its generation.
-    fn current(&self) -> (u64, FutureProducer) {
+    fn current(&self) -> (u64, Arc<KafkaProducer>) {
         let guard = self
             .producer
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (guard.0, guard.1.clone())
+        (guard.0, Arc::clone(&guard.1))
     }
 
     /// Replace producer `generation` by a new one, unless another request already did. Messages
@@ -279,7 +363,7 @@ impl Publisher {
         if guard.0 != generation {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match create(&self.config) {
             Ok(producer) => {
                 let next = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 *guard = (next, producer);
@@ -308,7 +392,36 @@ impl Publisher {
     /// Never waits for queue space: a full queue is [`PublishError::QueueFull`] at once. A
     /// delivery not acknowledged within `message_timeout_ms` is [`PublishError::Timeout`].
     pub async fn publish(&self, messages: Vec<OutgoingMessage>) -> Result<(), PublishError> {
-        let headers = OwnedHeaders::new_with_capacity(2)
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let (generation, producer) = self.current();
+        // Counted down by the delivery callback; sized before the first send, so an early
+        // report cannot see zero while messages are still to be enqueued.
+        let pending = Arc::new(Pending::new(messages.len()));
+        for message in &messages {
+            let record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&pending))
+                .key(message.key.as_bytes())
+                .payload(message.payload.as_slice())
+                .headers(self.headers());
+            producer
+                .send(record)
+                .map_err(|(error, _record)| self.failed(generation, error))?;
+        }
+        drop(producer);
+        // librdkafka copied the messages (`RD_KAFKA_MSG_F_COPY`): free them while waiting.
+        drop(messages);
+        match tokio::time::timeout(self.delivery_timeout, pending.wait()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.failed(generation, error)),
+            Err(_elapsed) => Err(PublishError::Timeout),
+        }
+    }
+
+    /// The headers of one record ([`MESSAGE_VERSION_HEADER`], [`MESSAGE_FORMAT_HEADER`]). Built
+    /// per record: librdkafka takes ownership of them, and building costs the same as copying.
+    fn headers(&self) -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: MESSAGE_VERSION_HEADER,
                 value: Some(self.version.as_bytes()),
@@ -316,37 +429,7 @@ impl Publisher {
             .insert(Header {
                 key: MESSAGE_FORMAT_HEADER,
                 value: Some(self.format.as_str().as_bytes()),
-            });
-        let (generation, producer) = self.current();
-        let mut deliveries = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let record = FutureRecord::to(&self.topic)
-                .key(message.key.as_bytes())
-                .payload(message.payload.as_slice())
-                .headers(headers.clone());
-            let delivery = producer
-                .send_result(record)
-                .map_err(|(error, _record)| self.failed(generation, error))?;
-            deliveries.push(delivery);
-        }
-        drop(producer);
-        // All messages are in flight together; awaiting them in order costs nothing extra.
-        let acknowledged = async {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_delivered)) => {}
-                    Ok(Err((error, _message))) => return Err(self.failed(generation, error)),
-                    // The producer was dropped (replaced) before reporting the delivery.
-                    Err(_canceled) => {
-                        return Err(PublishError::Unavailable(KafkaError::Canceled));
-                    }
-                }
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.delivery_timeout, acknowledged)
-            .await
-            .unwrap_or(Err(PublishError::Timeout))
+            })
     }
 
     /// Classify a failure, replacing the producer first when it is fenced.
@@ -454,6 +537,53 @@ mod tests {
             .local_addr()
             .expect("bound socket has an address")
             .port()
+    }
+
+    // Guards the per-request delivery count: `Ok` only after the last message's report, a
+    // failure at once, and a report that comes before the wait is not missed.
+    #[tokio::test]
+    async fn pending_counts_every_delivery_and_fails_on_the_first_error() {
+        let pending = Arc::new(Pending::new(3));
+        pending.report(None);
+        pending.report(None);
+        assert!(
+            pending.outcome().is_none(),
+            "one message still unacknowledged"
+        );
+        let reporter = {
+            let pending = Arc::clone(&pending);
+            std::thread::spawn(move || {
+                // Let the request reach its wait first: the report must wake it, not precede it.
+                std::thread::sleep(Duration::from_millis(200));
+                pending.report(None);
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(5), pending.wait())
+            .await
+            .expect("the last report wakes the request")
+            .expect("every message acknowledged");
+        reporter.join().expect("reporter thread");
+
+        let failing = Pending::new(3);
+        failing.report(None);
+        failing.report(Some(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut,
+        )));
+        let outcome = tokio::time::timeout(Duration::from_secs(5), failing.wait())
+            .await
+            .expect("a failure wakes the request without waiting for the rest");
+        assert!(
+            matches!(
+                outcome,
+                Err(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut
+                ))
+            ),
+            "{outcome:?}"
+        );
+        // A later success does not hide the failure.
+        failing.report(None);
+        assert!(matches!(failing.outcome(), Some(Err(_))));
     }
 
     #[test]

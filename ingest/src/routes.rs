@@ -414,24 +414,36 @@ impl MessageContext<'_> {
         let key = schemas::dedup_key(fingerprint, self.client_ip.as_deref().unwrap_or(""));
         let message = schemas::ReportMessage {
             v: schemas::MESSAGE_VERSION,
-            id: uuid::Uuid::now_v7().to_string(),
+            id: uuid::Uuid::now_v7()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned(),
             received_at_ms: self.received_at_ms,
             project_id: self.project.id,
             environment: self.environment.clone(),
             release: self.release.clone(),
             client_ip: self.client_ip.clone(),
             request_user_agent: self.user_agent.clone(),
-            fingerprint: format!("{fingerprint:016x}"),
+            fingerprint: hex16(fingerprint),
             noise: noise.map(|n| n.as_str().to_owned()),
             report,
         };
         let mut payload = Vec::with_capacity(self.payload_capacity);
         message.encode_as(self.format, &mut payload);
         OutgoingMessage {
-            key: format!("{key:016x}"),
+            key: hex16(key),
             payload,
         }
     }
+}
+
+/// `n` as 16 lowercase hex digits (`format!("{n:016x}")` without the formatting machinery).
+fn hex16(n: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|nibble| char::from(DIGITS[((n >> (nibble * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -472,6 +484,13 @@ mod tests {
             "/api/42/csp-report/k",
         ] {
             assert_eq!(m(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex16_is_zero_padded_lowercase_hex() {
+        for n in [0, 1, 0xabc, 0x0123_4567_89ab_cdef, u64::MAX, 1 << 63] {
+            assert_eq!(hex16(n), format!("{n:016x}"));
         }
     }
 

@@ -207,9 +207,15 @@ impl Parser {
         let items = items
             .into_iter()
             .map(|item| {
-                item.and_then(|report| match report.json_len() {
-                    len if len > max => Err(ReportError::TooLarge { len, limit: max }),
-                    _ => Ok(report),
+                item.and_then(|report| {
+                    // Serialising to measure costs as much as parsing: only when it may matter.
+                    if report.json_len_bound() <= max {
+                        return Ok(report);
+                    }
+                    match report.json_len() {
+                        len if len > max => Err(ReportError::TooLarge { len, limit: max }),
+                        _ => Ok(report),
+                    }
                 })
             })
             .collect();

@@ -169,6 +169,12 @@ impl Disposition {
 /// client place its event time anywhere in the past.
 pub const MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// What a [`Report`]'s JSON holds besides its strings, `details` and `extra` text, at most:
+/// every field name with its quotes, colon and comma, the quotes of every string, numbers at 20
+/// digits, keywords at their longest, `"details":{"type":"none"}`, braces (about 600 bytes;
+/// `tests::json_len_bound_is_an_upper_bound` checks the worst case).
+pub const FIXED_JSON_BYTES: usize = 1024;
+
 /// One normalised browser security report.
 ///
 /// Common fields are first-class; kind-specific fields live in [`Details`]. Fields the browser
@@ -229,6 +235,64 @@ impl Report {
         // Writing to a counter cannot fail: map keys are strings, tagged details are objects.
         let _ = serde_json::to_writer(&mut counter, self);
         counter.bytes()
+    }
+
+    /// An upper bound of [`Report::json_len`] that does not serialise the common strings: each
+    /// of their bytes counted as 6 (serde_json's longest escape, `\u00XX`), field names, numbers
+    /// and keywords as [`FIXED_JSON_BYTES`], `extra` as its text; only non-`None` details are
+    /// serialised. The parser checks the exact length only when this bound is over the cap.
+    pub fn json_len_bound(&self) -> usize {
+        // Destructured so that a new field cannot be left out of the bound unnoticed.
+        let Report {
+            kind: _,
+            wire: _,
+            report_type,
+            disposition: _,
+            document_url,
+            referrer,
+            blocked_url,
+            blocked_class: _,
+            effective_directive,
+            violated_directive,
+            source_file,
+            line_number: _,
+            column_number: _,
+            sample,
+            status_code: _,
+            original_policy,
+            age_ms: _,
+            user_agent,
+            details,
+            extra,
+        } = self;
+        let strings: usize = [
+            report_type,
+            document_url,
+            referrer,
+            blocked_url,
+            effective_directive,
+            violated_directive,
+            source_file,
+            sample,
+            original_policy,
+            user_agent,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, |s| s.len().saturating_mul(6)))
+        .fold(0, usize::saturating_add);
+        let details = match details {
+            Details::None => 0,
+            other => {
+                let mut counter = crate::extra::ByteCounter::default();
+                // Writing to a counter cannot fail: map keys are strings, details are objects.
+                let _ = serde_json::to_writer(&mut counter, other);
+                counter.bytes()
+            }
+        };
+        FIXED_JSON_BYTES
+            .saturating_add(strings)
+            .saturating_add(details)
+            .saturating_add(extra.len())
     }
 
     /// Estimated heap bytes held by this report once decoded (strings, the `extra` text and
@@ -419,6 +483,71 @@ pub struct NetworkErrorDetails {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The parser skips the exact size check when the bound is under the cap: the bound must
+    /// never be below the exact length, whatever the keywords, numbers and string contents.
+    #[test]
+    fn json_len_bound_is_an_upper_bound() {
+        let worst = "\u{1}".repeat(50);
+        let some = || Some(worst.clone());
+        for kind in crate::binary::KINDS {
+            for wire in crate::binary::WIRES {
+                for blocked_class in crate::binary::CLASSES {
+                    for disposition in [None, Some(Disposition::Enforce), Some(Disposition::Report)]
+                    {
+                        let mut report = Report {
+                            kind,
+                            wire,
+                            report_type: some(),
+                            disposition,
+                            document_url: some(),
+                            referrer: some(),
+                            blocked_url: some(),
+                            blocked_class,
+                            effective_directive: some(),
+                            violated_directive: some(),
+                            source_file: some(),
+                            line_number: Some(u64::MAX),
+                            column_number: Some(u64::MAX),
+                            sample: some(),
+                            status_code: Some(u16::MAX),
+                            original_policy: some(),
+                            age_ms: Some(u64::MAX),
+                            user_agent: some(),
+                            details: Details::None,
+                            extra: Extra::from(
+                                json!({"x": worst.clone()})
+                                    .as_object()
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            ),
+                        };
+                        assert!(report.json_len_bound() >= report.json_len(), "{report:?}");
+                        // Every string empty: the fixed part alone.
+                        for field in [
+                            &mut report.report_type,
+                            &mut report.document_url,
+                            &mut report.referrer,
+                            &mut report.blocked_url,
+                            &mut report.effective_directive,
+                            &mut report.violated_directive,
+                            &mut report.source_file,
+                            &mut report.sample,
+                            &mut report.original_policy,
+                            &mut report.user_agent,
+                        ] {
+                            *field = Some(String::new());
+                        }
+                        report.details = Details::NetworkError(NetworkErrorDetails {
+                            phase: Some(worst.clone()),
+                            ..Default::default()
+                        });
+                        assert!(report.json_len_bound() >= report.json_len(), "{report:?}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Regression: a body's own `type` key (coep, coop) must not collide with the tag, and an
     /// unknown body that is not an object must serialise (it used to make `encode` panic).
