@@ -17,7 +17,8 @@
 //!    `--concurrency` clients (each phase cut at `--phase-secs`), into HDR histograms; p50,
 //!    p99, max and status counts, and ClickHouse's own `read_rows` / `read_bytes` / peak memory
 //!    per request from `system.query_log` (endpoints run one at a time, a second apart). Then
-//!    one alert evaluation (`api::alerts::rules::evaluate`, in-process mode only).
+//!    one alert evaluation (`api::alerts::rules::evaluate`, in-process mode only) at the
+//!    newest window + 60 s, so the rules see an hour of data even when it was loaded earlier.
 //!
 //! Everything it starts stops on exit (the API is cancelled and drained, ClickHouse killed and
 //! its temp dir removed). Loopback only. Prints a markdown table and one `api_bench_json {...}`
@@ -76,6 +77,9 @@ struct Args {
     /// queries answer 503). Default 300,000, so slow queries are measured, not cut.
     #[arg(long, default_value_t = 300_000)]
     clickhouse_timeout_ms: u64,
+    /// Only the alert evaluation (no endpoint timing).
+    #[arg(long)]
+    alerts_only: bool,
 }
 
 /// The admin token of the in-process API (loopback only, this process only).
@@ -295,7 +299,7 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
         args.requests, args.requests, args.concurrency, args.phase_secs
     );
     let mut rows = Vec::new();
-    for target in &targets {
+    for target in targets.iter().filter(|_| !args.alerts_only) {
         for concurrency in [1, args.concurrency] {
             let from = next_second().await;
             let phase = run_phase(&http, target, token, args, concurrency).await?;
@@ -306,9 +310,18 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
     }
     let alerts = match api {
         ApiHandle::InProcess(api) => {
+            // As if evaluated a minute after the newest window (the data may be older than
+            // now when reused): the rules then look at the last hour of data.
+            let newest: u64 = ch
+                .scalar(&format!(
+                    "SELECT toUInt32(max(window_start)) + 60 FROM {}.reports",
+                    args.database
+                ))
+                .await?
+                .parse()?;
             let from = next_second().await;
             let started = Instant::now();
-            let fired = api.evaluate_alerts().await;
+            let fired = api.evaluate_alerts(u32::try_from(newest)?).await;
             let elapsed = started.elapsed();
             let log = ch.query_log(from, unix_now()).await.unwrap_or_default();
             let fired = match fired {
@@ -704,12 +717,11 @@ impl InProcess {
         Ok(token)
     }
 
-    /// One evaluation of the alert rules over every active project, as the API's evaluator
-    /// runs it every `--alert-interval-secs`.
-    async fn evaluate_alerts(&self) -> anyhow::Result<u64> {
+    /// One evaluation of the alert rules at `now` over every active project, as the API's
+    /// evaluator runs it every `--alert-interval-secs`.
+    async fn evaluate_alerts(&self, now: u32) -> anyhow::Result<u64> {
         let app = api::app::App::new(self.config.clone(), None);
         let (sender, _receiver) = api::alerts::webhook::queue(self.config.alerts.webhook_queue);
-        let now = u32::try_from(unix_now())?;
         Ok(api::alerts::rules::evaluate(&app, &sender, now).await?)
     }
 
