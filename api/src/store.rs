@@ -1,9 +1,14 @@
 //! Every ClickHouse query of the API, with bound parameters only (`?` rendered by the
 //! `clickhouse` client as escaped literals: ClickHouse 18.16 has no server-side parameters).
 //!
-//! Exactness (see `schemas/sql/README.md`, "Exact counts"): `reports` is read with `FINAL`,
-//! filtered only on columns every version of a row shares (`project_id`, `fingerprint`,
-//! `window_start`, `kind`, `effective_directive`, `document_host`, the URLs and the sample).
+//! Exactness (see `schemas/sql/README.md`, "Exact counts"): `reports` is read with `FINAL` or
+//! with `argMax(x, version)` per `(window_start, row_id)` (the same row FINAL keeps), filtered
+//! only on columns every version of a row shares (`project_id`, `fingerprint`, `window_start`,
+//! `kind`, `effective_directive`, `document_host`, the URLs and the sample). The listing, a
+//! group's details and its samples and series avoid `FINAL`: on ClickHouse 18.16 a `FINAL`
+//! read merges every selected column before any filter applies, and always reads the last
+//! granule of every part whatever the key range (measured with `palisade-api-bench`, see
+//! `benches/README.md`); they filter on `fingerprint` first and deduplicate only those rows.
 //! The API's own tables (migration 005) are read with `argMax(x, version)` grouped by their key,
 //! because their filters (`revoked`, `muted`) are on columns that change between versions.
 
@@ -456,11 +461,11 @@ impl Store {
     }
 
     /// The newest `limit` rows of a group whose windows start in `[first_window, last_window]`
-    /// (exact: `FINAL`), read over a short span. Without `FINAL`, narrow: `w` = the `limit`-th
+    /// (exact: the highest version of each row), read over a short span. Without `FINAL`, narrow: `w` = the `limit`-th
     /// newest window start among the group's distinct rows and `d` = the longest
     /// `last_seen - window_start` of any version. At least `limit` rows end at or after `w`, so
     /// each of the newest `limit` ends at or after `w` and starts at or after `w - d`: only
-    /// `[w - d, last_window]` is read with `FINAL`.
+    /// `[w - d, last_window]` is read in full.
     pub async fn samples(
         &self,
         project: u64,
@@ -503,12 +508,18 @@ impl Store {
             let longest = u32::try_from(longest).unwrap_or(u32::MAX);
             bounds.0.saturating_sub(longest).max(first_window)
         };
-        let sql =
-            "SELECT toUInt32(last_seen), occurrences, disposition, document_url, blocked_url, \
-                   source_file, line_number, column_number, sample, ua_family, ua_major, os_family \
-                   FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
-                   AND window_start <= toDateTime(?) AND fingerprint = ? \
-                   ORDER BY last_seen DESC, row_id DESC LIMIT ?";
+        // The highest version of each row (what FINAL keeps), without FINAL: on 18.16 a FINAL
+        // read merges the last granule of EVERY part of the table, whatever the key range.
+        let sql = "SELECT toUInt32(argMax(last_seen, version)) AS l, \
+                   argMax(occurrences, version), argMax(disposition, version), \
+                   argMax(document_url, version), argMax(blocked_url, version), \
+                   argMax(source_file, version), argMax(line_number, version), \
+                   argMax(column_number, version), argMax(sample, version), \
+                   argMax(ua_family, version), argMax(ua_major, version), \
+                   argMax(os_family, version) FROM reports WHERE project_id = ? \
+                   AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
+                   AND fingerprint = ? GROUP BY window_start, row_id \
+                   ORDER BY l DESC, row_id DESC LIMIT ?";
         let query = self
             .client
             .query(sql)
