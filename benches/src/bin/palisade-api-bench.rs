@@ -80,6 +80,9 @@ struct Args {
     /// Only the alert evaluation (no endpoint timing).
     #[arg(long)]
     alerts_only: bool,
+    /// Only the endpoints whose name (as printed) contains one of these, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
 }
 
 /// The admin token of the in-process API (loopback only, this process only).
@@ -299,7 +302,15 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
         args.requests, args.requests, args.concurrency, args.phase_secs
     );
     let mut rows = Vec::new();
-    for target in targets.iter().filter(|_| !args.alerts_only) {
+    let chosen = |target: &&Target| {
+        !args.alerts_only
+            && (args.endpoints.is_empty()
+                || args
+                    .endpoints
+                    .iter()
+                    .any(|e| target.name.contains(e.as_str())))
+    };
+    for target in targets.iter().filter(chosen) {
         for concurrency in [1, args.concurrency] {
             let from = next_second().await;
             let phase = run_phase(&http, target, token, args, concurrency).await?;
