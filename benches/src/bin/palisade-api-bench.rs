@@ -16,7 +16,8 @@
 //! 4. Timing: per endpoint, `--requests` sequential requests and then `--requests` more from
 //!    `--concurrency` clients (each phase cut at `--phase-secs`), into HDR histograms; p50,
 //!    p99, max and status counts, and ClickHouse's own `read_rows` / `read_bytes` / peak memory
-//!    per request from `system.query_log` (endpoints run one at a time, a second apart). Then
+//!    per request from `system.query_log` (phases start on a new second; the queries that
+//!    started in each phase's seconds are summed once the log has settled, at the end). Then
 //!    one alert evaluation (`api::alerts::rules::evaluate`, in-process mode only) at the
 //!    newest window + 60 s, so the rules see an hour of data even when it was loaded earlier.
 //!
@@ -301,7 +302,7 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
         "timing            {} requests per endpoint sequentially, then {} from {} clients (each phase at most {} s)",
         args.requests, args.requests, args.concurrency, args.phase_secs
     );
-    let mut rows = Vec::new();
+    let mut phases = Vec::new();
     let chosen = |target: &&Target| {
         !args.alerts_only
             && (args.endpoints.is_empty()
@@ -314,9 +315,7 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
         for concurrency in [1, args.concurrency] {
             let from = next_second().await;
             let phase = run_phase(&http, target, token, args, concurrency).await?;
-            let until = unix_now();
-            let log = ch.query_log(from, until).await.unwrap_or_default();
-            rows.push(phase.row(target.name, concurrency, &log));
+            phases.push((target.name, concurrency, phase, from, unix_now()));
         }
     }
     let alerts = match api {
@@ -334,7 +333,9 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
             let started = Instant::now();
             let fired = api.evaluate_alerts(u32::try_from(newest)?).await;
             let elapsed = started.elapsed();
-            let log = ch.query_log(from, unix_now()).await.unwrap_or_default();
+            let until = unix_now();
+            ch.settle_log().await?;
+            let log = ch.query_log(from, until).await.unwrap_or_default();
             let fired = match fired {
                 Ok(n) => n.to_string(),
                 Err(error) => format!("error: {error:#}"),
@@ -347,6 +348,14 @@ async fn measure(args: &Args, ch: &Ch, api: &ApiHandle, token: &str) -> anyhow::
         }
         ApiHandle::External(_) => None,
     };
+    // query_log of each phase, read once every entry is surely written (phases are whole
+    // seconds apart, so their windows do not overlap).
+    ch.settle_log().await?;
+    let mut rows = Vec::new();
+    for (name, concurrency, phase, from, until) in &phases {
+        let log = ch.query_log(*from, *until).await.unwrap_or_default();
+        rows.push(phase.row(name, *concurrency, &log));
+    }
     print_table(&rows, alerts.as_ref());
     println!(
         "api_bench_json {}",
@@ -551,11 +560,16 @@ impl Ch {
 
     /// The finished queries of the API (unqualified table names) that started between two Unix
     /// seconds, summed.
-    async fn query_log(&self, from: u64, until: u64) -> anyhow::Result<Value> {
-        // A query's log entry is queued when its pipeline ends, which may be just after the
-        // answer reached the API: give it a moment before flushing.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    /// Waits until the query_log holds every finished query: an entry is queued when the
+    /// query's pipeline ends (possibly after the answer reached the API) and written within
+    /// the configured 1 s flush interval; `SYSTEM FLUSH LOGS` alone missed some on 18.16.
+    async fn settle_log(&self) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
         self.exec("SYSTEM FLUSH LOGS").await?;
+        Ok(())
+    }
+
+    async fn query_log(&self, from: u64, until: u64) -> anyhow::Result<Value> {
         let line = self
             .scalar(&format!(
                 "SELECT count(), sum(read_rows), sum(read_bytes), max(memory_usage) \
