@@ -1,9 +1,14 @@
 //! Every ClickHouse query of the API, with bound parameters only (`?` rendered by the
 //! `clickhouse` client as escaped literals: ClickHouse 18.16 has no server-side parameters).
 //!
-//! Exactness (see `schemas/sql/README.md`, "Exact counts"): `reports` is read with `FINAL`,
-//! filtered only on columns every version of a row shares (`project_id`, `fingerprint`,
-//! `window_start`, `kind`, `effective_directive`, `document_host`, the URLs and the sample).
+//! Exactness (see `schemas/sql/README.md`, "Exact counts"): `reports` is read with `FINAL` or
+//! with `argMax(x, version)` per `(window_start, row_id)` (the same row FINAL keeps), filtered
+//! only on columns every version of a row shares (`project_id`, `fingerprint`, `window_start`,
+//! `kind`, `effective_directive`, `document_host`, the URLs and the sample). The listing, a
+//! group's details and its samples and series avoid `FINAL`: on ClickHouse 18.16 a `FINAL`
+//! read merges every selected column before any filter applies, and always reads the last
+//! granule of every part whatever the key range (measured with `palisade-api-bench`, see
+//! `benches/README.md`); they filter on `fingerprint` first and deduplicate only those rows.
 //! The API's own tables (migration 005) are read with `argMax(x, version)` grouped by their key,
 //! because their filters (`revoked`, `muted`) are on columns that change between versions.
 
@@ -64,6 +69,74 @@ const GROUP_COLUMNS: &str =
      uniqExact(sample), toUInt32(min(first_seen)) AS g_first, toUInt32(max(last_seen)) AS g_last, \
      sum(occurrences) AS g_occurrences, uniqExact(document_origin, document_path), \
      uniqExact(client_ip), toUInt32(min(window_start)), toUInt32(max(window_start))";
+
+/// The columns of [`GROUP_COLUMNS`] every version of a row shares, then the distinct client
+/// networks ([`SharedRow`]'s field order).
+const SHARED_COLUMNS: &str =
+    "fingerprint, any(kind), any(effective_directive), any(blocked_origin), \
+     any(blocked_class), any(document_host), any(disposition), any(noise), any(sample), \
+     uniqExact(sample), uniqExact(document_origin, document_path), uniqExact(client_ip), \
+     toUInt32(min(window_start)), toUInt32(max(window_start))";
+
+/// A group's columns that do not depend on which version of a row is read.
+#[derive(Debug, Clone, clickhouse::Row, Deserialize)]
+struct SharedRow {
+    fingerprint: u64,
+    kind: String,
+    effective_directive: String,
+    blocked_origin: String,
+    blocked_class: String,
+    document_host: String,
+    disposition: String,
+    noise: String,
+    sample: String,
+    sample_variants: u64,
+    distinct_pages: u64,
+    distinct_clients: u64,
+    first_window: u32,
+    last_window: u32,
+    distinct_client_networks: u64,
+}
+
+/// A group's occurrences, first and last seen from the highest version of each row.
+type VersionedRow = (u64, u64, u32, u32);
+
+/// The WHERE conditions of a listing (columns every version of a row shares) and their values.
+fn group_conditions(project: u64, filter: &GroupFilter) -> (String, Vec<Value>) {
+    let mut sql = "project_id = ? AND window_start >= toDateTime(?)".to_owned();
+    let mut values = vec![Value::U64(project), Value::U64(filter.since.into())];
+    if let Some(until) = filter.until {
+        sql.push_str(" AND window_start < toDateTime(?)");
+        values.push(Value::U64(until.into()));
+    }
+    for (column, value) in [
+        ("kind", &filter.kind),
+        ("effective_directive", &filter.directive),
+        ("document_host", &filter.host),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Str(value.clone()));
+        }
+    }
+    if let Some(q) = &filter.q {
+        sql.push_str(" AND (");
+        let columns = ["blocked_url", "document_url", "source_file", "sample"];
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!("position(lowerUTF8({column}), ?) > 0"));
+            values.push(Value::Str(q.to_lowercase()));
+        }
+        sql.push(')');
+    }
+    if !filter.include_muted {
+        sql.push_str(&format!(" AND fingerprint NOT IN ({MUTED_SUBQUERY})"));
+        values.push(Value::U64(project));
+    }
+    (sql, values)
+}
 
 /// A recent row of a group.
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize, serde::Serialize)]
@@ -207,47 +280,80 @@ impl Store {
     // --- groups
 
     /// One page of groups, newest first, plus whether more follow (`limit + 1` are read).
+    ///
+    /// Two steps, so that no query runs `FINAL` over the whole range (on ClickHouse 18.16 a
+    /// `FINAL` read merges every column of every row of the range before the filters apply):
+    /// 1. candidates without `FINAL`, reading two narrow columns: per group, `hi` = the largest
+    ///    `last_seen` of any version (at least the exact value) and `lo` = the largest
+    ///    `window_start` (at most the exact value: every version of a row has the same
+    ///    `window_start` and a `last_seen` at or after it). The cursor is applied to `lo`, which
+    ///    keeps every group the exact cursor keeps; the first `2 x (limit + 1)` by `hi` are kept.
+    /// 2. [`Store::group_rows`] of the candidates (exact), then the exact cursor and order.
+    ///
+    /// Every group left out in step 1 sorts below the last candidate's `(hi, fingerprint)`, so
+    /// the page is exact when its `limit + 1`-th group sorts at or above it (always, unless
+    /// many stale versions are unmerged); otherwise the single `FINAL` query answers.
     pub async fn groups(
         &self,
         project: u64,
         filter: &GroupFilter,
     ) -> Result<(Vec<GroupRow>, bool), ApiError> {
+        let (conditions, values) = group_conditions(project, filter);
+        let wanted = filter.limit as usize + 1;
+        let kept = wanted * 2;
+        let mut sql = format!(
+            "SELECT fingerprint, toUInt32(max(last_seen)) AS hi, \
+             toUInt32(max(window_start)) AS lo FROM reports WHERE {conditions} \
+             GROUP BY fingerprint"
+        );
+        let mut candidate_values = values.clone();
+        if let Some(cursor) = filter.cursor {
+            sql.push_str(" HAVING lo < ? OR (lo = ? AND fingerprint < ?)");
+            candidate_values.push(Value::U64(cursor.last_seen.into()));
+            candidate_values.push(Value::U64(cursor.last_seen.into()));
+            candidate_values.push(Value::U64(cursor.fingerprint));
+        }
+        sql.push_str(" ORDER BY hi DESC, fingerprint DESC LIMIT ?");
+        candidate_values.push(Value::U64(kept as u64));
+        let candidates: Vec<(u64, u32, u32)> = self
+            .timed(
+                "listing candidate groups",
+                self.query(&sql, candidate_values).fetch_all(),
+            )
+            .await?;
+        let fingerprints: Vec<u64> = candidates.iter().map(|c| c.0).collect();
+        let mut rows = self.group_rows(&conditions, values, &fingerprints).await?;
+        if let Some(cursor) = filter.cursor {
+            rows.retain(|row| {
+                (row.last_seen, row.fingerprint) < (cursor.last_seen, cursor.fingerprint)
+            });
+        }
+        rows.sort_by_key(|row| std::cmp::Reverse((row.last_seen, row.fingerprint)));
+        if let Some(&(last, hi, _)) = candidates.last() {
+            let complete = candidates.len() < kept
+                || rows
+                    .get(wanted - 1)
+                    .is_some_and(|row| (row.last_seen, row.fingerprint) >= (hi, last));
+            if !complete {
+                return self.groups_final(project, filter).await;
+            }
+        }
+        let more = rows.len() > filter.limit as usize;
+        rows.truncate(filter.limit as usize);
+        Ok((rows, more))
+    }
+
+    /// The listing in one query over `reports FINAL` (what [`Store::groups`] falls back to).
+    async fn groups_final(
+        &self,
+        project: u64,
+        filter: &GroupFilter,
+    ) -> Result<(Vec<GroupRow>, bool), ApiError> {
+        let (conditions, mut values) = group_conditions(project, filter);
         let mut sql = format!(
             "SELECT {GROUP_COLUMNS}, uniqExact({CLIENT_NETWORK}) FROM reports FINAL \
-             WHERE project_id = ? AND window_start >= toDateTime(?)"
+             WHERE {conditions} GROUP BY fingerprint"
         );
-        let mut values = vec![Value::U64(project), Value::U64(filter.since.into())];
-        if let Some(until) = filter.until {
-            sql.push_str(" AND window_start < toDateTime(?)");
-            values.push(Value::U64(until.into()));
-        }
-        for (column, value) in [
-            ("kind", &filter.kind),
-            ("effective_directive", &filter.directive),
-            ("document_host", &filter.host),
-        ] {
-            if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ?"));
-                values.push(Value::Str(value.clone()));
-            }
-        }
-        if let Some(q) = &filter.q {
-            sql.push_str(" AND (");
-            let columns = ["blocked_url", "document_url", "source_file", "sample"];
-            for (i, column) in columns.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(" OR ");
-                }
-                sql.push_str(&format!("position(lowerUTF8({column}), ?) > 0"));
-                values.push(Value::Str(q.to_lowercase()));
-            }
-            sql.push(')');
-        }
-        if !filter.include_muted {
-            sql.push_str(&format!(" AND fingerprint NOT IN ({MUTED_SUBQUERY})"));
-            values.push(Value::U64(project));
-        }
-        sql.push_str(" GROUP BY fingerprint");
         if let Some(cursor) = filter.cursor {
             sql.push_str(" HAVING g_last < ? OR (g_last = ? AND fingerprint < ?)");
             values.push(Value::U64(cursor.last_seen.into()));
@@ -264,47 +370,96 @@ impl Store {
         Ok((rows, more))
     }
 
-    /// One group over all its rows.
+    /// The groups of `fingerprints` over the rows matching `conditions` (bound by `values`),
+    /// exact, without `FINAL`, in two queries run together:
+    /// - the columns every version of a row shares (labels, distinct counts, window span):
+    ///   duplicates change neither `any` nor a distinct count;
+    /// - occurrences, first and last seen from the highest version of each row (`argMax` by
+    ///   `version` per `(window_start, row_id)`, what `FINAL` keeps; two versions with the same
+    ///   number are the same count of the same window).
+    ///
+    /// Both filter on `fingerprint` before anything is merged, so they read the groups' rows
+    /// rather than the whole range. Groups without rows are absent; the order is unspecified.
+    async fn group_rows(
+        &self,
+        conditions: &str,
+        values: Vec<Value>,
+        fingerprints: &[u64],
+    ) -> Result<Vec<GroupRow>, ApiError> {
+        if fingerprints.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Numbers only: rendered, not bound (a bound array would be a `has()` per row).
+        let list = fingerprints
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let shared = format!(
+            "SELECT {SHARED_COLUMNS}, uniqExact({CLIENT_NETWORK}) FROM reports \
+             WHERE {conditions} AND fingerprint IN ({list}) GROUP BY fingerprint"
+        );
+        let versioned = format!(
+            "SELECT fp, sum(o), toUInt32(min(f)), toUInt32(max(l)) FROM (\
+             SELECT any(fingerprint) AS fp, argMax(occurrences, version) AS o, \
+             argMax(first_seen, version) AS f, argMax(last_seen, version) AS l \
+             FROM reports WHERE {conditions} AND fingerprint IN ({list}) \
+             GROUP BY window_start, row_id) GROUP BY fp"
+        );
+        let (shared, versioned): (Vec<SharedRow>, Vec<VersionedRow>) = tokio::try_join!(
+            self.timed(
+                "reading groups",
+                self.query(&shared, values.clone()).fetch_all()
+            ),
+            self.timed(
+                "counting groups",
+                self.query(&versioned, values).fetch_all()
+            ),
+        )?;
+        let versioned: std::collections::HashMap<u64, (u64, u32, u32)> = versioned
+            .into_iter()
+            .map(|(fingerprint, occurrences, first, last)| {
+                (fingerprint, (occurrences, first, last))
+            })
+            .collect();
+        Ok(shared
+            .into_iter()
+            .filter_map(|row| {
+                let &(occurrences, first_seen, last_seen) = versioned.get(&row.fingerprint)?;
+                Some(GroupRow {
+                    fingerprint: row.fingerprint,
+                    kind: row.kind,
+                    effective_directive: row.effective_directive,
+                    blocked_origin: row.blocked_origin,
+                    blocked_class: row.blocked_class,
+                    document_host: row.document_host,
+                    disposition: row.disposition,
+                    noise: row.noise,
+                    sample: row.sample,
+                    sample_variants: row.sample_variants,
+                    first_seen,
+                    last_seen,
+                    occurrences,
+                    distinct_pages: row.distinct_pages,
+                    distinct_clients: row.distinct_clients,
+                    first_window: row.first_window,
+                    last_window: row.last_window,
+                    distinct_client_networks: row.distinct_client_networks,
+                })
+            })
+            .collect())
+    }
+
+    /// One group over all its rows (exact, see [`Store::group_rows`]).
     pub async fn group(
         &self,
         project: u64,
         fingerprint: u64,
     ) -> Result<Option<GroupRow>, ApiError> {
-        let Some((first_window, last_window)) = self.group_windows(project, fingerprint).await?
-        else {
-            return Ok(None);
-        };
-        // Bounded by the sorting key's `window_start`, so FINAL reads only the group's time
-        // span of the project instead of all of it.
-        let sql = format!(
-            "SELECT {GROUP_COLUMNS}, uniqExact({CLIENT_NETWORK}) FROM reports FINAL \
-             WHERE project_id = ? AND window_start >= toDateTime(?) \
-             AND window_start <= toDateTime(?) AND fingerprint = ? GROUP BY fingerprint"
-        );
-        let query = self
-            .client
-            .query(&sql)
-            .bind(project)
-            .bind(first_window)
-            .bind(last_window)
-            .bind(fingerprint);
-        self.timed("reading a group", query.fetch_optional()).await
-    }
-
-    /// The first and last `window_start` of a group, `None` without rows. Exact without
-    /// FINAL: every version of a row has the same `window_start`.
-    async fn group_windows(
-        &self,
-        project: u64,
-        fingerprint: u64,
-    ) -> Result<Option<(u32, u32)>, ApiError> {
-        let sql = "SELECT toUInt32(min(window_start)), toUInt32(max(window_start)), count() \
-                   FROM reports WHERE project_id = ? AND fingerprint = ?";
-        let query = self.client.query(sql).bind(project).bind(fingerprint);
-        let (first, last, rows): (u32, u32, u64) = self
-            .timed("reading a group's span", query.fetch_one())
+        let rows = self
+            .group_rows("project_id = ?", vec![Value::U64(project)], &[fingerprint])
             .await?;
-        Ok((rows > 0).then_some((first, last)))
+        Ok(rows.into_iter().next())
     }
 
     /// CSP groups seen since `since` whose evidence reaches both thresholds, biggest first.
@@ -336,7 +491,12 @@ impl Store {
             .await
     }
 
-    /// The newest rows of a group whose windows start in `[first_window, last_window]`.
+    /// The newest `limit` rows of a group whose windows start in `[first_window, last_window]`
+    /// (exact: the highest version of each row), read over a short span. Without `FINAL`, narrow: `w` = the `limit`-th
+    /// newest window start among the group's distinct rows and `d` = the longest
+    /// `last_seen - window_start` of any version. At least `limit` rows end at or after `w`, so
+    /// each of the newest `limit` ends at or after `w` and starts at or after `w - d`: only
+    /// `[w - d, last_window]` is read in full.
     pub async fn samples(
         &self,
         project: u64,
@@ -344,17 +504,58 @@ impl Store {
         (first_window, last_window): (u32, u32),
         limit: u32,
     ) -> Result<Vec<SampleRow>, ApiError> {
-        let sql =
-            "SELECT toUInt32(last_seen), occurrences, disposition, document_url, blocked_url, \
-                   source_file, line_number, column_number, sample, ua_family, ua_major, os_family \
-                   FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
-                   AND window_start <= toDateTime(?) AND fingerprint = ? \
-                   ORDER BY last_seen DESC, row_id DESC LIMIT ?";
+        let bounds = "SELECT toUInt32(min(ws)), toUInt64(count()) FROM (\
+                      SELECT DISTINCT window_start AS ws, row_id FROM reports \
+                      WHERE project_id = ? AND fingerprint = ? \
+                      AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
+                      ORDER BY ws DESC LIMIT ?)";
+        let longest = "SELECT toUInt64(greatest(max(toInt64(toUInt32(last_seen)) \
+                       - toInt64(toUInt32(window_start))), 0)) FROM reports \
+                       WHERE project_id = ? AND fingerprint = ?";
+        let (bounds, longest): ((u32, u64), u64) = tokio::try_join!(
+            self.timed(
+                "reading a group's newest windows",
+                self.client
+                    .query(bounds)
+                    .bind(project)
+                    .bind(fingerprint)
+                    .bind(first_window)
+                    .bind(last_window)
+                    .bind(limit)
+                    .fetch_one()
+            ),
+            self.timed(
+                "reading a group's longest window",
+                self.client
+                    .query(longest)
+                    .bind(project)
+                    .bind(fingerprint)
+                    .fetch_one()
+            ),
+        )?;
+        let from = if bounds.1 < u64::from(limit) {
+            first_window
+        } else {
+            let longest = u32::try_from(longest).unwrap_or(u32::MAX);
+            bounds.0.saturating_sub(longest).max(first_window)
+        };
+        // The highest version of each row (what FINAL keeps), without FINAL: on 18.16 a FINAL
+        // read merges the last granule of EVERY part of the table, whatever the key range.
+        let sql = "SELECT toUInt32(argMax(last_seen, version)) AS l, \
+                   argMax(occurrences, version), argMax(disposition, version), \
+                   argMax(document_url, version), argMax(blocked_url, version), \
+                   argMax(source_file, version), argMax(line_number, version), \
+                   argMax(column_number, version), argMax(sample, version), \
+                   argMax(ua_family, version), argMax(ua_major, version), \
+                   argMax(os_family, version) FROM reports WHERE project_id = ? \
+                   AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
+                   AND fingerprint = ? GROUP BY window_start, row_id \
+                   ORDER BY l DESC, row_id DESC LIMIT ?";
         let query = self
             .client
             .query(sql)
             .bind(project)
-            .bind(first_window)
+            .bind(from)
             .bind(last_window)
             .bind(fingerprint)
             .bind(limit);
@@ -362,7 +563,9 @@ impl Store {
     }
 
     /// Occurrences per UTC hour (Unix seconds of the hour) of windows starting in
-    /// `[from, to]`; hours without rows are absent.
+    /// `[from, to]`; hours without rows are absent. Exact without `FINAL`: the highest version
+    /// of each `(window_start, row_id)` (see [`Store::group_rows`]), filtered on the
+    /// fingerprint before anything is merged.
     pub async fn series(
         &self,
         project: u64,
@@ -370,11 +573,11 @@ impl Store {
         from: u32,
         to: u32,
     ) -> Result<Vec<HourRow>, ApiError> {
-        let sql = "SELECT toUInt32(intDiv(toUInt32(window_start), 3600) * 3600) AS hour, \
-                   sum(occurrences) FROM reports FINAL \
+        let sql = "SELECT toUInt32(intDiv(toUInt32(ws), 3600) * 3600) AS hour, sum(o) FROM (\
+                   SELECT window_start AS ws, argMax(occurrences, version) AS o FROM reports \
                    WHERE project_id = ? AND fingerprint = ? \
                    AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
-                   GROUP BY hour ORDER BY hour";
+                   GROUP BY window_start, row_id) GROUP BY hour ORDER BY hour";
         let query = self
             .client
             .query(sql)

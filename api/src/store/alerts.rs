@@ -1,7 +1,8 @@
 //! The alert queries (migration 006): settings, the rule candidates read from `reports`, the
 //! fired alerts and the delivery log.
 //!
-//! Rule candidates read `reports FINAL` only over the recent range (`window_start >= since`,
+//! Rule candidates read the highest version of each row ([`LATEST_VERSIONS`], exact like
+//! FINAL) only over the recent range (`window_start >= since`,
 //! the sorting key bounds it); "never seen before" is a `NOT IN` over the project's older rows,
 //! read without FINAL (exact: every version of a row has the same `window_start`, fingerprint,
 //! origin and policy hash). Muted groups are excluded with the mutes subquery of
@@ -11,6 +12,15 @@ use serde::Deserialize;
 
 use super::{now_secs, Store, MUTED_SUBQUERY};
 use crate::error::ApiError;
+
+/// The rows of `reports` at their highest version (what FINAL keeps), one per
+/// `(window_start, row_id)`: append ` WHERE <conditions on columns every version shares>
+/// GROUP BY window_start, row_id`. Used instead of FINAL: on ClickHouse 18.16 a FINAL read
+/// merges the last granule of every part whatever the range (1.4 GB of memory per rule query
+/// at 10 M rows, `palisade-api-bench`); the WHERE here filters before anything is grouped.
+const LATEST_VERSIONS: &str = "SELECT any(fingerprint) AS x_fp, any(blocked_origin) AS x_origin, \
+     any(effective_directive) AS x_dir, any(policy_hash) AS x_ph, window_start AS x_ws, \
+     argMax(occurrences, version) AS x_occ, argMax(first_seen, version) AS x_first FROM reports";
 
 /// A project's alert settings as stored (latest version).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
@@ -31,7 +41,7 @@ pub struct CandidateRow {
     pub fingerprint: u64,
     pub origin: String,
     pub directive: String,
-    /// Occurrences in the recent range (exact: FINAL).
+    /// Occurrences in the recent range (exact: the highest version of each row).
     pub count: u64,
     /// Spikes: occurrences in the 24 h before the last hour; else 0.
     pub baseline: u64,
@@ -151,13 +161,12 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CandidateRow>, ApiError> {
         let sql = format!(
-            "SELECT fingerprint, any(blocked_origin), any(effective_directive), \
-             sum(occurrences), toUInt64(0), toUInt64(0), toUInt32(min(first_seen)) AS f \
-             FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
-             AND fingerprint NOT IN ({MUTED_SUBQUERY}) \
+            "SELECT x_fp, any(x_origin), any(x_dir), sum(x_occ), toUInt64(0), toUInt64(0), \
+             toUInt32(min(x_first)) AS f FROM ({LATEST_VERSIONS} WHERE project_id = ? \
+             AND window_start >= toDateTime(?) AND fingerprint NOT IN ({MUTED_SUBQUERY}) \
              AND fingerprint NOT IN (SELECT fingerprint FROM reports \
                  WHERE project_id = ? AND window_start < toDateTime(?)) \
-             GROUP BY fingerprint ORDER BY f, fingerprint LIMIT ?"
+             GROUP BY window_start, row_id) GROUP BY x_fp ORDER BY f, x_fp LIMIT ?"
         );
         let query = self
             .client
@@ -179,13 +188,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CandidateRow>, ApiError> {
         let sql = format!(
-            "SELECT any(fingerprint), blocked_origin, any(effective_directive), \
-             sum(occurrences), toUInt64(0), toUInt64(0), toUInt32(min(first_seen)) AS f \
-             FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
+            "SELECT any(x_fp), x_origin, any(x_dir), sum(x_occ), toUInt64(0), toUInt64(0), \
+             toUInt32(min(x_first)) AS f FROM ({LATEST_VERSIONS} WHERE project_id = ? \
+             AND window_start >= toDateTime(?) \
              AND blocked_origin != '' AND fingerprint NOT IN ({MUTED_SUBQUERY}) \
              AND blocked_origin NOT IN (SELECT blocked_origin FROM reports \
                  WHERE project_id = ? AND window_start < toDateTime(?) AND blocked_origin != '') \
-             GROUP BY blocked_origin ORDER BY f, blocked_origin LIMIT ?"
+             GROUP BY window_start, row_id) GROUP BY x_origin ORDER BY f, x_origin LIMIT ?"
         );
         let query = self
             .client
@@ -211,14 +220,14 @@ impl Store {
     ) -> Result<Vec<CandidateRow>, ApiError> {
         let day_before = hour_start.saturating_sub(24 * 3600);
         let sql = format!(
-            "SELECT fingerprint, any(blocked_origin), any(effective_directive), \
-             sumIf(occurrences, window_start >= toDateTime(?)) AS recent, \
-             sumIf(occurrences, window_start < toDateTime(?)) AS prior, toUInt64(0), \
-             toUInt32(min(first_seen)) \
-             FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
-             AND fingerprint NOT IN ({MUTED_SUBQUERY}) \
-             GROUP BY fingerprint HAVING recent >= ? AND prior > 0 \
-             ORDER BY recent DESC, fingerprint LIMIT ?"
+            "SELECT x_fp, any(x_origin), any(x_dir), \
+             sumIf(x_occ, x_ws >= toDateTime(?)) AS recent, \
+             sumIf(x_occ, x_ws < toDateTime(?)) AS prior, toUInt64(0), \
+             toUInt32(min(x_first)) FROM ({LATEST_VERSIONS} WHERE project_id = ? \
+             AND window_start >= toDateTime(?) AND fingerprint NOT IN ({MUTED_SUBQUERY}) \
+             GROUP BY window_start, row_id) \
+             GROUP BY x_fp HAVING recent >= ? AND prior > 0 \
+             ORDER BY recent DESC, x_fp LIMIT ?"
         );
         let query = self
             .client
@@ -242,18 +251,20 @@ impl Store {
         since: u32,
         limit: u32,
     ) -> Result<Vec<CandidateRow>, ApiError> {
-        let sql = "SELECT toUInt64(0), '', '', sum(occurrences), toUInt64(0), policy_hash, \
-             toUInt32(min(first_seen)) AS f \
-             FROM reports FINAL WHERE project_id = ? AND window_start >= toDateTime(?) \
+        let sql = format!(
+            "SELECT toUInt64(0), '', '', sum(x_occ), toUInt64(0), x_ph, \
+             toUInt32(min(x_first)) AS f FROM ({LATEST_VERSIONS} WHERE project_id = ? \
+             AND window_start >= toDateTime(?) \
              AND kind = 'csp-violation' AND policy_hash != 0 \
              AND policy_hash NOT IN (SELECT policy_hash FROM reports \
                  WHERE project_id = ? AND window_start < toDateTime(?) AND policy_hash != 0) \
              AND (SELECT count() FROM reports WHERE project_id = ? \
                  AND window_start < toDateTime(?) AND policy_hash != 0) > 0 \
-             GROUP BY policy_hash ORDER BY f, policy_hash LIMIT ?";
+             GROUP BY window_start, row_id) GROUP BY x_ph ORDER BY f, x_ph LIMIT ?"
+        );
         let query = self
             .client
-            .query(sql)
+            .query(&sql)
             .bind(project)
             .bind(since)
             .bind(project)

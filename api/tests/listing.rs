@@ -1,0 +1,122 @@
+//! The listing reads candidates without FINAL and aggregates only them (`store::groups`): its
+//! pages must still be exactly those of `reports FINAL`, even when unmerged stale versions
+//! carry a later `last_seen` than the version FINAL keeps (then the candidates are not enough
+//! and the listing answers from FINAL).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{migrate, scalar, Api, ADMIN_TOKEN, DATABASE};
+use testbed::clickhouse::ClickHouse;
+
+/// One row (`row_id`, `version`) of group `fingerprint`, window `window`, ending `end` seconds
+/// after it, with `occurrences = version`.
+fn row(fingerprint: u64, row_id: u64, version: u64, window: u32, end: u32) -> String {
+    format!(
+        "({row_id}, {version}, 1, toDate(toDateTime({window})), toDateTime({window}), \
+         toDateTime({window}), toDateTime({}), {version}, {fingerprint}, 'csp-violation', \
+         'enforce', 'https://shop.example/p', 'https://shop.example', 'shop.example', '/p', \
+         'https://cdn.example/x.js', 'url', 'https://cdn.example', 'script-src-elem', \
+         '192.0.2.{row_id}', 'script-src ''self''')",
+        window + end
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_those_of_final_despite_stale_versions() {
+    let Some(server) = ClickHouse::start().await else {
+        return;
+    };
+    migrate(&server).await;
+    server
+        .query(&format!("SYSTEM STOP MERGES {DATABASE}.reports"))
+        .unwrap();
+    let now = u32::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let base = now / 60 * 60 - 7_200;
+    // Groups 1-4: old rows (version 2, ending 30 s in) whose stale version 1 claims to end an
+    // hour later than everything else. Groups 5 and 6: newer rows, no stale version.
+    // Exact order (FINAL): 6, 5, 4, 3, 2, 1. By the largest `last_seen` of any version: 1-4
+    // first, so the first candidates of a 1-group page are all stale-inflated.
+    let mut rows = Vec::new();
+    for group in 1..=4u64 {
+        let window = base + u32::try_from(group).unwrap() * 60;
+        rows.push(row(group, group, 2, window, 30));
+    }
+    rows.push(row(5, 5, 2, base + 3_000, 30));
+    rows.push(row(6, 6, 2, base + 3_600, 30));
+    // Stale versions in their own part (a later insert), as between merges.
+    let insert = format!(
+        "INSERT INTO {DATABASE}.reports (row_id, version, project_id, day, window_start, \
+         first_seen, last_seen, occurrences, fingerprint, kind, disposition, document_url, \
+         document_origin, document_host, document_path, blocked_url, blocked_class, \
+         blocked_origin, effective_directive, client_ip, original_policy) VALUES "
+    );
+    server
+        .query(&format!("{insert}{}", rows.join(", ")))
+        .unwrap();
+    let stale: Vec<String> = (1..=4u64)
+        .map(|group| {
+            let window = base + u32::try_from(group).unwrap() * 60;
+            row(group, group, 1, window, 7_000)
+        })
+        .collect();
+    server
+        .query(&format!("{insert}{}", stale.join(", ")))
+        .unwrap();
+    assert_eq!(
+        scalar(&server, "SELECT count() FROM {db}.reports").await,
+        "10"
+    );
+
+    let api = Api::start(&server, &[]).await;
+    let mut order = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = api
+            .get(
+                &format!("/v1/projects/1/violations?limit=1{cursor}"),
+                ADMIN_TOKEN,
+            )
+            .await;
+        let groups = page["groups"].as_array().unwrap();
+        assert!(groups.len() <= 1, "{page}");
+        for group in groups {
+            order.push(group["fingerprint"].as_str().unwrap().to_owned());
+            assert_eq!(group["occurrences"], 2, "FINAL's version: {group}");
+            let last = group["last_seen_unix"].as_u64().unwrap();
+            let first = group["first_seen_unix"].as_u64().unwrap();
+            assert_eq!(last, first + 30, "FINAL's last_seen: {group}");
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+        assert!(order.len() <= 6, "pages never end: {order:?}");
+    }
+    let expected: Vec<String> = [6u64, 5, 4, 3, 2, 1]
+        .iter()
+        .map(|fp| format!("{fp:016x}"))
+        .collect();
+    assert_eq!(order, expected);
+    // Bigger pages: the same order at once.
+    let page = api
+        .get("/v1/projects/1/violations?limit=4", ADMIN_TOKEN)
+        .await;
+    let first_four: Vec<&str> = page["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        first_four,
+        expected[..4].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    api.stop().await;
+}
