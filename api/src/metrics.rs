@@ -41,6 +41,15 @@ pub fn token_reload(ok: bool, loaded: usize) {
     }
 }
 
+/// Reads that had to fall back to `reports FINAL` (their candidates, read without it, could
+/// not prove the answer exact: many unmerged stale versions), by read (`listing`,
+/// `qualifying_groups`).
+pub const FINAL_FALLBACKS_TOTAL: &str = "api_final_fallbacks_total";
+
+pub fn final_fallback(read: &'static str) {
+    metrics::counter!(FINAL_FALLBACKS_TOTAL, "read" => read).increment(1);
+}
+
 pub fn change(action: &'static str) {
     metrics::counter!(CHANGES_TOTAL, "action" => action).increment(1);
 }

@@ -48,10 +48,11 @@ async fn insert(client: &clickhouse::Client, row: Row) {
     let sql = "INSERT INTO reports (row_id, version, project_id, day, window_start, first_seen, \
                last_seen, occurrences, fingerprint, kind, disposition, document_url, \
                document_origin, document_host, document_path, blocked_url, blocked_class, \
-               blocked_origin, effective_directive, sample, client_ip, original_policy) \
+               blocked_origin, effective_directive, sample, client_ip, original_policy, \
+               policy_hash) \
                SELECT ?, ?, ?, toDate(toDateTime(?)), toDateTime(?), toDateTime(?), \
                toDateTime(?), ?, ?, 'csp-violation', 'enforce', ?, 'https://shop.example', \
-               'shop.example', ?, ?, ?, ?, ?, ?, ?, ?";
+               'shop.example', ?, ?, ?, ?, ?, ?, ?, ? AS p, if(p = '', toUInt64(0), cityHash64(p))";
     client
         .query(sql)
         .bind(row.row_id)

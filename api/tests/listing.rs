@@ -1,7 +1,7 @@
 //! The listing reads candidates without FINAL and aggregates only them (`store::groups`): its
 //! pages must still be exactly those of `reports FINAL`, even when unmerged stale versions
 //! carry a later `last_seen` than the version FINAL keeps (then the candidates are not enough
-//! and the listing answers from FINAL).
+//! and the listing answers from FINAL). The proposed policy's qualifying groups likewise.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -118,5 +118,103 @@ async fn pages_are_those_of_final_despite_stale_versions() {
         first_four,
         expected[..4].iter().map(String::as_str).collect::<Vec<_>>()
     );
+    api.stop().await;
+}
+
+/// One row of group `fingerprint` (blocked origin `https://cdn{fingerprint}.example`, client
+/// `198.51.{client}.7`, a /24 network each) with `occurrences = version`, the policy hashed as the processor does.
+fn policy_row(fingerprint: u64, row_id: u64, version: u64, window: u32, client: u64) -> String {
+    format!(
+        "({row_id}, {version}, 1, toDate(toDateTime({window})), toDateTime({window}), \
+         toDateTime({window}), toDateTime({}), {version}, {fingerprint}, 'csp-violation', \
+         'enforce', 'https://shop.example/p', 'https://shop.example', 'shop.example', '/p', \
+         'https://cdn{fingerprint}.example/x.js', 'url', 'https://cdn{fingerprint}.example', \
+         'script-src-elem', '198.51.{client}.7', 'script-src ''self''', \
+         cityHash64('script-src ''self'''))",
+        window + 30
+    )
+}
+
+/// The proposed policy's qualifying groups are read without FINAL too (`store::
+/// qualifying_groups`): unmerged stale versions may lift a group over the thresholds by their
+/// sum, but only FINAL's counts may qualify it, and when the candidates cannot prove the top
+/// `--max-resolutions` exact the answer comes from FINAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposed_policy_qualifies_by_final_counts() {
+    let Some(server) = ClickHouse::start().await else {
+        return;
+    };
+    migrate(&server).await;
+    server
+        .query(&format!("SYSTEM STOP MERGES {DATABASE}.reports"))
+        .unwrap();
+    let now = u32::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let window = now / 60 * 60 - 3_600;
+    // Three clients each. Group 1: 3 x 5 = 15 (qualifies at 10). Groups 2 and 4: 3 x 3 = 9
+    // (they do not), with stale versions of 2 and 1 for each row: the sum of all, 18, passes
+    // and ranks them first. Group 3: 3 x 4 = 12.
+    let mut rows = Vec::new();
+    let mut stale = Vec::new();
+    for client in 1..=3u64 {
+        rows.push(policy_row(1, 10 + client, 5, window, client));
+        rows.push(policy_row(3, 30 + client, 4, window, client));
+        for group in [2, 4] {
+            rows.push(policy_row(group, group * 10 + client, 3, window, client));
+            for version in [1, 2] {
+                stale.push(policy_row(
+                    group,
+                    group * 10 + client,
+                    version,
+                    window,
+                    client,
+                ));
+            }
+        }
+    }
+    let insert = format!(
+        "INSERT INTO {DATABASE}.reports (row_id, version, project_id, day, window_start, \
+         first_seen, last_seen, occurrences, fingerprint, kind, disposition, document_url, \
+         document_origin, document_host, document_path, blocked_url, blocked_class, \
+         blocked_origin, effective_directive, client_ip, original_policy, policy_hash) VALUES "
+    );
+    for part in [&rows, &stale] {
+        server
+            .query(&format!("{insert}{}", part.join(", ")))
+            .unwrap();
+    }
+
+    let included = |proposed: &serde_json::Value| -> Vec<String> {
+        let mut origins: Vec<String> = proposed["included"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{proposed}"))
+            .iter()
+            .flat_map(|i| i["sources"].as_array().unwrap().clone())
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        origins.sort();
+        origins
+    };
+
+    // Room for every candidate: the stale-lifted groups 2 and 4 are candidates and are dropped.
+    let api = Api::start(&server, &[]).await;
+    let proposed = api.get("/v1/projects/1/policy/proposed", ADMIN_TOKEN).await;
+    assert_eq!(
+        included(&proposed),
+        ["https://cdn1.example", "https://cdn3.example"],
+        "{proposed}"
+    );
+    api.stop().await;
+
+    // One resolution: the two candidates are groups 2 and 4 (bounded at 18), and neither
+    // qualifies; group 1 was left out, so FINAL answers: group 1.
+    let api = Api::start(&server, &["--max-resolutions", "1"]).await;
+    let proposed = api.get("/v1/projects/1/policy/proposed", ADMIN_TOKEN).await;
+    assert_eq!(included(&proposed), ["https://cdn1.example"], "{proposed}");
     api.stop().await;
 }

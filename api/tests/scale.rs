@@ -40,7 +40,7 @@ async fn reads_over_a_million_rows() {
             "INSERT INTO {DATABASE}.reports (row_id, version, project_id, day, window_start, \
              first_seen, last_seen, occurrences, fingerprint, kind, disposition, document_url, \
              document_origin, document_host, document_path, blocked_url, blocked_class, \
-             blocked_origin, effective_directive, client_ip, original_policy) \
+             blocked_origin, effective_directive, client_ip, original_policy, policy_hash) \
              SELECT number, 1 + number % 3, 1, toDate(toDateTime({base} + intDiv(number, 12))), \
              toDateTime({base} + intDiv(intDiv(number, 12), 60) * 60), \
              toDateTime({base} + intDiv(intDiv(number, 12), 60) * 60), \
@@ -51,7 +51,7 @@ async fn reads_over_a_million_rows() {
              concat('https://cdn', toString(intDiv(number, {PER_GROUP})), '.example/x.js'), 'url', \
              concat('https://cdn', toString(intDiv(number, {PER_GROUP})), '.example'), 'script-src-elem', \
              IPv4NumToString(toUInt32(intHash32(number))), \
-             'default-src ''self''; script-src ''self''' \
+             'default-src ''self''; script-src ''self''', cityHash64('default-src ''self''; script-src ''self''') \
              FROM system.numbers LIMIT {ROWS}"
         ))
         .unwrap();

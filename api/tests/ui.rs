@@ -144,10 +144,11 @@ async fn insert(client: &clickhouse::Client, base: u32) {
     let sql = "INSERT INTO reports (row_id, version, project_id, day, window_start, first_seen, \
                last_seen, occurrences, fingerprint, kind, disposition, document_url, \
                document_origin, document_host, document_path, blocked_url, blocked_class, \
-               blocked_origin, effective_directive, sample, client_ip, original_policy) \
+               blocked_origin, effective_directive, sample, client_ip, original_policy, \
+               policy_hash) \
                SELECT ?, 1, 1, toDate(toDateTime(?)), toDateTime(?), toDateTime(?), \
                toDateTime(?), ?, ?, 'csp-violation', 'enforce', ?, 'https://shop.example', \
-               'shop.example', '/', ?, ?, ?, ?, ?, ?, ?";
+               'shop.example', '/', ?, ?, ?, ?, ?, ?, ? AS p, if(p = '', toUInt64(0), cityHash64(p))";
     for group in &GROUPS {
         for &(row_id, minutes, occurrences, ip) in group.rows {
             let window = base + minutes * 60;
