@@ -94,8 +94,7 @@ impl Enricher {
             && urls::third_party(&document.domain, &blocked.domain);
         let source_host = self
             .urls
-            .parts(report.source_file.as_deref().unwrap_or_default())
-            .host;
+            .host(report.source_file.as_deref().unwrap_or_default());
         let policy_hash = match report.original_policy.as_deref() {
             None | Some("") => 0,
             Some(policy) => xxhash_rust::xxh3::xxh3_64(policy.as_bytes()),

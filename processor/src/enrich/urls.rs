@@ -225,6 +225,15 @@ impl UrlCache {
         self.cache.get_or_compute(raw, || parts(raw))
     }
 
+    /// `parts(raw).host` alone (the source file's host), without copying the other parts.
+    pub fn host(&mut self, raw: &str) -> String {
+        if raw.is_empty() || raw.len() > MAX_CACHED_URL_BYTES {
+            return parts(raw).host;
+        }
+        self.cache
+            .read_or_compute(raw, || parts(raw), |parts| parts.host.clone())
+    }
+
     /// (hits, misses) since start, for metrics; URLs too long to cache are not counted.
     pub fn stats(&self) -> (u64, u64) {
         self.cache.stats()
@@ -343,6 +352,17 @@ mod tests {
         let long = format!("https://a.example/{}", "x".repeat(MAX_CACHED_URL_BYTES));
         assert_eq!(cache.parts(&long), parts(&long));
         assert_eq!(cache.stats(), (1, 5), "too long to cache: not looked up");
+        assert_eq!(cache.host(&long), parts(&long).host);
+        assert_eq!(cache.host("chrome-extension"), "");
+        assert_eq!(cache.stats(), (2, 5), "host() shares the cache");
+        assert_eq!(cache.host(urls[1]), "cdn.example.com");
+        assert_eq!(cache.stats(), (2, 6), "evicted earlier: a miss");
+        assert_eq!(
+            cache.parts(urls[1]),
+            parts(urls[1]),
+            "host() cached all parts"
+        );
+        assert_eq!(cache.stats(), (3, 6));
     }
 
     /// Regression guard of the fast path: every URL it answers is split exactly as the parser
