@@ -39,6 +39,10 @@ pub mod row;
 pub mod run;
 pub mod write;
 
+/// The global allocator of the processor binary (and of `palisade-processor-bench`, which
+/// measures it): see `main.rs`.
+pub use mimalloc::MiMalloc as Allocator;
+
 pub use batch::{Batch, BatchLimits, Batcher};
 pub use config::{Command, Config};
 pub use decode::{decode, DecodeFailure, Decoded, KeySource};

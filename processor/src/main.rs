@@ -14,6 +14,12 @@ use processor::{admin::Admin, run::Status, Command, Config};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+/// mimalloc instead of glibc's allocator: the processor allocates and frees a few dozen strings
+/// per report (decoded messages, rows), and glibc's malloc and free were 40% of its
+/// instructions with 1,000,000 dedup keys (callgrind, benches/README.md issue 13).
+#[global_allocator]
+static ALLOCATOR: processor::Allocator = processor::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -111,12 +111,13 @@ impl Pipeline {
         let closed = self.dedup.drain_closed(now);
         let (mut rows, mut occurrences) = (0u64, 0u64);
         let mut by_reason = [0u64; 3];
-        for window in &closed {
-            let row = self.enricher.row(window);
+        for window in closed {
             rows += 1;
             occurrences += window.occurrences;
             by_reason[reason_index(window.reason)] += 1;
-            self.batcher.push(row, RowSource::from(window), now);
+            let source = RowSource::from(&window);
+            let row = self.enricher.row(window);
+            self.batcher.push(row, source, now);
         }
         for partition in &self.assigned {
             if let Some(point) = self.dedup.commit_point(*partition) {

@@ -199,6 +199,130 @@ async fn floods_collapse_kinds_land_and_bad_records_are_dead_lettered() {
     );
 }
 
+/// The binary Kafka payload (`schemas::binary`, ingest's `--kafka-message-format binary`)
+/// through real tansu into ClickHouse: every fixture report sent once as JSON (one client) and
+/// once as binary (another client) gives the same row apart from the client; a flood mixing
+/// both formats is one row with the exact count; a damaged binary record and one of a newer
+/// layout are dead-lettered with their reasons, and the partition goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_payloads_land_like_json() {
+    use schemas::MessageFormat::{Binary, Json};
+    let Some(env) = Env::start("binary", 2).await else {
+        return;
+    };
+    let mut producer = env.producer();
+
+    let csp = fixture_reports("legacy_wrapped.json").remove(0);
+    let flood_first = message(csp.clone(), "192.0.2.9", "flood-b".into(), 0);
+    let mut damaged = schemas::binary::encode(&flood_first);
+    let last = damaged.len() - 1;
+    damaged[last] = 7; // the details byte: 0 or 1 only
+    let mut newer = schemas::binary::encode(&flood_first);
+    newer[1] = schemas::binary::LAYOUT_VERSION + 1;
+    let key = format!("{:016x}", common::dedup_key(&flood_first));
+    for partition in 0..env.partitions {
+        producer
+            .raw(partition, Some(key.as_bytes()), &damaged)
+            .await;
+        producer.raw(partition, Some(key.as_bytes()), &newer).await;
+    }
+
+    let mut keys = BTreeSet::new();
+    let mut sent = 0u64;
+    // A flood alternating formats: one row, 40 occurrences.
+    for i in 0..40 {
+        let format = if i % 2 == 0 { Binary } else { Json };
+        let m = message(
+            csp.clone(),
+            "192.0.2.9",
+            format!("flood-{i}"),
+            RECEIVED_AT_MS + i,
+        );
+        keys.insert(common::dedup_key(&m));
+        producer.send_as(&m, format).await;
+        sent += 1;
+    }
+    let flood_key = common::dedup_key(&message(csp, "192.0.2.9", String::new(), 0));
+    for (f, fixture) in FIXTURES.iter().enumerate() {
+        for (r, report) in fixture_reports(fixture).into_iter().enumerate() {
+            for (client, format) in [("198.51.100.1", Json), ("198.51.100.2", Binary)] {
+                let m = message(
+                    report.clone(),
+                    client,
+                    format!("k-{f}-{r}"),
+                    RECEIVED_AT_MS + 300,
+                );
+                keys.insert(common::dedup_key(&m));
+                producer.send_as(&m, format).await;
+                sent += 1;
+            }
+        }
+    }
+    let rows = keys.len() as u64;
+
+    let processor = env.spawn_processor(&[]);
+    wait_for("every report counted", Duration::from_secs(60), || async {
+        let totals = env.totals().await;
+        if totals == (rows, sent) {
+            Ok(())
+        } else {
+            Err(format!("{totals:?} != {:?}", (rows, sent)))
+        }
+    })
+    .await;
+
+    let flood = env
+        .tsv(&format!(
+            "SELECT occurrences, message_id FROM reports FINAL WHERE dedup_key = {flood_key}"
+        ))
+        .await;
+    assert_eq!(flood, vec![vec!["40".to_owned(), "flood-0".into()]]);
+
+    // Every column but the client's own (IP, dedup key, row id) is the same for both formats.
+    let columns = processor::row::COLUMNS
+        .iter()
+        .filter(|c| !matches!(**c, "row_id" | "dedup_key" | "client_ip"))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let of_client = |ip: &str| {
+        format!("SELECT {columns} FROM reports FINAL WHERE client_ip = '{ip}' ORDER BY message_id")
+    };
+    let from_json = env.tsv(&of_client("198.51.100.1")).await;
+    let from_binary = env.tsv(&of_client("198.51.100.2")).await;
+    assert_eq!(
+        from_json.len() as u64,
+        (rows - 1) / 2,
+        "half the other rows"
+    );
+    assert_eq!(from_binary, from_json, "binary rows equal the JSON rows");
+    assert!(
+        from_json
+            .iter()
+            .any(|row| row.iter().any(|cell| cell.contains("network-error"))),
+        "details came through"
+    );
+
+    let letters = env.dead_letters(4, Duration::from_secs(20)).await;
+    let mut reasons: Vec<String> = letters.iter().map(|l| l.header_text("reason")).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "corrupt",
+            "corrupt",
+            "unsupported_version",
+            "unsupported_version"
+        ]
+    );
+    assert!(letters.iter().any(|l| l.payload == damaged));
+
+    env.wait_for_end_offsets(&producer, Duration::from_secs(20))
+        .await;
+    processor.stop().await;
+    assert_eq!(env.totals().await, (rows, sent));
+}
+
 /// `sum(occurrences)` of the network-error rows, read from `reports` (checked against the NEL
 /// rollup).
 async fn expected_nel(env: &Env) -> u64 {

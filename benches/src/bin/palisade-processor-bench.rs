@@ -27,6 +27,10 @@ use processor::enrich::{Enricher, Geo};
 use processor::pipeline::{Handled, Pipeline};
 use processor::write::{Checkpoint, Touched, Writer};
 
+/// The processor binary's allocator, so the bench measures what the processor runs.
+#[global_allocator]
+static ALLOCATOR: processor::Allocator = processor::Allocator;
+
 /// Processor throughput benchmark (in-memory source, real ClickHouse on loopback).
 #[derive(Debug, clap::Parser)]
 struct Args {

@@ -40,14 +40,30 @@ impl<K: Hash + Eq, V: Clone> CountedLru<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.read_or_compute(key, compute, V::clone)
+    }
+
+    /// `read` of the value cached for `key`, or of `compute()`'s, which is then cached: for a
+    /// caller that needs a part of the value, without cloning all of it.
+    pub fn read_or_compute<Q, R>(
+        &mut self,
+        key: &Q,
+        compute: impl FnOnce() -> V,
+        read: impl FnOnce(&V) -> R,
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(cached) = self.cache.get(key) {
             self.hits += 1;
-            return cached.clone();
+            return read(cached);
         }
         self.misses += 1;
         let value = compute();
-        self.cache.put(key.to_owned(), value.clone());
-        value
+        let answer = read(&value);
+        self.cache.put(key.to_owned(), value);
+        answer
     }
 
     /// Values cached now.

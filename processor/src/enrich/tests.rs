@@ -58,7 +58,7 @@ fn csp() -> serde_json::Value {
 
 #[test]
 fn a_csp_window_becomes_a_fully_enriched_row() {
-    let row = enricher().row(&window(csp()));
+    let row = enricher().row(window(csp()));
     assert_eq!(row.row_id, row_id(0xabc, 1_700_000_040_000));
     assert_eq!((row.version, row.occurrences), (7, 7));
     assert_eq!((row.project_id, row.day), (42, 19_675));
@@ -139,7 +139,7 @@ fn keywords_and_schemes_make_first_party_origins() {
         .unwrap()
         .remove("user_agent");
     message["report"].as_object_mut().unwrap().remove("extra");
-    let row = enricher().row(&window(message.clone()));
+    let row = enricher().row(window(message.clone()));
     assert_eq!(
         (row.blocked_origin.as_str(), row.blocked_scheme.as_str()),
         ("inline", "")
@@ -150,7 +150,7 @@ fn keywords_and_schemes_make_first_party_origins() {
 
     message["report"]["blocked_class"] = json!("data");
     message["report"]["blocked_url"] = json!("data");
-    let row = enricher().row(&window(message));
+    let row = enricher().row(window(message));
     assert_eq!(
         (row.blocked_origin.as_str(), row.blocked_scheme.as_str()),
         ("data:", "data")
@@ -168,7 +168,7 @@ fn nel_fields_come_from_the_details() {
                         "server_ip": "198.51.100.7", "elapsed_time_ms": 5000}
         }
     });
-    let row = enricher().row(&window(message));
+    let row = enricher().row(window(message));
     assert_eq!(
         (row.nel_phase.as_str(), row.nel_type.as_str()),
         ("connection", "tcp.timed_out")
@@ -197,7 +197,7 @@ fn certificate_fields_come_from_the_details() {
             "details": {"type": "certificate", "hostname": "shop.example.com", "port": 443}
         }
     });
-    let row = enricher().row(&window(message));
+    let row = enricher().row(window(message));
     assert_eq!(
         (row.cert_hostname.as_str(), row.cert_port),
         ("shop.example.com", 443)
@@ -229,7 +229,7 @@ fn a_flood_through_decode_dedup_and_enrich_is_one_row() {
     }
     let closed = dedup.drain_closed(t0 + Duration::from_secs(90));
     assert_eq!(closed.len(), 1);
-    let row = enricher().row(&closed[0]);
+    let row = enricher().row(closed[0].clone());
     assert_eq!(
         (row.occurrences, row.version, row.dedup_key),
         (40, 40, 0xabc)

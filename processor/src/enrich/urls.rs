@@ -30,6 +30,14 @@ pub struct UrlParts {
 /// Splits a URL. A bare `host[:port]` (how some relays reduce blocked URIs) is read as https.
 pub fn parts(raw: &str) -> UrlParts {
     let raw = raw.trim();
+    if let Some(parts) = plain_parts(raw) {
+        return parts;
+    }
+    parsed_parts(raw)
+}
+
+/// [`parts`] by the WHATWG parser (`url::Url`) alone: what [`plain_parts`] must agree with.
+fn parsed_parts(raw: &str) -> UrlParts {
     // `cdn.example.com:444` would parse as scheme `cdn.example.com`: read it as a host first.
     let url = if !raw.contains("://") && looks_like_host(raw) {
         Url::parse(&format!("https://{raw}")).ok()
@@ -65,6 +73,133 @@ pub fn parts(raw: &str) -> UrlParts {
     }
 }
 
+/// [`parts`] of a plain http(s)/ws(s) URL without `url::Url`, which costs ~5,000 instructions
+/// per URL, most of a row when document URLs do not repeat (every report's own session or
+/// query string): `None` for anything the WHATWG parser might change or reject, which then
+/// decides. Plain means: an ASCII `host[:port]` authority of letters, digits, `-` and `.`
+/// whose last label starts with a letter (no IPv4 or IPv6 literal, no IDNA `xn--` label, no
+/// userinfo, no empty label), a port of 1-5 digits without a leading zero up to 65535, and a
+/// path (up to `?` or `#`) of unreserved and sub-delimiter characters, `:`, `@`, `/` and `%XX`
+/// escapes, without `.`/`..` segments or escaped dots (the parser would resolve them) and
+/// without backslashes. For those the parser only lowercases the scheme and host, drops a
+/// default port and turns an empty path into `/`, which is what this does
+/// (`tests::plain_urls_split_like_the_parser` checks it against the parser).
+fn plain_parts(raw: &str) -> Option<UrlParts> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let (scheme, default_port) = match scheme.as_bytes() {
+        s if s.eq_ignore_ascii_case(b"https") => ("https", 443),
+        s if s.eq_ignore_ascii_case(b"http") => ("http", 80),
+        s if s.eq_ignore_ascii_case(b"wss") => ("wss", 443),
+        s if s.eq_ignore_ascii_case(b"ws") => ("ws", 80),
+        _ => return None,
+    };
+    let authority_end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(authority_end);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let plain_label = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
+    };
+    let last = host.rsplit('.').next()?;
+    if !host.split('.').all(plain_label) || !last.bytes().next()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(port) => {
+            let plain = !port.is_empty()
+                && port.len() <= 5
+                && !port.starts_with('0')
+                && port.bytes().all(|b| b.is_ascii_digit());
+            let value: u32 = if plain {
+                port.parse().ok()?
+            } else {
+                return None;
+            };
+            if value > 65_535 {
+                return None;
+            }
+            (value != default_port).then_some(port)
+        }
+    };
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    let path = &after[..path_end];
+    if !plain_path(path) {
+        return None;
+    }
+    let host = host.to_ascii_lowercase();
+    let mut origin = String::with_capacity(scheme.len() + 3 + host.len() + 6);
+    origin.push_str(scheme);
+    origin.push_str("://");
+    origin.push_str(&host);
+    if let Some(port) = port {
+        origin.push(':');
+        origin.push_str(port);
+    }
+    Some(UrlParts {
+        scheme: scheme.to_owned(),
+        domain: registrable_domain(&host),
+        host,
+        origin,
+        path: if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        },
+    })
+}
+
+/// A path the WHATWG parser keeps byte for byte (see [`plain_parts`]).
+fn plain_path(path: &str) -> bool {
+    if path.is_empty() {
+        return true;
+    }
+    let bytes = path.as_bytes();
+    if bytes[0] != b'/' {
+        return false;
+    }
+    for (at, &b) in bytes.iter().enumerate() {
+        let allowed = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+            );
+        let escape = b == b'%'
+            && bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit)
+            // `%2e` is a dot to the parser's dot-segment rule.
+            && !(bytes[at + 1] == b'2' && bytes[at + 2].eq_ignore_ascii_case(&b'e'));
+        if !allowed && !escape {
+            return false;
+        }
+    }
+    !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
 /// [`parts`] behind a bounded LRU cache keyed by the URL itself: the reports of a site repeat the
 /// same document, script and source URLs, and splitting one (`url::Url` and the public suffix
 /// list, ~6,700 instructions) was most of a row's enrichment.
@@ -88,6 +223,15 @@ impl UrlCache {
             return parts(raw);
         }
         self.cache.get_or_compute(raw, || parts(raw))
+    }
+
+    /// `parts(raw).host` alone (the source file's host), without copying the other parts.
+    pub fn host(&mut self, raw: &str) -> String {
+        if raw.is_empty() || raw.len() > MAX_CACHED_URL_BYTES {
+            return parts(raw).host;
+        }
+        self.cache
+            .read_or_compute(raw, || parts(raw), |parts| parts.host.clone())
     }
 
     /// (hits, misses) since start, for metrics; URLs too long to cache are not counted.
@@ -208,6 +352,114 @@ mod tests {
         let long = format!("https://a.example/{}", "x".repeat(MAX_CACHED_URL_BYTES));
         assert_eq!(cache.parts(&long), parts(&long));
         assert_eq!(cache.stats(), (1, 5), "too long to cache: not looked up");
+        assert_eq!(cache.host(&long), parts(&long).host);
+        assert_eq!(cache.host("chrome-extension"), "");
+        assert_eq!(cache.stats(), (2, 5), "host() shares the cache");
+        assert_eq!(cache.host(urls[1]), "cdn.example.com");
+        assert_eq!(cache.stats(), (2, 6), "evicted earlier: a miss");
+        assert_eq!(
+            cache.parts(urls[1]),
+            parts(urls[1]),
+            "host() cached all parts"
+        );
+        assert_eq!(cache.stats(), (3, 6));
+    }
+
+    /// Regression guard of the fast path: every URL it answers is split exactly as the parser
+    /// splits it (scheme/host/port/path edge cases the parser normalises or refuses).
+    #[test]
+    fn plain_urls_split_like_the_parser() {
+        let schemes = ["http", "https", "ws", "wss", "HTTPS", "Http", "ftp", "file"];
+        let hosts = [
+            "shop.example.com",
+            "Shop.Example.CO.UK",
+            "a-b.c-d.example",
+            "localhost",
+            "x",
+            "45.55.25.245",
+            "1.2.3.04",
+            "example.1",
+            "example.0x1f",
+            "a..b",
+            ".a.b",
+            "a.b.",
+            "xn--nxasmq6b.example",
+            "XN--abc.example",
+            "b\u{e9}b\u{e9}.example",
+            "a%41.example",
+            "[::1]",
+            "u:p@host.example",
+            "a b.example",
+            "a\tb.example",
+            "a_b.example",
+            "",
+            "user.github.io",
+        ];
+        let ports = [
+            "", ":80", ":443", ":8080", ":0", ":080", ":65535", ":65536", ":", ":8a", ":99999",
+        ];
+        let paths = [
+            "",
+            "/",
+            "/page-1",
+            "/a/b.js",
+            "/a/./b",
+            "/a/../b",
+            "/a/.",
+            "/a/..",
+            "/.",
+            "/..",
+            "/a/%2e/b",
+            "/a/%2E%2e/b",
+            "/a/.%2e",
+            "/%41%zz",
+            "/%4",
+            "/a%20b",
+            "/a b",
+            "/a\tb",
+            "/a\nb",
+            "\\x",
+            "/a\\b",
+            "/\u{e9}",
+            "/a|b^c`d{e}f\"g<h>",
+            "/~user/!$&'()*+,;=:@x",
+            "/.hidden/..x/x..",
+            "//double//slash",
+        ];
+        let tails = ["", "?q=1", "?session=9#frag", "#f", "?", "#", "?a b#c d"];
+        let (mut answered, mut cases) = (0, 0);
+        for scheme in schemes {
+            for host in hosts {
+                for port in ports {
+                    for path in paths {
+                        for tail in tails {
+                            let url = format!("{scheme}://{host}{port}{path}{tail}");
+                            cases += 1;
+                            if let Some(fast) = plain_parts(&url) {
+                                answered += 1;
+                                assert_eq!(fast, parsed_parts(&url), "{url:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(answered > 1_000, "fast path answered {answered} of {cases}");
+        let p = plain_parts("HTTPS://Shop.Example.co.uk:443/a/b.js?token=secret#frag").unwrap();
+        assert_eq!(
+            (p.scheme.as_str(), p.host.as_str(), p.origin.as_str()),
+            ("https", "shop.example.co.uk", "https://shop.example.co.uk")
+        );
+        assert_eq!(
+            (p.path.as_str(), p.domain.as_str()),
+            ("/a/b.js", "example.co.uk")
+        );
+        assert_eq!(
+            plain_parts("http://45.55.25.245/"),
+            None,
+            "IPv4: the parser decides"
+        );
+        assert_eq!(plain_parts("https://a.example/x/../y"), None);
     }
 
     #[test]

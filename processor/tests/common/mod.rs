@@ -365,14 +365,18 @@ impl Producer {
 
     /// Produce one message keyed by its dedup key.
     pub async fn send(&mut self, message: &ReportMessage) {
+        self.send_as(message, schemas::MessageFormat::Json).await;
+    }
+
+    /// [`Producer::send`] with the payload in `format` (what ingest's
+    /// `--kafka-message-format` selects).
+    pub async fn send_as(&mut self, message: &ReportMessage, format: schemas::MessageFormat) {
         let key = dedup_key(message);
         let partition = self.partition_of(key);
-        self.raw(
-            partition,
-            Some(format!("{key:016x}").as_bytes()),
-            &message.encode(),
-        )
-        .await;
+        let mut payload = Vec::new();
+        message.encode_as(format, &mut payload);
+        self.raw(partition, Some(format!("{key:016x}").as_bytes()), &payload)
+            .await;
     }
 
     /// Produce many messages at once (queued together, then every delivery awaited).
