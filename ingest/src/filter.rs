@@ -109,61 +109,11 @@ fn host_in(value: &str) -> Option<Cow<'_, str>> {
     valid.then_some(Cow::Borrowed(host))
 }
 
-/// `a.b.c.d` with four decimal parts 0-255 without leading zeros: the parser's own output for
-/// an IPv4 host, which it returns unchanged (other spellings, `0x7f.1` or `010.0.0.1`, are left
-/// to it).
-fn is_canonical_ipv4(host: &str) -> bool {
-    let mut parts = 0;
-    let canonical = host.split('.').all(|part| {
-        parts += 1;
-        let digits = !part.is_empty()
-            && part.len() <= 3
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && !(part.len() > 1 && part.starts_with('0'));
-        digits && part.parse::<u16>().is_ok_and(|n| n <= 255)
-    });
-    canonical && parts == 4
-}
-
 /// The host of a plain `http(s)://` or `ws(s)://` URL as written, when the WHATWG parser would
-/// only lowercase it: ASCII letters, digits and `-` in non-empty labels, no `xn--` label (IDNA),
-/// a last label starting with a letter (never an IPv4 address or a number), no userinfo, and
-/// no port or a valid one. `None` for anything else, which the parser then decides (the same
-/// rules as `schemas::blocked`'s fast origin path).
+/// only lowercase it (`schemas::plain_url`, canonical IPv4 hosts included). `None` for anything
+/// else, which the parser then decides.
 fn plain_url_host(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    let special = ["http", "https", "ws", "wss"]
-        .iter()
-        .any(|s| scheme.eq_ignore_ascii_case(s));
-    if !special {
-        return None;
-    }
-    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
-    let (host, port) = match rest[..end].split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (&rest[..end], None),
-    };
-    let plain_label = |label: &str| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
-    };
-    let last = host.rsplit('.').next()?;
-    let named = host.split('.').all(plain_label) && last.bytes().next()?.is_ascii_alphabetic();
-    if !named && !is_canonical_ipv4(host) {
-        return None;
-    }
-    let valid_port = |port: &str| {
-        (1..=5).contains(&port.len())
-            && port.bytes().all(|b| b.is_ascii_digit())
-            && port.parse::<u32>().is_ok_and(|p| p <= 65_535)
-    };
-    match port {
-        Some(port) if !valid_port(port) => None,
-        _ => Some(host),
-    }
+    schemas::plain_url::split(url, true).map(|plain| plain.host)
 }
 
 #[cfg(test)]

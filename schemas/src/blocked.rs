@@ -155,55 +155,13 @@ pub fn origin_key(class: BlockedClass, blocked_url: Option<&str>) -> String {
 /// would change or reject: userinfo, IP literals and hosts ending in a number (IPv4 parsing),
 /// `xn--` labels (IDNA), empty labels, percent-escapes, backslashes, whitespace, odd ports.
 fn plain_url_origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let default_port = match scheme.as_bytes() {
-        s if s.eq_ignore_ascii_case(b"http") || s.eq_ignore_ascii_case(b"ws") => 80,
-        s if s.eq_ignore_ascii_case(b"https") || s.eq_ignore_ascii_case(b"wss") => 443,
-        _ => return None,
-    };
-    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    let plain_label = |label: &str| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
-    };
-    // A last label starting with a digit may be an IPv4 address (or "ends in a number", which
-    // the parser refuses): leave those to it.
-    let last = host.rsplit('.').next()?;
-    if !host.split('.').all(plain_label) || !last.bytes().next()?.is_ascii_alphabetic() {
-        return None;
-    }
-    let port = match port {
-        None => None,
-        Some(port) => {
-            let plain = !port.is_empty()
-                && port.len() <= 5
-                && !port.starts_with('0')
-                && port.bytes().all(|b| b.is_ascii_digit());
-            let value: u32 = if plain {
-                port.parse().ok()?
-            } else {
-                return None;
-            };
-            if value > 65_535 {
-                return None;
-            }
-            (value != default_port).then_some(port)
-        }
-    };
-    let mut origin = String::with_capacity(scheme.len() + 3 + host.len() + 6);
-    origin.push_str(&scheme.to_ascii_lowercase());
+    let plain = crate::plain_url::split(url, false)?;
+    let mut origin = String::with_capacity(plain.scheme.len() + 3 + plain.host.len() + 6);
+    origin.push_str(plain.scheme);
     origin.push_str("://");
-    origin.push_str(host);
+    origin.push_str(plain.host);
     origin.make_ascii_lowercase();
-    if let Some(port) = port {
+    if let Some(port) = plain.port {
         origin.push(':');
         origin.push_str(port);
     }

@@ -25,6 +25,7 @@ pub mod fingerprint;
 pub mod message;
 pub mod noise;
 pub mod parse;
+pub mod plain_url;
 pub mod report;
 pub mod sql;
 pub mod wire;

@@ -76,58 +76,21 @@ fn parsed_parts(raw: &str) -> UrlParts {
 /// [`parts`] of a plain http(s)/ws(s) URL without `url::Url`, which costs ~5,000 instructions
 /// per URL, most of a row when document URLs do not repeat (every report's own session or
 /// query string): `None` for anything the WHATWG parser might change or reject, which then
-/// decides. Plain means: an ASCII `host[:port]` authority of letters, digits, `-` and `.`
-/// whose last label starts with a letter (no IPv4 or IPv6 literal, no IDNA `xn--` label, no
-/// userinfo, no empty label), a port of 1-5 digits without a leading zero up to 65535, and a
+/// decides. Plain means: a plain authority (`schemas::plain_url`: an ASCII `host[:port]` of
+/// letters, digits, `-` and `.` whose last label starts with a letter, no IP literal, no IDNA,
+/// no userinfo, a valid port) and a
 /// path (up to `?` or `#`) of unreserved and sub-delimiter characters, `:`, `@`, `/` and `%XX`
 /// escapes, without `.`/`..` segments or escaped dots (the parser would resolve them) and
 /// without backslashes. For those the parser only lowercases the scheme and host, drops a
 /// default port and turns an empty path into `/`, which is what this does
 /// (`tests::plain_urls_split_like_the_parser` checks it against the parser).
 fn plain_parts(raw: &str) -> Option<UrlParts> {
-    let (scheme, rest) = raw.split_once("://")?;
-    let (scheme, default_port) = match scheme.as_bytes() {
-        s if s.eq_ignore_ascii_case(b"https") => ("https", 443),
-        s if s.eq_ignore_ascii_case(b"http") => ("http", 80),
-        s if s.eq_ignore_ascii_case(b"wss") => ("wss", 443),
-        s if s.eq_ignore_ascii_case(b"ws") => ("ws", 80),
-        _ => return None,
-    };
-    let authority_end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
-    let (authority, after) = rest.split_at(authority_end);
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    let plain_label = |label: &str| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !(label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"))
-    };
-    let last = host.rsplit('.').next()?;
-    if !host.split('.').all(plain_label) || !last.bytes().next()?.is_ascii_alphabetic() {
-        return None;
-    }
-    let port = match port {
-        None => None,
-        Some(port) => {
-            let plain = !port.is_empty()
-                && port.len() <= 5
-                && !port.starts_with('0')
-                && port.bytes().all(|b| b.is_ascii_digit());
-            let value: u32 = if plain {
-                port.parse().ok()?
-            } else {
-                return None;
-            };
-            if value > 65_535 {
-                return None;
-            }
-            (value != default_port).then_some(port)
-        }
-    };
+    let schemas::plain_url::PlainAuthority {
+        scheme,
+        host,
+        port,
+        rest: after,
+    } = schemas::plain_url::split(raw, false)?;
     let path_end = after.find(['?', '#']).unwrap_or(after.len());
     let path = &after[..path_end];
     if !plain_path(path) {
