@@ -39,7 +39,8 @@ pub fn split(url: &str, canonical_ipv4: bool) -> Option<PlainAuthority<'_>> {
         Some((host, port)) => (host, Some(port)),
         None => (authority, None),
     };
-    if !is_plain_name(host) && !(canonical_ipv4 && is_canonical_ipv4(host)) {
+    let plain_host = is_plain_name(host) || (canonical_ipv4 && is_canonical_ipv4(host));
+    if !plain_host {
         return None;
     }
     let port = match port {
