@@ -17,7 +17,9 @@
 //!    `--concurrency` clients (each phase cut at `--phase-secs`), into HDR histograms; p50,
 //!    p99, max and status counts, and ClickHouse's own `read_rows` / `read_bytes` / peak memory
 //!    per request from `system.query_log` (phases start on a new second; the queries that
-//!    started in each phase's seconds are summed once the log has settled, at the end). Then
+//!    started in each phase's seconds are summed once the log has settled, at the end; on 18.16
+//!    a short concurrent phase sometimes shows fewer entries than it ran, and the API's own
+//!    background alert loop adds some, so take these columns as indicative). Then
 //!    one alert evaluation (`api::alerts::rules::evaluate`, in-process mode only) at the
 //!    newest window + 60 s, so the rules see an hour of data even when it was loaded earlier.
 //!
