@@ -137,10 +137,9 @@ pub async fn withdraw(app: &App, call: &Call) -> Answer {
     let fingerprint = call.params.fingerprint()?;
     let applied = app
         .store
-        .resolutions(project, app.config.limits.max_resolutions)
+        .resolution(project, fingerprint)
         .await?
-        .into_iter()
-        .find(|row| row.fingerprint == fingerprint && !row.withdrawn())
+        .filter(|row| !row.withdrawn())
         .ok_or_else(|| ApiError::NotApplied {
             fingerprint: fingerprint_text(fingerprint),
         })?;
