@@ -49,10 +49,14 @@ pub fn split(url: &str, canonical_ipv4: bool) -> Option<PlainAuthority<'_>> {
             let digits = (1..=5).contains(&port.len())
                 && !port.starts_with('0')
                 && port.bytes().all(|b| b.is_ascii_digit());
-            if !digits || port.parse::<u32>().ok()? > 65_535 {
+            if !digits {
                 return None;
             }
-            (port.parse::<u32>().ok()? != default_port).then_some(port)
+            let value: u32 = port.parse().ok()?;
+            if value > 65_535 {
+                return None;
+            }
+            (value != default_port).then_some(port)
         }
     };
     Some(PlainAuthority {
