@@ -10,8 +10,10 @@
 //!   the floor ingest's CPU per request is compared with (`deploy/scripts/baseline.sh`).
 //!
 //! [`corpus`] classifies the repository's real-world bodies and mixes them into load profiles;
-//! [`samples`] holds two hand-written bodies for the micro-benchmarks.
+//! [`samples`] holds two hand-written bodies for the micro-benchmarks; [`loopback`] is the
+//! loopback-only check every tool applies to the addresses it is given.
 
 pub mod corpus;
 pub mod load;
+pub mod loopback;
 pub mod samples;

@@ -27,7 +27,6 @@
 //! its temp dir removed). Loopback only. Prints a markdown table and one `api_bench_json {...}`
 //! line for scripts.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -115,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let server = match &args.clickhouse_url {
         Some(url) => {
-            ensure_loopback(url)?;
+            benches::loopback::ensure(url)?;
             None
         }
         None => Some(runtime.block_on(Server::start())?),
@@ -162,7 +161,7 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<()> {
 
     let (api, token) = match (&args.api_url, &args.token) {
         (Some(api_url), Some(token)) => {
-            ensure_loopback(api_url)?;
+            benches::loopback::ensure(api_url)?;
             (ApiHandle::External(api_url.clone()), token.clone())
         }
         _ => {
@@ -856,19 +855,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-fn ensure_loopback(url: &str) -> anyhow::Result<()> {
-    let url = reqwest::Url::parse(url).with_context(|| format!("invalid url {url}"))?;
-    let host = url.host_str().context("url has no host")?;
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    ensure!(loopback, "{url} is not a loopback address");
-    Ok(())
 }
 
 /// Sleeps to the start of the next Unix second and returns it: `query_log` times are whole

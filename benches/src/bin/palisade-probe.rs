@@ -9,7 +9,6 @@
 //! refused or never became queryable.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -65,7 +64,7 @@ struct Tally {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for url in [&args.url, &args.clickhouse_url] {
-        ensure_loopback(&reqwest::Url::parse(url).with_context(|| format!("invalid url {url}"))?)?;
+        benches::loopback::ensure(url)?;
     }
     if !(args.rate > 0.0 && args.rate <= 1000.0) {
         bail!("--rate must be in (0, 1000]");
@@ -249,18 +248,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn ensure_loopback(url: &reqwest::Url) -> anyhow::Result<()> {
-    let host = url.host_str().context("url has no host")?;
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("refusing {host}: palisade-probe only targets loopback addresses");
-    }
-    Ok(())
 }

@@ -16,7 +16,6 @@
 //! and defaults: pass them after `--`, e.g. `-- --batch-rows 20000`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
@@ -86,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         args.keys > 0 && args.fingerprints > 0 && args.simulated_rate > 0,
         "--keys, --fingerprints and --simulated-rate must be positive"
     );
-    ensure_loopback(&args.clickhouse_url)?;
+    benches::loopback::ensure(&args.clickhouse_url)?;
     let config = processor::Config::try_parse_from(
         [
             "palisade-processor",
@@ -407,17 +406,4 @@ fn peak_rss_kib() -> anyhow::Result<u64> {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/self/status")
-}
-
-fn ensure_loopback(url: &str) -> anyhow::Result<()> {
-    let url = reqwest::Url::parse(url).context("invalid --clickhouse-url")?;
-    let host = url.host_str().context("--clickhouse-url has no host")?;
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    ensure!(loopback, "--clickhouse-url must be a loopback address");
-    Ok(())
 }
