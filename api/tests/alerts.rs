@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{migrate, Api, ADMIN_TOKEN, DATABASE};
+use common::{migrate, unix_now, Api, ADMIN_TOKEN, DATABASE};
 use http_body_util::{BodyExt as _, Full};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -154,13 +154,7 @@ async fn alerts_fire_once_signed_and_retried() {
         .with_url(server.http_url())
         .with_database(DATABASE)
         .with_validation(false);
-    let now = u32::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now = unix_now();
     let mut row_id = 0;
     let mut next = || {
         row_id += 1;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{migrate, scalar, Api, ADMIN_TOKEN, DATABASE};
+use common::{migrate, scalar, unix_now, Api, ADMIN_TOKEN, DATABASE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use testbed::clickhouse::ClickHouse;
@@ -118,13 +118,7 @@ async fn tenant_api_against_real_clickhouse() {
         .with_url(server.http_url())
         .with_database(DATABASE)
         .with_validation(false);
-    let now = u32::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now = unix_now();
     let base = now / 3600 * 3600 - 3 * 3600;
     // Keep every inserted part unmerged, so the stale version below stays a separate row and
     // only FINAL collapses it (what a production table looks like between merges).

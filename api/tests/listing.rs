@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{migrate, scalar, Api, ADMIN_TOKEN, DATABASE};
+use common::{migrate, scalar, unix_now, Api, ADMIN_TOKEN, DATABASE};
 use testbed::clickhouse::ClickHouse;
 
 /// One row (`row_id`, `version`) of group `fingerprint`, window `window`, ending `end` seconds
@@ -22,22 +22,23 @@ fn row(fingerprint: u64, row_id: u64, version: u64, window: u32, end: u32) -> St
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_are_those_of_final_despite_stale_versions() {
-    let Some(server) = ClickHouse::start().await else {
-        return;
-    };
+/// A migrated ClickHouse whose `reports` never merges, so stale versions stay beside the
+/// versions FINAL keeps (`None` when the server cannot start outside CI).
+async fn unmerged_reports() -> Option<ClickHouse> {
+    let server = ClickHouse::start().await?;
     migrate(&server).await;
     server
         .query(&format!("SYSTEM STOP MERGES {DATABASE}.reports"))
         .unwrap();
-    let now = u32::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    Some(server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_those_of_final_despite_stale_versions() {
+    let Some(server) = unmerged_reports().await else {
+        return;
+    };
+    let now = unix_now();
     let base = now / 60 * 60 - 7_200;
     // Groups 1-4: old rows (version 2, ending 30 s in) whose stale version 1 claims to end an
     // hour later than everything else. Groups 5 and 6: newer rows, no stale version.
@@ -141,20 +142,10 @@ fn policy_row(fingerprint: u64, row_id: u64, version: u64, window: u32, client: 
 /// `--max-resolutions` exact the answer comes from FINAL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposed_policy_qualifies_by_final_counts() {
-    let Some(server) = ClickHouse::start().await else {
+    let Some(server) = unmerged_reports().await else {
         return;
     };
-    migrate(&server).await;
-    server
-        .query(&format!("SYSTEM STOP MERGES {DATABASE}.reports"))
-        .unwrap();
-    let now = u32::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now = unix_now();
     let window = now / 60 * 60 - 3_600;
     // Three clients each. Group 1: 3 x 5 = 15 (qualifies at 10). Groups 2 and 4: 3 x 3 = 9
     // (they do not), with stale versions of 2 and 1 for each row: the sum of all, 18, passes

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{migrate, scalar, Api, ADMIN_TOKEN, DATABASE};
+use common::{migrate, scalar, unix_now, Api, ADMIN_TOKEN, DATABASE};
 use reqwest::{Method, StatusCode};
 use testbed::clickhouse::ClickHouse;
 
@@ -23,13 +23,7 @@ async fn reads_over_a_million_rows() {
         return;
     };
     migrate(&server).await;
-    let now = u32::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now = unix_now();
     let base = now - 86_400;
     let started = Instant::now();
     // Group k = rows 100k..100k+99: 100 rows over about 8 seconds of windows (groups are

@@ -16,7 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{migrate, scalar, Api, ADMIN_TOKEN, DATABASE};
+use common::{migrate, scalar, unix_now, Api, ADMIN_TOKEN, DATABASE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use testbed::clickhouse::ClickHouse;
@@ -193,13 +193,7 @@ async fn site_owner_page_in_headless_chromium() {
         .with_url(server.http_url())
         .with_database(DATABASE)
         .with_validation(false);
-    let now = u32::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now = unix_now();
     insert(&client, now / 3600 * 3600 - 3 * 3600).await;
 
     let report_port = testbed::free_port().unwrap();

@@ -12,6 +12,15 @@ use tokio_util::sync::CancellationToken;
 pub const DATABASE: &str = "palisade_api_test";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 
+/// Now, in Unix seconds.
+pub fn unix_now() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    u32::try_from(secs).unwrap()
+}
+
 /// Applies `schemas/sql/NNN_*.sql` like `palisade-processor migrate` on a single node (files
 /// gated by `-- requires:` are for newer servers and skipped).
 pub async fn migrate(server: &ClickHouse) {
