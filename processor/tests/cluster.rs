@@ -52,25 +52,9 @@ async fn one(client: &clickhouse::Client, sql: &str) -> String {
 
 fn row(row_id: u64, project_id: u64, window_start: u32, occurrences: u32) -> ReportRow {
     ReportRow {
-        row_id,
-        version: u64::from(occurrences),
-        project_id,
-        day: (window_start / DAY) as u16,
-        window_start,
-        first_seen: window_start + 1,
-        last_seen: window_start + 30,
-        occurrences,
-        fingerprint: 1000 + row_id,
-        dedup_key: 2000 + row_id,
         message_id: format!("message-{row_id}"),
-        kind: "csp-violation".to_owned(),
-        disposition: "enforce".to_owned(),
-        effective_directive: "script-src-elem".to_owned(),
-        directive_family: "script-src".to_owned(),
         blocked_origin: format!("https://cdn{}.example", row_id % 3),
-        policy_hash: 42,
-        original_policy: "script-src 'self'".to_owned(),
-        ..ReportRow::default()
+        ..common::report_row(row_id, project_id, window_start, occurrences)
     }
 }
 

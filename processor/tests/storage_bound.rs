@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use processor::migrate::{self, Topology};
 use processor::retention::{self, RetentionConfig};
-use processor::row::ReportRow;
 use processor::write::{Touched, Writer};
 use testbed::clickhouse::ClickHouse;
 
 mod common;
+
+use common::report_row as row;
 
 const DATABASE: &str = "palisade_storage_bound";
 /// 2023-11-15 00:00:00 UTC.
@@ -41,29 +42,6 @@ async fn one(client: &clickhouse::Client, sql: &str) -> String {
     let rows = testbed::clickhouse::tsv(client, DATABASE, sql).await;
     assert_eq!(rows.len(), 1, "{sql} -> {rows:?}");
     rows[0].join("\t")
-}
-
-fn row(row_id: u64, project_id: u64, window_start: u32, occurrences: u32) -> ReportRow {
-    ReportRow {
-        row_id,
-        version: u64::from(occurrences),
-        project_id,
-        day: (window_start / DAY) as u16,
-        window_start,
-        first_seen: window_start + 1,
-        last_seen: window_start + 30,
-        occurrences,
-        fingerprint: 1000 + row_id,
-        dedup_key: 2000 + row_id,
-        kind: "csp-violation".to_owned(),
-        disposition: "enforce".to_owned(),
-        effective_directive: "script-src-elem".to_owned(),
-        directive_family: "script-src".to_owned(),
-        blocked_origin: "https://cdn.example".to_owned(),
-        policy_hash: 42,
-        original_policy: "script-src 'self'".to_owned(),
-        ..ReportRow::default()
-    }
 }
 
 fn config(default_max_rows: u64) -> RetentionConfig {

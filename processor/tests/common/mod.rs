@@ -293,6 +293,36 @@ impl InProcess {
     }
 }
 
+/// A CSP `reports` row of project `project_id` in the window starting at `window_start`, at
+/// version `occurrences`; fingerprint and dedup key derived from `row_id`.
+pub fn report_row(
+    row_id: u64,
+    project_id: u64,
+    window_start: u32,
+    occurrences: u32,
+) -> processor::row::ReportRow {
+    processor::row::ReportRow {
+        row_id,
+        version: u64::from(occurrences),
+        project_id,
+        day: u16::try_from(window_start / 86_400).unwrap(),
+        window_start,
+        first_seen: window_start + 1,
+        last_seen: window_start + 30,
+        occurrences,
+        fingerprint: 1000 + row_id,
+        dedup_key: 2000 + row_id,
+        kind: "csp-violation".to_owned(),
+        disposition: "enforce".to_owned(),
+        effective_directive: "script-src-elem".to_owned(),
+        directive_family: "script-src".to_owned(),
+        blocked_origin: "https://cdn.example".to_owned(),
+        policy_hash: 42,
+        original_policy: "script-src 'self'".to_owned(),
+        ..processor::row::ReportRow::default()
+    }
+}
+
 /// Run `sql` in the test database and return the TabSeparated cells.
 pub async fn tsv(client: &clickhouse::Client, sql: &str) -> Vec<Vec<String>> {
     testbed::clickhouse::tsv(client, DATABASE, sql).await
