@@ -33,5 +33,9 @@ pub mod server;
 pub mod tls;
 pub mod validate;
 
+/// The global allocator of the ingest binary and of `palisade-baseline` (the floor ingest is
+/// measured against, which must pay for its allocations the same way): see `main.rs`.
+pub use mimalloc::MiMalloc as Allocator;
+
 pub use config::Config;
 pub use run::{run, Listeners, RunError};
