@@ -404,6 +404,8 @@ struct MessageContext<'a> {
 }
 
 impl MessageContext<'_> {
+    /// The report's Kafka message, encoded straight from the report and the request's fields
+    /// (borrowed through a [`schemas::MessageView`]: no string is copied into an owned message).
     fn message(
         &self,
         mut report: schemas::Report,
@@ -412,38 +414,47 @@ impl MessageContext<'_> {
         privacy::apply(&self.project.privacy, &mut report);
         let fingerprint = schemas::fingerprint(self.project.id, &report);
         let key = schemas::dedup_key(fingerprint, self.client_ip.as_deref().unwrap_or(""));
-        let message = schemas::ReportMessage {
+        let mut id = uuid::Uuid::encode_buffer();
+        let fingerprint = Hex16::new(fingerprint);
+        let message = schemas::MessageView {
             v: schemas::MESSAGE_VERSION,
-            id: uuid::Uuid::now_v7()
-                .hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer())
-                .to_owned(),
+            id: uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id),
             received_at_ms: self.received_at_ms,
             project_id: self.project.id,
-            environment: self.environment.clone(),
-            release: self.release.clone(),
-            client_ip: self.client_ip.clone(),
-            request_user_agent: self.user_agent.clone(),
-            fingerprint: hex16(fingerprint),
-            noise: noise.map(|n| n.as_str().to_owned()),
-            report,
+            environment: self.environment.as_deref(),
+            release: self.release.as_deref(),
+            client_ip: self.client_ip.as_deref(),
+            request_user_agent: self.user_agent.as_deref(),
+            fingerprint: fingerprint.as_str(),
+            noise: noise.map(schemas::NoiseReason::as_str),
+            report: &report,
         };
         let mut payload = Vec::with_capacity(self.payload_capacity);
         message.encode_as(self.format, &mut payload);
         OutgoingMessage {
-            key: hex16(key),
+            key: Hex16::new(key).as_str().to_owned(),
             payload,
         }
     }
 }
 
-/// `n` as 16 lowercase hex digits (`format!("{n:016x}")` without the formatting machinery).
-fn hex16(n: u64) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    (0..16)
-        .rev()
-        .map(|nibble| char::from(DIGITS[((n >> (nibble * 4)) & 0xf) as usize]))
-        .collect()
+/// A `u64` as 16 lowercase hex digits (`format!("{n:016x}")` without the formatting machinery
+/// or an allocation).
+struct Hex16([u8; 16]);
+
+impl Hex16 {
+    fn new(n: u64) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 16];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
+        }
+        Self(text)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("cannot fail: hex digits are ASCII")
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -490,7 +501,7 @@ mod tests {
     #[test]
     fn hex16_is_zero_padded_lowercase_hex() {
         for n in [0, 1, 0xabc, 0x0123_4567_89ab_cdef, u64::MAX, 1 << 63] {
-            assert_eq!(hex16(n), format!("{n:016x}"));
+            assert_eq!(Hex16::new(n).as_str(), format!("{n:016x}"));
         }
     }
 

@@ -38,7 +38,7 @@
 //! shows the strings in order, and [`to_json`] (or the processor's dead-letter copy) gives the
 //! JSON form.
 
-use crate::message::ReportMessage;
+use crate::message::{MessageView, ReportMessage};
 use crate::report::{BlockedClass, Details, Disposition, Extra, Report, ReportKind, WireFormat};
 
 /// First byte of every binary message: a UTF-8 continuation byte, so never the start of JSON.
@@ -99,22 +99,27 @@ pub enum BinaryError {
 
 /// Appends `message` in the binary layout to `out`.
 pub fn encode_into(message: &ReportMessage, out: &mut Vec<u8>) {
+    encode_view(&message.view(), out);
+}
+
+/// Appends the message `message` borrows in the binary layout to `out`.
+pub fn encode_view(message: &MessageView<'_>, out: &mut Vec<u8>) {
     out.push(MARKER);
     out.push(LAYOUT_VERSION);
     varint(out, u64::from(message.v));
-    string(out, &message.id);
+    string(out, message.id);
     varint(out, message.received_at_ms);
     varint(out, message.project_id);
-    string(out, &message.fingerprint);
+    string(out, message.fingerprint);
     let optional = [
-        &message.environment,
-        &message.release,
-        &message.client_ip,
-        &message.request_user_agent,
-        &message.noise,
+        message.environment,
+        message.release,
+        message.client_ip,
+        message.request_user_agent,
+        message.noise,
     ];
     optional_strings(out, &optional);
-    let report = &message.report;
+    let report = message.report;
     out.push(kind_index(report.kind));
     out.push(wire_index(report.wire));
     out.push(class_index(report.blocked_class));
@@ -348,7 +353,7 @@ fn string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-fn optional_strings(out: &mut Vec<u8>, fields: &[&Option<String>]) {
+fn optional_strings(out: &mut Vec<u8>, fields: &[Option<&str>]) {
     let mut present = 0u64;
     for (bit, field) in fields.iter().enumerate() {
         if field.is_some() {
@@ -356,7 +361,7 @@ fn optional_strings(out: &mut Vec<u8>, fields: &[&Option<String>]) {
         }
     }
     varint(out, present);
-    for text in fields.iter().filter_map(|f| f.as_deref()) {
+    for text in fields.iter().flatten() {
         string(out, text);
     }
 }

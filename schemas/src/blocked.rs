@@ -102,28 +102,55 @@ pub fn scheme_of(value: &str) -> Option<String> {
 }
 
 /// The scheme of `value` as written (any case) when it starts with `scheme:`.
-fn raw_scheme(value: &str) -> Option<&str> {
+pub fn raw_scheme(value: &str) -> Option<&str> {
     let (scheme, _) = value.split_once(':')?;
     is_scheme_word(scheme).then_some(scheme)
 }
 
 /// The scheme of `value`, or the whole value lowercased when it is a bare scheme word.
 pub fn scheme_or_word(value: &str) -> Option<String> {
+    raw_scheme_or_word(value).map(str::to_ascii_lowercase)
+}
+
+/// [`scheme_or_word`] as written (any case), without a copy.
+pub fn raw_scheme_or_word(value: &str) -> Option<&str> {
     let value = value.trim();
-    scheme_of(value).or_else(|| is_scheme_word(value).then(|| value.to_ascii_lowercase()))
+    raw_scheme(value).or_else(|| is_scheme_word(value).then_some(value))
 }
 
 /// The lowercase host of an absolute hierarchical URL (`scheme://[user@]host[:port]/...`).
 pub fn host_of(value: &str) -> Option<String> {
-    let (_, rest) = value.trim().split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    raw_host(value).map(str::to_ascii_lowercase)
+}
+
+/// [`host_of`] as written (any case), without a copy.
+pub fn raw_host(value: &str) -> Option<&str> {
+    let (_, rest) = split_at_separator(value.trim())?;
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if let Some(v6) = host_port.strip_prefix('[') {
         v6.split(']').next().unwrap_or(v6)
     } else {
         host_port.split(':').next().unwrap_or(host_port)
     };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    (!host.is_empty()).then_some(host)
+}
+
+/// `value.split_once("://")`, looking at each `:` (memchr) rather than setting up a substring
+/// search per URL.
+pub fn split_at_separator(value: &str) -> Option<(&str, &str)> {
+    let mut from = 0;
+    while let Some(colon) = value[from..].find(':').map(|i| from + i) {
+        if let Some(rest) = value[colon + 1..].strip_prefix("//") {
+            return Some((&value[..colon], rest));
+        }
+        from = colon + 1;
+    }
+    None
 }
 
 /// The grouping key of a blocked resource: `scheme://host[:port]` for URLs, the class

@@ -6,7 +6,7 @@
 //! anything is built) -> [`wire`] (one module per wire format) -> [`report`] (the normalised
 //! model; unknown fields as raw JSON text, [`Extra`]) -> [`blocked`] / [`directive`]
 //! (normalisation helpers) -> [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to
-//! Kafka).
+//! Kafka; written by [`json_layout`] or [`binary`]).
 //!
 //! Hot path, as ingest uses it: one [`Parser`] per worker (it keeps simd-json's scratch
 //! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,
@@ -22,6 +22,7 @@ pub mod directive;
 mod errors;
 mod extra;
 pub mod fingerprint;
+pub mod json_layout;
 pub mod message;
 pub mod noise;
 pub mod parse;
@@ -32,7 +33,7 @@ pub mod wire;
 
 pub use errors::error_chain;
 pub use fingerprint::{dedup_key, fingerprint};
-pub use message::{DecodeError, MessageFormat, ReportMessage, MESSAGE_VERSION};
+pub use message::{DecodeError, MessageFormat, MessageView, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{

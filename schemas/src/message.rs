@@ -2,7 +2,8 @@
 //!
 //! # Format
 //!
-//! One JSON object per Kafka message (UTF-8, produced by `serde_json`), one report per
+//! One JSON object per Kafka message (UTF-8; the bytes `serde_json` produces for
+//! [`ReportMessage`], written by [`crate::json_layout`]), one report per
 //! message, keyed by ingest with [`crate::dedup_key`]. The same message may instead be written in
 //! the compact binary layout of [`crate::binary`] ([`MessageFormat::Binary`]); its first byte
 //! ([`crate::binary::MARKER`]) never starts JSON, so [`ReportMessage::decode`] reads either. Fields are those of [`ReportMessage`];
@@ -59,6 +60,37 @@ pub struct ReportMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<String>,
     pub report: Report,
+}
+
+/// A [`ReportMessage`] whose fields are borrowed from wherever they are held: ingest encodes
+/// each report from the request's fields and the parsed report without copying a string into
+/// an owned message. Both layouts are written from it, and [`ReportMessage::view`] gives one, so
+/// an owned message and a view of the same fields encode to the same bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    /// [`MESSAGE_VERSION`] for a new message.
+    pub v: u16,
+    pub id: &'a str,
+    pub received_at_ms: u64,
+    pub project_id: u64,
+    pub environment: Option<&'a str>,
+    pub release: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    pub request_user_agent: Option<&'a str>,
+    pub fingerprint: &'a str,
+    pub noise: Option<&'a str>,
+    pub report: &'a Report,
+}
+
+impl MessageView<'_> {
+    /// Appends the message to `out` in `format`: JSON ([`crate::json_layout`], the same bytes
+    /// as `serde_json` gives for [`ReportMessage`]) or [`crate::binary`].
+    pub fn encode_as(&self, format: MessageFormat, out: &mut Vec<u8>) {
+        match format {
+            MessageFormat::Json => crate::json_layout::encode_into(self, out),
+            MessageFormat::Binary => crate::binary::encode_view(self, out),
+        }
+    }
 }
 
 /// How a [`ReportMessage`] is written into a Kafka payload.
@@ -135,6 +167,23 @@ impl ReportMessage {
             + self.report.heap_bytes()
     }
 
+    /// The message's fields borrowed, as both layouts are written from.
+    pub fn view(&self) -> MessageView<'_> {
+        MessageView {
+            v: self.v,
+            id: &self.id,
+            received_at_ms: self.received_at_ms,
+            project_id: self.project_id,
+            environment: self.environment.as_deref(),
+            release: self.release.as_deref(),
+            client_ip: self.client_ip.as_deref(),
+            request_user_agent: self.request_user_agent.as_deref(),
+            fingerprint: &self.fingerprint,
+            noise: self.noise.as_deref(),
+            report: &self.report,
+        }
+    }
+
     /// The message as JSON bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENCODE_CAPACITY);
@@ -144,17 +193,12 @@ impl ReportMessage {
 
     /// Appends the message as JSON to `out` (reserve its size first to spare reallocations).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        serde_json::to_writer(out, self).expect(
-            "cannot fail: writing to a Vec, map keys are strings, tagged details are objects",
-        );
+        self.view().encode_as(MessageFormat::Json, out);
     }
 
     /// Appends the message to `out` in `format`.
     pub fn encode_as(&self, format: MessageFormat, out: &mut Vec<u8>) {
-        match format {
-            MessageFormat::Json => self.encode_into(out),
-            MessageFormat::Binary => crate::binary::encode_into(self, out),
-        }
+        self.view().encode_as(format, out);
     }
 
     /// Parses a message in either format, checking its version first (see the module docs).

@@ -7,7 +7,7 @@
 //! URL with a scheme other than http(s). `data:` and `blob:` are real policy gaps, never noise.
 //! Per-tenant host lists are opt-ins that live elsewhere, never here.
 
-use crate::blocked::{host_of, scheme_or_word};
+use crate::blocked::{raw_host, raw_scheme, raw_scheme_or_word};
 use crate::report::{BlockedClass, Report};
 
 /// Why a report is noise. Each variant is a bounded metric label.
@@ -148,8 +148,10 @@ pub fn classify(report: &Report) -> Option<NoiseReason> {
     if report
         .document_url
         .as_deref()
-        .and_then(crate::blocked::scheme_of)
-        .is_some_and(|scheme| scheme != "http" && scheme != "https")
+        .and_then(raw_scheme)
+        .is_some_and(|scheme| {
+            !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
+        })
     {
         return Some(NoiseReason::NonWebDocument);
     }
@@ -161,7 +163,13 @@ fn has_noise_scheme(value: &str) -> bool {
     if value.eq_ignore_ascii_case(CHROME_WEB_DATA) {
         return true;
     }
-    scheme_or_word(value).is_some_and(|scheme| NOISE_SCHEMES.contains(&scheme.as_str()))
+    // Compared in any ASCII case rather than lowercased into a new string (one allocation per
+    // URL and per report, `report/noise_classify` in benches/README.md).
+    raw_scheme_or_word(value).is_some_and(|scheme| {
+        NOISE_SCHEMES
+            .iter()
+            .any(|noise| noise.eq_ignore_ascii_case(scheme))
+    })
 }
 
 fn has_noise_host(value: &str) -> bool {
@@ -170,14 +178,20 @@ fn has_noise_host(value: &str) -> bool {
     if bare.eq_ignore_ascii_case(NOISE_BARE_VALUE) {
         return true;
     }
-    host_of(value).is_some_and(|host| {
-        NOISE_HOST_SUFFIXES.iter().any(|suffix| {
-            host == *suffix
-                || host
-                    .strip_suffix(suffix)
-                    .is_some_and(|head| head.ends_with('.'))
-        })
+    raw_host(value).is_some_and(|host| {
+        NOISE_HOST_SUFFIXES
+            .iter()
+            .any(|suffix| is_host_or_subdomain(host, suffix))
     })
+}
+
+/// Whether `host` (any ASCII case) is `suffix` (lowercase ASCII) or a subdomain of it.
+fn is_host_or_subdomain(host: &str, suffix: &str) -> bool {
+    let (host, suffix) = (host.as_bytes(), suffix.as_bytes());
+    let Some(head_len) = host.len().checked_sub(suffix.len()) else {
+        return false;
+    };
+    host[head_len..].eq_ignore_ascii_case(suffix) && (head_len == 0 || host[head_len - 1] == b'.')
 }
 
 #[cfg(test)]

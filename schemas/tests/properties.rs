@@ -854,6 +854,9 @@ proptest! {
         prop_assert_eq!(&again, &report, "body {} rewired {}", body, wire);
 
         let message = message(report);
+        // The hand-written JSON layout is byte for byte what serde_json writes.
+        let serde = serde_json::to_vec(&message).expect("serialises");
+        prop_assert_eq!(message.encode(), serde);
         let decoded = ReportMessage::decode(&message.encode()).expect("own messages decode");
         prop_assert_eq!(&decoded, &message);
         // The binary layout carries exactly the same message, and its JSON form is the JSON.
