@@ -6,7 +6,7 @@
 //! anything is built) -> [`wire`] (one module per wire format) -> [`report`] (the normalised
 //! model; unknown fields as raw JSON text, [`Extra`]) -> [`blocked`] / [`directive`]
 //! (normalisation helpers) -> [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to
-//! Kafka).
+//! Kafka; [`view`] reads it without copying its strings).
 //!
 //! Hot path, as ingest uses it: one [`Parser`] per worker (it keeps simd-json's scratch
 //! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,
@@ -28,6 +28,7 @@ pub mod parse;
 pub mod plain_url;
 pub mod report;
 pub mod sql;
+pub mod view;
 pub mod wire;
 
 pub use errors::error_chain;

@@ -171,16 +171,7 @@ impl ReportMessage {
 
     /// A binary message ([`crate::binary`]), with the same version rule as JSON.
     pub fn decode_binary(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let message = crate::binary::decode(bytes).map_err(|error| match error {
-            crate::binary::BinaryError::UnsupportedLayout(layout) => {
-                DecodeError::UnsupportedLayout(layout)
-            }
-            error => DecodeError::CorruptBinary(error),
-        })?;
-        if message.v == 0 || message.v > MESSAGE_VERSION {
-            return Err(DecodeError::UnsupportedVersion(message.v.into()));
-        }
-        Ok(message)
+        crate::view::MessageView::decode_binary(bytes).map(crate::view::MessageView::into_owned)
     }
 }
 
