@@ -64,10 +64,10 @@
 //! `max_bytes` (plus the one message that opened the newest window, if it alone is bigger).
 //! A window holds its first message ([`Held`]: a binary payload as its bytes, a JSON one
 //! decoded); what it holds is counted with [`Incoming::held_bytes`] (the payload's length, or
-//! [`ReportMessage::heap_bytes`], an estimate that counts a JSON tree node by node, so a message
-//! already in Kafka with a huge unknown-field tree, written before ingest's per-report cap or
-//! by a hostile producer, closes windows early instead of exhausting memory) plus the window's
-//! own share of its hash table. The count is a function of the message alone, so the bound
+//! [`schemas::ReportMessage::heap_bytes`], an estimate that counts a JSON tree node by node, so
+//! a message already in Kafka with a huge unknown-field tree, written before ingest's
+//! per-report cap or by a hostile producer, closes windows early instead of exhausting memory)
+//! plus the window's own share of its hash table. The count is a function of the message alone, so the bound
 //! closes the same windows on a replay. Closed windows wait in a queue until the next
 //! [`Dedup::drain_closed`], which the consume loop calls after every poll.
 //!
