@@ -10,9 +10,10 @@
 //! throughput is in rows (elements).
 //! - `enrich/row_ua_cache_warm`: `Enricher::row` with a UA cache larger than the distinct UAs
 //!   of the mix, warmed by one pass first (every lookup hits). No GeoIP database (as the default
-//!   config), so `country` is an empty string. `Enricher::row` takes the window by value (it
-//!   moves the message's strings into the row), so each iteration also clones the window: the
-//!   figures since issue 13 include that clone, which the pipeline does not pay.
+//!   config), so `country` is an empty string. The windows hold their first messages as the
+//!   pipeline holds a binary payload's (`processor::dedup::Held::Binary`), and `Enricher::row`
+//!   reads them through a view (it took the window by value and cloned it per iteration
+//!   before issue 13's held payloads).
 //! - `enrich/row_ua_cache_miss`: the same with a 1-entry cache and windows whose UAs rotate
 //!   through the mix's distinct UAs, so every lookup misses and woothee parses (the cold
 //!   cache, or a cache too small for the traffic). Hit/miss counts are printed.
@@ -27,7 +28,7 @@ use std::hint::black_box;
 use std::num::NonZeroUsize;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use processor::dedup::{CloseReason, ClosedWindow};
+use processor::dedup::{CloseReason, ClosedWindow, Held};
 use processor::enrich::UaClassifier;
 use processor::{Enricher, Geo, ReportRow};
 use schemas::ReportMessage;
@@ -43,25 +44,33 @@ fn window(index: usize, first: ReportMessage) -> ClosedWindow {
         occurrences: 1 + index as u64 % 7,
         first_seen_ms: window_start_ms + 1_500,
         last_seen_ms: window_start_ms + 59_000,
-        first,
+        first: Held::Binary(schemas::binary::encode(&first).into_boxed_slice()),
         reason: CloseReason::Watermark,
     }
 }
 
-fn windows() -> Vec<ClosedWindow> {
+fn messages() -> Vec<ReportMessage> {
     support::report_mix()
         .into_iter()
         .enumerate()
-        .map(|(index, report)| window(index, support::message(index, report)))
+        .map(|(index, report)| support::message(index, report))
         .collect()
 }
 
-/// The distinct non-empty user agents of the windows, in first-seen order.
-fn distinct_uas(windows: &[ClosedWindow]) -> Vec<String> {
+fn windows(messages: Vec<ReportMessage>) -> Vec<ClosedWindow> {
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, m)| window(index, m))
+        .collect()
+}
+
+/// The distinct non-empty user agents of the messages, in first-seen order.
+fn distinct_uas(messages: &[ReportMessage]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    windows
+    messages
         .iter()
-        .filter_map(|w| w.first.report.user_agent.clone())
+        .filter_map(|m| m.report.user_agent.clone())
         .filter(|ua| !ua.is_empty() && seen.insert(ua.clone()))
         .collect()
 }
@@ -71,33 +80,34 @@ fn one() -> NonZeroUsize {
 }
 
 fn enrich(c: &mut Criterion) {
-    let windows = windows();
-    let uas = distinct_uas(&windows);
+    let messages = messages();
+    let uas = distinct_uas(&messages);
     assert!(uas.len() > 1, "the mix needs several user agents");
     let big = NonZeroUsize::new(uas.len() * 2).unwrap_or(NonZeroUsize::MIN);
     // Every window gets a different UA from the one before it: a 1-entry cache always misses.
-    let rotating: Vec<ClosedWindow> = windows
+    let rotating: Vec<ClosedWindow> = messages
         .iter()
         .enumerate()
-        .map(|(index, w)| {
-            let mut w = w.clone();
-            w.first.report.user_agent = Some(uas[index % uas.len()].clone());
-            w
+        .map(|(index, m)| {
+            let mut m = m.clone();
+            m.report.user_agent = Some(uas[index % uas.len()].clone());
+            window(index, m)
         })
         .collect();
+    let windows = windows(messages);
 
     let mut group = c.benchmark_group("enrich");
     group.throughput(Throughput::Elements(windows.len() as u64));
 
     let mut warm = Enricher::new(big, big, Geo::default());
     for w in &windows {
-        black_box(warm.row(w.clone()));
+        black_box(warm.row(w));
     }
     let (_, warmed_misses) = warm.ua_cache_stats();
     group.bench_function("row_ua_cache_warm", |b| {
         b.iter(|| {
             for w in &windows {
-                black_box(warm.row(black_box(w.clone())));
+                black_box(warm.row(black_box(w)));
             }
         })
     });
@@ -114,12 +124,12 @@ fn enrich(c: &mut Criterion) {
     // lookups), UA cache warm.
     let mut uncached = Enricher::new(big, one(), Geo::default());
     for w in &windows {
-        black_box(uncached.row(w.clone()));
+        black_box(uncached.row(w));
     }
     group.bench_function("row_url_cache_miss", |b| {
         b.iter(|| {
             for w in &windows {
-                black_box(uncached.row(black_box(w.clone())));
+                black_box(uncached.row(black_box(w)));
             }
         })
     });
@@ -130,7 +140,7 @@ fn enrich(c: &mut Criterion) {
     group.bench_function("row_ua_cache_miss", |b| {
         b.iter(|| {
             for w in &rotating {
-                black_box(cold.row(black_box(w.clone())));
+                black_box(cold.row(black_box(w)));
             }
         })
     });
@@ -143,7 +153,7 @@ fn enrich(c: &mut Criterion) {
     group.throughput(Throughput::Elements(rotating.len() as u64));
     let agents: Vec<&str> = rotating
         .iter()
-        .map(|w| w.first.report.user_agent.as_deref().unwrap_or_default())
+        .map(|w| w.first.view().report.user_agent.unwrap_or_default())
         .collect();
     let mut warm = UaClassifier::new(big);
     for ua in &agents {
@@ -171,14 +181,14 @@ fn enrich(c: &mut Criterion) {
 fn rowbinary(c: &mut Criterion) {
     support::rowbinary::check();
     const ROWS: usize = 1_000;
-    let windows = windows();
+    let windows = windows(messages());
     let size = NonZeroUsize::new(4096).unwrap_or(one());
     let mut enricher = Enricher::new(size, size, Geo::default());
     let rows: Vec<ReportRow> = windows
         .iter()
         .cycle()
         .take(ROWS)
-        .map(|w| enricher.row(w.clone()))
+        .map(|w| enricher.row(w))
         .collect();
     let mut out = Vec::new();
     for row in &rows {

@@ -427,7 +427,7 @@ impl MessageContext<'_> {
             request_user_agent: self.user_agent.as_deref(),
             fingerprint: fingerprint.as_str(),
             noise: noise.map(schemas::NoiseReason::as_str),
-            report: &report,
+            report: report.view(),
         };
         let mut payload = Vec::with_capacity(self.payload_capacity);
         message.encode_as(self.format, &mut payload);

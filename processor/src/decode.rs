@@ -1,15 +1,46 @@
-//! Kafka record -> [`ReportMessage`] and its dedup key, or a [`DecodeFailure`] for the
+//! Kafka record -> [`Message`] and its dedup key, or a [`DecodeFailure`] for the
 //! dead-letter topic. Never panics, whatever the bytes.
 
+use schemas::view::MessageView;
 use schemas::{DecodeError, ReportMessage};
+
+use crate::dedup::Incoming;
 
 /// A decoded record.
 #[derive(Debug, Clone)]
-pub struct Decoded {
-    pub message: ReportMessage,
+pub struct Decoded<'a> {
+    pub message: Message<'a>,
     pub dedup_key: u64,
     /// Whether the key was read from the record key or recomputed from the message.
     pub key_source: KeySource,
+}
+
+/// A decoded payload: a binary one is read in place (validated, nothing copied), a JSON one
+/// is decoded into an owned message (serde has to build it to validate it).
+#[derive(Debug, Clone)]
+pub enum Message<'a> {
+    Binary {
+        view: MessageView<'a>,
+        payload: &'a [u8],
+    },
+    Json(ReportMessage),
+}
+
+impl<'a> Message<'a> {
+    pub fn view(&self) -> MessageView<'_> {
+        match self {
+            Self::Binary { view, .. } => view.clone(),
+            Self::Json(message) => message.view(),
+        }
+    }
+
+    /// What dedup counts (and holds, if the message opens a window).
+    pub fn into_incoming(self) -> Incoming<'a> {
+        match self {
+            Self::Binary { view, payload } => Incoming::binary(&view, payload),
+            Self::Json(message) => message.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +74,10 @@ impl DecodeFailure {
 }
 
 /// Decodes a record's payload and key.
-pub fn decode(payload: Option<&[u8]>, key: Option<&[u8]>) -> Result<Decoded, DecodeFailure> {
+pub fn decode<'a>(
+    payload: Option<&'a [u8]>,
+    key: Option<&[u8]>,
+) -> Result<Decoded<'a>, DecodeFailure> {
     let payload = payload
         .filter(|p| !p.is_empty())
         .ok_or_else(|| DecodeFailure::new("empty", "record has no payload"))?;
@@ -55,13 +89,14 @@ pub fn decode(payload: Option<&[u8]>, key: Option<&[u8]>) -> Result<Decoded, Dec
             key_source: KeySource::RecordKey,
         });
     }
-    let fingerprint = u64::from_str_radix(&message.fingerprint, 16).map_err(|_| {
+    let view = message.view();
+    let fingerprint = u64::from_str_radix(view.fingerprint, 16).map_err(|_| {
         DecodeFailure::new(
             "no_dedup_key",
-            format!("bad key and bad fingerprint {:?}", message.fingerprint),
+            format!("bad key and bad fingerprint {:?}", view.fingerprint),
         )
     })?;
-    let dedup_key = schemas::dedup_key(fingerprint, message.client_ip.as_deref().unwrap_or(""));
+    let dedup_key = schemas::dedup_key(fingerprint, view.client_ip.unwrap_or(""));
     Ok(Decoded {
         message,
         dedup_key,
@@ -82,10 +117,12 @@ pub fn decode(payload: Option<&[u8]>, key: Option<&[u8]>) -> Result<Decoded, Dec
 /// every string (keys included) separately, which cost more than the one whole-buffer check.
 ///
 /// A payload starting with [`schemas::binary::MARKER`] is the compact binary layout (written by
-/// ingest with `--kafka-message-format binary`): no JSON at all, one pass.
-fn decode_message(payload: &[u8]) -> Result<ReportMessage, DecodeFailure> {
+/// ingest with `--kafka-message-format binary`): no JSON at all, one pass, and read in place
+/// ([`MessageView::decode_binary`] refuses exactly what [`ReportMessage::decode_binary`] does).
+fn decode_message(payload: &[u8]) -> Result<Message<'_>, DecodeFailure> {
     if payload.first() == Some(&schemas::binary::MARKER) {
-        return ReportMessage::decode_binary(payload).map_err(failure);
+        let view = MessageView::decode_binary(payload).map_err(failure)?;
+        return Ok(Message::Binary { view, payload });
     }
     let parsed = std::str::from_utf8(payload)
         .ok()
@@ -97,9 +134,11 @@ fn decode_message(payload: &[u8]) -> Result<ReportMessage, DecodeFailure> {
                 format!("message version {}", message.v),
             ));
         }
-        return Ok(message);
+        return Ok(Message::Json(message));
     }
-    ReportMessage::decode(payload).map_err(failure)
+    ReportMessage::decode(payload)
+        .map(Message::Json)
+        .map_err(failure)
 }
 
 /// The dead-letter reason of a message that did not decode.
@@ -143,16 +182,13 @@ mod tests {
 
     #[test]
     fn reads_the_dedup_key_from_the_record_key() {
-        let decoded = decode(
-            Some(&payload("00000000000000aa", None)),
-            Some(b"00000000000000FF"),
-        )
-        .unwrap();
+        let bytes = payload("00000000000000aa", None);
+        let decoded = decode(Some(&bytes), Some(b"00000000000000FF")).unwrap();
         assert_eq!(
             (decoded.dedup_key, decoded.key_source),
             (0xff, KeySource::RecordKey)
         );
-        assert_eq!(decoded.message.project_id, 3);
+        assert_eq!(decoded.message.view().project_id, 3);
     }
 
     #[test]
@@ -164,18 +200,16 @@ mod tests {
             Some(&b"0000000000000aa"[..]),
             Some(&b"+000000000000aa0"[..]),
         ] {
-            let decoded = decode(
-                Some(&payload("00000000000000aa", Some("198.51.100.0"))),
-                key,
-            )
-            .unwrap();
+            let bytes = payload("00000000000000aa", Some("198.51.100.0"));
+            let decoded = decode(Some(&bytes), key).unwrap();
             assert_eq!(
                 (decoded.dedup_key, decoded.key_source),
                 (expected, KeySource::Recomputed),
                 "{key:?}"
             );
         }
-        let no_ip = decode(Some(&payload("aa", None)), None).unwrap();
+        let bytes = payload("aa", None);
+        let no_ip = decode(Some(&bytes), None).unwrap();
         assert_eq!(no_ip.dedup_key, schemas::dedup_key(0xaa, ""));
     }
 
@@ -221,7 +255,12 @@ mod tests {
         for key in [Some(&b"00000000000000FF"[..]), None] {
             let from_json = decode(Some(&json), key).unwrap();
             let from_binary = decode(Some(&binary), key).unwrap();
-            assert_eq!(from_binary.message, from_json.message);
+            assert!(matches!(from_binary.message, Message::Binary { .. }));
+            assert!(matches!(from_json.message, Message::Json(_)));
+            assert_eq!(
+                from_binary.message.view().into_owned(),
+                from_json.message.view().into_owned()
+            );
             assert_eq!(
                 (from_binary.dedup_key, from_binary.key_source),
                 (from_json.dedup_key, from_json.key_source)

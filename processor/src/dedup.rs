@@ -62,27 +62,36 @@
 //!
 //! Memory: per assigned partition, at most `max_open_windows` open windows holding at most
 //! `max_bytes` (plus the one message that opened the newest window, if it alone is bigger).
-//! A window holds its first message decoded; what it holds is counted with
-//! [`ReportMessage::heap_bytes`], an estimate that counts a JSON tree node by node, so a message
-//! already in Kafka with a huge unknown-field tree (written before ingest's per-report cap, or
-//! by a hostile producer) closes windows early instead of exhausting memory. The estimate is a
-//! function of the message alone, so the bound closes the same windows on a replay. Closed
-//! windows wait in a queue until the next [`Dedup::drain_closed`], which the consume loop calls
-//! after every poll.
+//! A window holds its first message ([`Held`]: a binary payload as its bytes, a JSON one
+//! decoded); what it holds is counted with [`Incoming::held_bytes`] (the payload's length, or
+//! [`schemas::ReportMessage::heap_bytes`], an estimate that counts a JSON tree node by node, so
+//! a message already in Kafka with a huge unknown-field tree, written before ingest's
+//! per-report cap or by a hostile producer, closes windows early instead of exhausting memory)
+//! plus the window's own share of its hash table. The count is a function of the message alone, so the bound
+//! closes the same windows on a replay. Closed windows wait in a queue until the next
+//! [`Dedup::drain_closed`], which the consume loop calls after every poll.
+//!
+//! Layout: per partition, the open windows are grouped by window start (a `BTreeMap`, ordered so
+//! closing by horizon is a split; only a few starts are open at once), each start holding its
+//! windows in a `HashMap` by dedup key. A message that joins an open window costs one small
+//! `BTreeMap` lookup and one hash lookup, and moves nothing but counters.
 
+mod held;
+
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use schemas::ReportMessage;
+pub use held::{Held, Incoming};
 
 /// Reports older than this (Reporting API `age`) are treated as this old: bounds event times.
 pub const MAX_REPORT_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// When the report was generated: received minus its bounded `age`.
-pub fn event_time_ms(message: &ReportMessage) -> u64 {
-    let age = message.report.age_ms.unwrap_or(0).min(MAX_REPORT_AGE_MS);
-    message.received_at_ms.saturating_sub(age)
+pub fn event_time_ms(received_at_ms: u64, age_ms: Option<u64>) -> u64 {
+    let age = age_ms.unwrap_or(0).min(MAX_REPORT_AGE_MS);
+    received_at_ms.saturating_sub(age)
 }
 
 /// The deterministic ClickHouse row id of a (dedup key, window start) pair.
@@ -108,8 +117,10 @@ pub struct DedupConfig {
     pub max_bytes: NonZeroUsize,
 }
 
-/// Bytes counted for a window besides its message: its key and counters in the map.
-const WINDOW_OVERHEAD_BYTES: usize = std::mem::size_of::<OpenWindow>() + 32;
+/// Bytes counted for a window besides what it holds: its key and counters in the hash table,
+/// twice (a table grows by doubling, so up to half its slots are empty), and the allocator's
+/// header of the held message.
+const WINDOW_OVERHEAD_BYTES: usize = 2 * (std::mem::size_of::<(u64, OpenWindow)>() + 1) + 16;
 
 /// Why a window was closed (a bounded metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +168,7 @@ pub struct ClosedWindow {
     pub first_seen_ms: u64,
     pub last_seen_ms: u64,
     /// The window's first message (lowest offset): the row's descriptive fields come from it.
-    pub first: ReportMessage,
+    pub first: Held,
     pub reason: CloseReason,
 }
 
@@ -220,16 +231,28 @@ struct OpenWindow {
     occurrences: u64,
     first_seen_ms: u64,
     last_seen_ms: u64,
-    first: ReportMessage,
-    /// What this window is counted for in its partition's `bytes`.
+    first: Held,
+}
+
+/// The open windows of one window start. They close together (a horizon is aligned on the
+/// window), so their bytes and oldest offset are kept per start, not per window.
+#[derive(Debug)]
+struct Start {
+    by_key: HashMap<u64, OpenWindow>,
+    /// What these windows are counted for in their partition's `bytes`.
     bytes: usize,
+    /// The `first_offset` of the window opened first here, which is their minimum: offsets only
+    /// grow on a partition, and no window leaves a start before the others.
+    oldest_first_offset: i64,
 }
 
 #[derive(Debug, Default)]
 struct PartitionState {
-    /// Open windows by (window start, dedup key): ordered so closing by horizon is a split.
-    windows: BTreeMap<(u64, u64), OpenWindow>,
-    /// Sum of the open windows' `bytes`.
+    /// Open windows by window start, then dedup key.
+    windows: BTreeMap<u64, Start>,
+    /// Number of open windows (over every start).
+    open: usize,
+    /// Sum of the starts' `bytes`.
     bytes: usize,
     /// The smallest `first_offset` of the open windows (`None` when there are none), kept up to
     /// date so [`Dedup::commit_point`], called for every partition on every tick, does not scan
@@ -297,14 +320,15 @@ impl Dedup {
     }
 
     /// Counts one message of a partition, in offset order.
-    pub fn observe(
+    pub fn observe<'a>(
         &mut self,
         partition: i32,
         offset: i64,
         dedup_key: u64,
-        message: ReportMessage,
+        message: impl Into<Incoming<'a>>,
         now: Instant,
     ) -> Observed {
+        let message = message.into();
         let (window_ms, grace_ms, bound, max_bytes) = (
             self.window_ms,
             self.grace_ms,
@@ -336,23 +360,42 @@ impl Dedup {
         if window_start < state.horizon_ms && offset < state.horizon_since {
             return Observed::Replayed;
         }
+        let event_ms = event_time_ms(message.received_at_ms, message.age_ms);
+        let observed = |late: bool, opened: bool| match (late, opened) {
+            (true, _) => Observed::Late,
+            (false, true) => Observed::Opened,
+            (false, false) => Observed::Merged,
+        };
+        // Most messages join an open window: one lookup, nothing held.
+        let start = window_start.max(state.horizon_ms);
+        if let Some(window) = state
+            .windows
+            .get_mut(&start)
+            .and_then(|s| s.by_key.get_mut(&dedup_key))
+        {
+            window.merge(offset, event_ms);
+            return observed(window_start < state.horizon_ms, false);
+        }
         // Force-close the oldest windows while a new window would pass either bound. Each
         // round closes at least the oldest window, so this ends; the message then joins the
         // window at the (possibly moved) horizon.
-        let mut bytes = 0;
-        let target = loop {
-            let target = (window_start.max(state.horizon_ms), dedup_key);
-            if state.windows.contains_key(&target) || state.windows.is_empty() {
-                break target;
+        let bytes = message.held_bytes() + WINDOW_OVERHEAD_BYTES;
+        let start = loop {
+            let start = window_start.max(state.horizon_ms);
+            let exists = || {
+                state
+                    .windows
+                    .get(&start)
+                    .is_some_and(|s| s.by_key.contains_key(&dedup_key))
+            };
+            if state.open == 0 || exists() {
+                break start;
             }
-            if bytes == 0 {
-                bytes = message.heap_bytes() + WINDOW_OVERHEAD_BYTES;
-            }
-            let full = state.windows.len() >= bound;
+            let full = state.open >= bound;
             if !full && state.bytes.saturating_add(bytes) <= max_bytes {
-                break target;
+                break start;
             }
-            let oldest = state.windows.keys().next().map_or(0, |(start, _)| *start);
+            let oldest = state.windows.keys().next().copied().unwrap_or(0);
             advance(
                 state,
                 partition,
@@ -363,40 +406,33 @@ impl Dedup {
             );
         };
         let late = window_start < state.horizon_ms;
-
-        let event_ms = event_time_ms(&message);
-        let opened = match state.windows.get_mut(&target) {
-            Some(window) => {
-                window.last_offset = offset;
-                window.occurrences += 1;
-                window.first_seen_ms = window.first_seen_ms.min(event_ms);
-                window.last_seen_ms = window.last_seen_ms.max(event_ms);
-                false
+        let windows = state.windows.entry(start).or_insert_with(|| Start {
+            by_key: HashMap::new(),
+            bytes: 0,
+            // Opened just below: its first window opens at this offset.
+            oldest_first_offset: offset,
+        });
+        match windows.by_key.entry(dedup_key) {
+            Entry::Occupied(mut window) => {
+                window.get_mut().merge(offset, event_ms);
+                observed(late, false)
             }
-            None => {
-                if bytes == 0 {
-                    bytes = message.heap_bytes() + WINDOW_OVERHEAD_BYTES;
-                }
+            Entry::Vacant(slot) => {
+                windows.bytes += bytes;
                 state.bytes += bytes;
+                state.open += 1;
                 // Offsets only grow on a partition, so an existing minimum stays the minimum.
                 state.oldest_first_offset.get_or_insert(offset);
-                let window = OpenWindow {
+                slot.insert(OpenWindow {
                     first_offset: offset,
                     last_offset: offset,
                     occurrences: 1,
                     first_seen_ms: event_ms,
                     last_seen_ms: event_ms,
-                    first: message,
-                    bytes,
-                };
-                state.windows.insert(target, window);
-                true
+                    first: message.hold(),
+                });
+                observed(late, true)
             }
-        };
-        match (late, opened) {
-            (true, _) => Observed::Late,
-            (false, true) => Observed::Opened,
-            (false, false) => Observed::Merged,
         }
     }
 
@@ -410,11 +446,7 @@ impl Dedup {
             if state.windows.is_empty() || idle_for.is_none_or(|d| d < idle) {
                 continue;
             }
-            let newest = state
-                .windows
-                .keys()
-                .next_back()
-                .map_or(0, |(start, _)| *start);
+            let newest = state.windows.keys().next_back().copied().unwrap_or(0);
             let since = state.last_offset.map_or(0, |o| o + 1);
             let horizon = newest.saturating_add(window_ms);
             advance(
@@ -452,7 +484,12 @@ impl Dedup {
         let oldest_open = state.oldest_first_offset;
         debug_assert_eq!(
             oldest_open,
-            state.windows.values().map(|w| w.first_offset).min(),
+            state
+                .windows
+                .values()
+                .flat_map(|s| s.by_key.values())
+                .map(|w| w.first_offset)
+                .min(),
             "the cached oldest offset is the open windows' minimum"
         );
         let offset = oldest_open.or(state.last_offset.map(|o| o + 1))?;
@@ -477,7 +514,7 @@ impl Dedup {
 
     /// Open windows over all partitions (gauge).
     pub fn open_windows(&self) -> usize {
-        self.partitions.values().map(|s| s.windows.len()).sum()
+        self.partitions.values().map(|s| s.open).sum()
     }
 
     /// Estimated bytes held by the open windows over all partitions (gauge).
@@ -520,32 +557,44 @@ fn advance(
     }
     state.horizon_ms = horizon;
     state.horizon_since = since;
-    let still_open = state.windows.split_off(&(horizon, 0));
+    let still_open = state.windows.split_off(&horizon);
     let done = std::mem::replace(&mut state.windows, still_open);
-    // One pass over what stays open (amortised: a horizon moves once per window length, or
-    // when a bound forces it).
-    let (mut bytes, mut oldest) = (0, None::<i64>);
-    for window in state.windows.values() {
-        bytes += window.bytes;
-        oldest = Some(oldest.map_or(window.first_offset, |o| o.min(window.first_offset)));
+    // One pass over the starts that stay open (a handful).
+    let (mut bytes, mut open, mut oldest) = (0, 0, None::<i64>);
+    for start in state.windows.values() {
+        bytes += start.bytes;
+        open += start.by_key.len();
+        let first = start.oldest_first_offset;
+        oldest = Some(oldest.map_or(first, |o| o.min(first)));
     }
     state.bytes = bytes;
+    state.open = open;
     state.oldest_first_offset = oldest;
-    closed.extend(
-        done.into_iter()
-            .map(|((window_start_ms, dedup_key), w)| ClosedWindow {
-                partition,
-                dedup_key,
-                window_start_ms,
-                first_offset: w.first_offset,
-                last_offset: w.last_offset,
-                occurrences: w.occurrences,
-                first_seen_ms: w.first_seen_ms,
-                last_seen_ms: w.last_seen_ms,
-                first: w.first,
-                reason,
-            }),
-    );
+    closed.reserve(done.values().map(|s| s.by_key.len()).sum());
+    for (window_start_ms, start) in done {
+        closed.extend(start.by_key.into_iter().map(|(dedup_key, w)| ClosedWindow {
+            partition,
+            dedup_key,
+            window_start_ms,
+            first_offset: w.first_offset,
+            last_offset: w.last_offset,
+            occurrences: w.occurrences,
+            first_seen_ms: w.first_seen_ms,
+            last_seen_ms: w.last_seen_ms,
+            first: w.first,
+            reason,
+        }));
+    }
+}
+
+impl OpenWindow {
+    /// Counts one more message of this window.
+    fn merge(&mut self, offset: i64, event_ms: u64) {
+        self.last_offset = offset;
+        self.occurrences += 1;
+        self.first_seen_ms = self.first_seen_ms.min(event_ms);
+        self.last_seen_ms = self.last_seen_ms.max(event_ms);
+    }
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Pipeline {
                     record.partition,
                     record.offset,
                     decoded.dedup_key,
-                    decoded.message,
+                    decoded.message.into_incoming(),
                     now,
                 );
                 self.tally.observed(observed);
@@ -116,7 +116,7 @@ impl Pipeline {
             occurrences += window.occurrences;
             by_reason[reason_index(window.reason)] += 1;
             let source = RowSource::from(&window);
-            let row = self.enricher.row(window);
+            let row = self.enricher.row(&window);
             self.batcher.push(row, source, now);
         }
         for partition in &self.assigned {

@@ -38,8 +38,15 @@
 //! shows the strings in order, and [`to_json`] (or the processor's dead-letter copy) gives the
 //! JSON form.
 
-use crate::message::{MessageView, ReportMessage};
-use crate::report::{BlockedClass, Details, Disposition, Extra, Report, ReportKind, WireFormat};
+use std::borrow::Cow;
+
+use serde::de::Error as _;
+use serde_json::value::RawValue;
+
+use crate::extra::object_text;
+use crate::message::ReportMessage;
+use crate::report::{BlockedClass, Details, Disposition, ReportKind, WireFormat};
+use crate::view::{MessageView, ReportView};
 
 /// First byte of every binary message: a UTF-8 continuation byte, so never the start of JSON.
 pub const MARKER: u8 = 0xB5;
@@ -119,7 +126,7 @@ pub fn encode_view(message: &MessageView<'_>, out: &mut Vec<u8>) {
         message.noise,
     ];
     optional_strings(out, &optional);
-    let report = message.report;
+    let report = &message.report;
     out.push(kind_index(report.kind));
     out.push(wire_index(report.wire));
     out.push(class_index(report.blocked_class));
@@ -143,7 +150,7 @@ pub fn encode_view(message: &MessageView<'_>, out: &mut Vec<u8>) {
             Field::Number(n) => varint(out, n),
         }
     }
-    match &report.details {
+    match report.details.as_ref() {
         Details::None => out.push(0),
         details => {
             out.push(1);
@@ -168,38 +175,40 @@ enum Field<'a> {
     Number(u64),
 }
 
-fn text_field(text: &Option<String>) -> Field<'_> {
-    text.as_deref().map_or(Field::Absent, Field::Text)
-}
-
-fn report_fields(report: &Report) -> [Field<'_>; 15] {
-    let text = text_field;
+fn report_fields<'a>(report: &ReportView<'a>) -> [Field<'a>; 15] {
+    let text = |t: Option<&'a str>| t.map_or(Field::Absent, Field::Text);
     let number = |n: Option<u64>| n.map_or(Field::Absent, Field::Number);
     [
-        text(&report.report_type),
-        text(&report.document_url),
-        text(&report.referrer),
-        text(&report.blocked_url),
-        text(&report.effective_directive),
-        text(&report.violated_directive),
-        text(&report.source_file),
+        text(report.report_type),
+        text(report.document_url),
+        text(report.referrer),
+        text(report.blocked_url),
+        text(report.effective_directive),
+        text(report.violated_directive),
+        text(report.source_file),
         number(report.line_number),
         number(report.column_number),
-        text(&report.sample),
+        text(report.sample),
         number(report.status_code.map(u64::from)),
-        text(&report.original_policy),
+        text(report.original_policy),
         number(report.age_ms),
-        text(&report.user_agent),
-        if report.extra.is_empty() {
-            Field::Absent
-        } else {
-            Field::Text(report.extra.as_json())
-        },
+        text(report.user_agent),
+        report
+            .extra
+            .map_or(Field::Absent, |raw| Field::Text(raw.get())),
     ]
 }
 
-/// Reads a binary message (`bytes` starts with [`MARKER`]).
+/// Reads a binary message (`bytes` starts with [`MARKER`]): [`decode_view`] with every string
+/// copied.
 pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
+    decode_view(bytes).map(MessageView::into_owned)
+}
+
+/// Reads a binary message as a view of `bytes`: the strings are borrowed, not copied. Refuses
+/// exactly what [`decode`] refuses (it is [`decode`]'s first step): the embedded JSON of
+/// `extra` and `details` is checked here too.
+pub fn decode_view<'a>(bytes: &'a [u8]) -> Result<MessageView<'a>, BinaryError> {
     let mut r = Reader { bytes, at: 0 };
     let marker = r.byte()?;
     if marker != MARKER {
@@ -217,15 +226,15 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
         field: "v",
         value: v,
     })?;
-    let id = r.string()?;
+    let id = r.str()?;
     let received_at_ms = r.varint()?;
     let project_id = r.varint()?;
-    let fingerprint = r.string()?;
+    let fingerprint = r.str()?;
     let present = r.mask(5, "message present")?;
-    let mut optional = [None, None, None, None, None];
+    let mut optional = [None; 5];
     for (bit, slot) in optional.iter_mut().enumerate() {
         if present & (1 << bit) != 0 {
-            *slot = Some(r.string()?);
+            *slot = Some(r.str()?);
         }
     }
     let [environment, release, client_ip, request_user_agent, noise] = optional;
@@ -245,9 +254,9 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
     };
     let present = r.mask(15, "report present")?;
     let has = |bit: u32| present & (1 << bit) != 0;
-    let text = |r: &mut Reader<'_>, bit: u32| -> Result<Option<String>, BinaryError> {
+    let text = |r: &mut Reader<'a>, bit: u32| -> Result<Option<&'a str>, BinaryError> {
         if has(bit) {
-            r.string().map(Some)
+            r.str().map(Some)
         } else {
             Ok(None)
         }
@@ -280,10 +289,11 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
     let age_ms = number(&mut r, 12)?;
     let user_agent = text(&mut r, 13)?;
     let extra = if has(14) {
-        let json = r.str()?;
-        serde_json::from_str::<Extra>(json).map_err(BinaryError::Json)?
+        // The rule `Extra`'s own deserialisation applies, without copying the text.
+        let raw = serde_json::from_str::<&RawValue>(r.str()?).map_err(BinaryError::Json)?;
+        object_text(raw).map_err(|message| BinaryError::Json(serde_json::Error::custom(message)))?
     } else {
-        Extra::default()
+        None
     };
     let details = match r.byte()? {
         0 => Details::None,
@@ -298,7 +308,7 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
     if r.at != bytes.len() {
         return Err(BinaryError::Trailing(bytes.len() - r.at));
     }
-    Ok(ReportMessage {
+    Ok(MessageView {
         v,
         id,
         received_at_ms,
@@ -309,7 +319,7 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
         request_user_agent,
         fingerprint,
         noise,
-        report: Report {
+        report: ReportView {
             kind,
             wire,
             report_type,
@@ -328,7 +338,7 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
             original_policy,
             age_ms,
             user_agent,
-            details,
+            details: Cow::Owned(details),
             extra,
         },
     })
@@ -434,10 +444,6 @@ impl<'a> Reader<'a> {
         Ok(text)
     }
 
-    fn string(&mut self) -> Result<String, BinaryError> {
-        self.str().map(str::to_owned)
-    }
-
     /// A presence mask with only the low `bits` bits allowed.
     fn mask(&mut self, bits: u32, field: &'static str) -> Result<u64, BinaryError> {
         let value = self.varint()?;
@@ -459,7 +465,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{CertificateDetails, NetworkErrorDetails};
+    use crate::report::{CertificateDetails, Extra, NetworkErrorDetails, Report};
     use serde_json::json;
 
     /// A new variant fails to compile here until it is appended to its table.

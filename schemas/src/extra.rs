@@ -34,6 +34,16 @@ impl Extra {
         self.0.as_ref().map_or("{}", |raw| raw.get())
     }
 
+    /// The object's JSON text as a raw value, `None` when empty.
+    pub fn raw(&self) -> Option<&RawValue> {
+        self.0.as_deref()
+    }
+
+    /// The fields of `raw`, which [`object_text`] accepted and found non-empty.
+    pub(crate) fn from_raw(raw: &RawValue) -> Self {
+        Self(Some(raw.to_owned()))
+    }
+
     /// The fields as a map (parsed on demand; for tests and tools, not the hot path).
     pub fn to_map(&self) -> Map<String, Value> {
         serde_json::from_str(self.as_json()).unwrap_or_default()
@@ -93,13 +103,19 @@ impl Serialize for Extra {
 impl<'de> Deserialize<'de> for Extra {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
-        let text = raw.get().trim_start();
-        if !text.starts_with('{') {
-            return Err(D::Error::custom("extra must be a json object"));
-        }
-        let empty = text[1..].trim_start().starts_with('}');
-        Ok(Self((!empty).then_some(raw)))
+        let nonempty = object_text(&raw).map_err(D::Error::custom)?.is_some();
+        Ok(Self(nonempty.then_some(raw)))
     }
+}
+
+/// The rule for `extra`'s JSON: an object (`Err` otherwise); `None` when it has no field.
+pub(crate) fn object_text(raw: &RawValue) -> Result<Option<&RawValue>, &'static str> {
+    let text = raw.get().trim_start();
+    if !text.starts_with('{') {
+        return Err("extra must be a json object");
+    }
+    let empty = text[1..].trim_start().starts_with('}');
+    Ok((!empty).then_some(raw))
 }
 
 /// A writer that only counts the bytes written to it.

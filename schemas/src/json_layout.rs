@@ -9,8 +9,8 @@
 //! `tests::same_bytes_as_serde_json` holds the two to the same bytes over the repository's
 //! corpora and hostile strings; the processor reads either.
 
-use crate::message::MessageView;
-use crate::report::{BlockedClass, Details, Disposition, Report, WireFormat};
+use crate::report::{BlockedClass, Details, Disposition, WireFormat};
+use crate::view::{MessageView, ReportView};
 
 /// Appends `message` as JSON to `out`.
 pub fn encode_into(message: &MessageView<'_>, out: &mut Vec<u8>) {
@@ -31,52 +31,46 @@ pub fn encode_into(message: &MessageView<'_>, out: &mut Vec<u8>) {
     json.string(message.fingerprint);
     json.optional_string(b",\"noise\":", message.noise);
     json.raw(b",\"report\":");
-    report(&mut json, message.report);
+    report(&mut json, &message.report);
     json.raw(b"}");
 }
 
-/// A [`Report`] as its derived `Serialize` writes it.
-fn report(json: &mut Json<'_>, report: &Report) {
+/// A [`crate::Report`] as its derived `Serialize` writes it.
+fn report(json: &mut Json<'_>, report: &ReportView<'_>) {
     json.raw(b"{\"kind\":");
     json.string(report.kind.as_str());
     json.raw(b",\"wire\":");
     json.string(wire_name(report.wire));
-    json.optional_string(b",\"report_type\":", report.report_type.as_deref());
+    json.optional_string(b",\"report_type\":", report.report_type);
     json.optional_string(
         b",\"disposition\":",
         report.disposition.map(Disposition::as_str),
     );
-    json.optional_string(b",\"document_url\":", report.document_url.as_deref());
-    json.optional_string(b",\"referrer\":", report.referrer.as_deref());
-    json.optional_string(b",\"blocked_url\":", report.blocked_url.as_deref());
+    json.optional_string(b",\"document_url\":", report.document_url);
+    json.optional_string(b",\"referrer\":", report.referrer);
+    json.optional_string(b",\"blocked_url\":", report.blocked_url);
     json.raw(b",\"blocked_class\":");
     json.string(BlockedClass::as_str(report.blocked_class));
-    json.optional_string(
-        b",\"effective_directive\":",
-        report.effective_directive.as_deref(),
-    );
-    json.optional_string(
-        b",\"violated_directive\":",
-        report.violated_directive.as_deref(),
-    );
-    json.optional_string(b",\"source_file\":", report.source_file.as_deref());
+    json.optional_string(b",\"effective_directive\":", report.effective_directive);
+    json.optional_string(b",\"violated_directive\":", report.violated_directive);
+    json.optional_string(b",\"source_file\":", report.source_file);
     json.optional_number(b",\"line_number\":", report.line_number);
     json.optional_number(b",\"column_number\":", report.column_number);
-    json.optional_string(b",\"sample\":", report.sample.as_deref());
+    json.optional_string(b",\"sample\":", report.sample);
     json.optional_number(b",\"status_code\":", report.status_code.map(u64::from));
-    json.optional_string(b",\"original_policy\":", report.original_policy.as_deref());
+    json.optional_string(b",\"original_policy\":", report.original_policy);
     json.optional_number(b",\"age_ms\":", report.age_ms);
-    json.optional_string(b",\"user_agent\":", report.user_agent.as_deref());
+    json.optional_string(b",\"user_agent\":", report.user_agent);
     json.raw(b",\"details\":");
-    match &report.details {
+    match report.details.as_ref() {
         Details::None => json.raw(b"{\"type\":\"none\"}"),
         details => serde_json::to_writer(&mut *json.0, details).expect(
             "cannot fail: writing to a Vec, map keys are strings, tagged details are objects",
         ),
     }
-    if !report.extra.is_empty() {
+    if let Some(extra) = report.extra {
         json.raw(b",\"extra\":");
-        json.raw(report.extra.as_json().as_bytes());
+        json.raw(extra.get().as_bytes());
     }
     json.raw(b"}");
 }
@@ -200,6 +194,7 @@ mod tests {
 
     use super::*;
     use crate::message::ReportMessage;
+    use crate::report::Report;
     use crate::{ParseLimits, Parser};
 
     /// Every report of the repository's corpora and fixtures.

@@ -6,7 +6,8 @@
 //! anything is built) -> [`wire`] (one module per wire format) -> [`report`] (the normalised
 //! model; unknown fields as raw JSON text, [`Extra`]) -> [`blocked`] / [`directive`]
 //! (normalisation helpers) -> [`noise`] / [`mod@fingerprint`] -> [`message`] (what goes to
-//! Kafka; written by [`json_layout`] or [`binary`]).
+//! Kafka; written by [`json_layout`] or [`binary`] from a borrowed [`view::MessageView`], which
+//! is also how a consumer reads a binary message without copying its strings).
 //!
 //! Hot path, as ingest uses it: one [`Parser`] per worker (it keeps simd-json's scratch
 //! buffers), `parse` a body into [`Parsed`] items, [`noise::classify`] each report,
@@ -29,14 +30,16 @@ pub mod parse;
 pub mod plain_url;
 pub mod report;
 pub mod sql;
+pub mod view;
 pub mod wire;
 
 pub use errors::error_chain;
 pub use fingerprint::{dedup_key, fingerprint};
-pub use message::{DecodeError, MessageFormat, MessageView, ReportMessage, MESSAGE_VERSION};
+pub use message::{DecodeError, MessageFormat, ReportMessage, MESSAGE_VERSION};
 pub use noise::NoiseReason;
 pub use parse::{ParseError, ParseLimits, Parsed, Parser, ReportError};
 pub use report::{
     BlockedClass, CertificateDetails, Details, Disposition, Extra, NetworkErrorDetails, Report,
     ReportKind, WireFormat, MAX_AGE_MS,
 };
+pub use view::{MessageView, ReportView};

@@ -62,37 +62,6 @@ pub struct ReportMessage {
     pub report: Report,
 }
 
-/// A [`ReportMessage`] whose fields are borrowed from wherever they are held: ingest encodes
-/// each report from the request's fields and the parsed report without copying a string into
-/// an owned message. Both layouts are written from it, and [`ReportMessage::view`] gives one, so
-/// an owned message and a view of the same fields encode to the same bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageView<'a> {
-    /// [`MESSAGE_VERSION`] for a new message.
-    pub v: u16,
-    pub id: &'a str,
-    pub received_at_ms: u64,
-    pub project_id: u64,
-    pub environment: Option<&'a str>,
-    pub release: Option<&'a str>,
-    pub client_ip: Option<&'a str>,
-    pub request_user_agent: Option<&'a str>,
-    pub fingerprint: &'a str,
-    pub noise: Option<&'a str>,
-    pub report: &'a Report,
-}
-
-impl MessageView<'_> {
-    /// Appends the message to `out` in `format`: JSON ([`crate::json_layout`], the same bytes
-    /// as `serde_json` gives for [`ReportMessage`]) or [`crate::binary`].
-    pub fn encode_as(&self, format: MessageFormat, out: &mut Vec<u8>) {
-        match format {
-            MessageFormat::Json => crate::json_layout::encode_into(self, out),
-            MessageFormat::Binary => crate::binary::encode_view(self, out),
-        }
-    }
-}
-
 /// How a [`ReportMessage`] is written into a Kafka payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageFormat {
@@ -167,23 +136,6 @@ impl ReportMessage {
             + self.report.heap_bytes()
     }
 
-    /// The message's fields borrowed, as both layouts are written from.
-    pub fn view(&self) -> MessageView<'_> {
-        MessageView {
-            v: self.v,
-            id: &self.id,
-            received_at_ms: self.received_at_ms,
-            project_id: self.project_id,
-            environment: self.environment.as_deref(),
-            release: self.release.as_deref(),
-            client_ip: self.client_ip.as_deref(),
-            request_user_agent: self.request_user_agent.as_deref(),
-            fingerprint: &self.fingerprint,
-            noise: self.noise.as_deref(),
-            report: &self.report,
-        }
-    }
-
     /// The message as JSON bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENCODE_CAPACITY);
@@ -215,16 +167,7 @@ impl ReportMessage {
 
     /// A binary message ([`crate::binary`]), with the same version rule as JSON.
     pub fn decode_binary(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let message = crate::binary::decode(bytes).map_err(|error| match error {
-            crate::binary::BinaryError::UnsupportedLayout(layout) => {
-                DecodeError::UnsupportedLayout(layout)
-            }
-            error => DecodeError::CorruptBinary(error),
-        })?;
-        if message.v == 0 || message.v > MESSAGE_VERSION {
-            return Err(DecodeError::UnsupportedVersion(message.v.into()));
-        }
-        Ok(message)
+        crate::view::MessageView::decode_binary(bytes).map(crate::view::MessageView::into_owned)
     }
 }
 

@@ -12,8 +12,10 @@ pub mod useragent;
 
 use std::num::NonZeroUsize;
 
-use schemas::{BlockedClass, Details, Disposition, ReportMessage, WireFormat};
+use schemas::{BlockedClass, Details, Disposition, WireFormat};
+use serde::ser::SerializeMap as _;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::dedup::ClosedWindow;
 use crate::row::ReportRow;
@@ -48,79 +50,55 @@ impl Enricher {
         self.urls.stats()
     }
 
-    /// The `reports` row of a closed window. Takes the window: the row's text columns are the
-    /// first message's strings, moved rather than copied (a copy and a free per column was a
-    /// tenth of a row's instructions with 1,000,000 keys, benches/README.md issue 13).
-    pub fn row(&mut self, window: ClosedWindow) -> ReportRow {
-        let row_id = window.row_id();
-        let ClosedWindow {
-            dedup_key,
-            window_start_ms,
-            occurrences,
-            first_seen_ms,
-            last_seen_ms,
-            first: msg,
-            ..
-        } = window;
-        let ReportMessage {
-            id,
-            project_id,
-            environment,
-            release,
-            client_ip,
-            request_user_agent,
-            fingerprint,
-            noise,
-            report,
-            ..
-        } = msg;
-        let text = Option::unwrap_or_default;
+    /// The `reports` row of a closed window, read from a view of its first message: for a
+    /// binary payload the strings are copied once, from the payload into the row (a report that
+    /// joined the window was never copied at all).
+    pub fn row(&mut self, window: &ClosedWindow) -> ReportRow {
+        let msg = window.first.view();
+        let report = &msg.report;
+        let text = |s: Option<&str>| s.unwrap_or_default().to_owned();
 
-        let document = self
-            .urls
-            .parts(report.document_url.as_deref().unwrap_or_default());
+        let document = self.urls.parts(report.document_url.unwrap_or_default());
         let blocked = match report.blocked_class {
             BlockedClass::Url
             | BlockedClass::Data
             | BlockedClass::Blob
             | BlockedClass::Extension
-            | BlockedClass::OtherScheme => self
-                .urls
-                .parts(report.blocked_url.as_deref().unwrap_or_default()),
+            | BlockedClass::OtherScheme => self.urls.parts(report.blocked_url.unwrap_or_default()),
             _ => urls::UrlParts::default(),
         };
         let blocked_origin = blocked_origin(report.blocked_class, &blocked);
         let third_party = report.blocked_class == BlockedClass::Url
             && urls::third_party(&document.domain, &blocked.domain);
-        let source_host = self
-            .urls
-            .host(report.source_file.as_deref().unwrap_or_default());
-        let policy_hash = match report.original_policy.as_deref() {
+        let source_host = self.urls.host(report.source_file.unwrap_or_default());
+        let policy_hash = match report.original_policy {
             None | Some("") => 0,
             Some(policy) => xxhash_rust::xxh3::xxh3_64(policy.as_bytes()),
         };
-        let effective_directive = text(report.effective_directive);
-        let directive_family = directive::family(&effective_directive);
+        let effective_directive = report.effective_directive.unwrap_or_default();
         // The Reporting API's per-report user_agent is the document's; the request header may
         // belong to a service worker or a relay.
-        let user_agent = report.user_agent.or(request_user_agent).unwrap_or_default();
-        let ua = self.ua.classify(&user_agent);
-        let client_ip = text(client_ip);
-        let country = self.geo.country(&client_ip);
-        let details = details_json(&report.details, &report.extra);
+        let user_agent = report
+            .user_agent
+            .or(msg.request_user_agent)
+            .unwrap_or_default();
+        let ua = self.ua.classify(user_agent);
+        let client_ip = msg.client_ip.unwrap_or_default();
+        let country = self.geo.country(client_ip);
+        let details = details_json(&report.details, report.extra);
 
         let mut row = ReportRow {
-            row_id,
-            version: occurrences,
-            project_id,
-            day: u16::try_from(window_start_ms / 86_400_000).unwrap_or(u16::MAX),
-            window_start: seconds(window_start_ms),
-            first_seen: seconds(first_seen_ms),
-            last_seen: seconds(last_seen_ms),
-            occurrences: u32::try_from(occurrences).unwrap_or(u32::MAX),
-            fingerprint: u64::from_str_radix(&fingerprint, 16).unwrap_or(0),
-            dedup_key,
-            message_id: id,
+            row_id: window.row_id(),
+            version: window.occurrences,
+            project_id: msg.project_id,
+            day: u16::try_from(window.window_start_ms / 86_400_000).unwrap_or(u16::MAX),
+            window_start: seconds(window.window_start_ms),
+            first_seen: seconds(window.first_seen_ms),
+            last_seen: seconds(window.last_seen_ms),
+            occurrences: u32::try_from(window.occurrences).unwrap_or(u32::MAX),
+            fingerprint: u64::from_str_radix(msg.fingerprint, 16).unwrap_or(0),
+            dedup_key: window.dedup_key,
+            message_id: msg.id.to_owned(),
             kind: report.kind.as_str().to_owned(),
             report_type: text(report.report_type),
             wire: wire_label(report.wire).to_owned(),
@@ -128,8 +106,8 @@ impl Enricher {
                 .disposition
                 .map_or("", Disposition::as_str)
                 .to_owned(),
-            environment: text(environment),
-            release: text(release),
+            environment: text(msg.environment),
+            release: text(msg.release),
             document_origin: document.origin,
             document_host: document.host,
             document_path: document.path,
@@ -142,8 +120,8 @@ impl Enricher {
             blocked_domain: blocked.domain,
             blocked_origin,
             third_party: u8::from(third_party),
-            directive_family,
-            effective_directive,
+            directive_family: directive::family(effective_directive),
+            effective_directive: effective_directive.to_owned(),
             violated_directive: text(report.violated_directive),
             source_host,
             source_file: text(report.source_file),
@@ -153,26 +131,26 @@ impl Enricher {
             status_code: report.status_code.unwrap_or(0),
             policy_hash,
             original_policy: text(report.original_policy),
-            user_agent,
+            user_agent: user_agent.to_owned(),
             ua_family: ua.family,
             ua_major: ua.major,
             os_family: ua.os,
             device_class: ua.device_class,
-            client_ip,
+            client_ip: client_ip.to_owned(),
             country,
-            noise: text(noise),
+            noise: text(msg.noise),
             details,
             ..ReportRow::default()
         };
-        match report.details {
+        match &*report.details {
             Details::NetworkError(nel) => {
-                row.nel_phase = text(nel.phase);
-                row.nel_type = text(nel.error_type);
-                row.server_ip = text(nel.server_ip);
+                row.nel_phase = text(nel.phase.as_deref());
+                row.nel_type = text(nel.error_type.as_deref());
+                row.server_ip = text(nel.server_ip.as_deref());
                 row.elapsed_ms = clamp_u32(nel.elapsed_time_ms);
             }
             Details::Certificate(cert) => {
-                row.cert_hostname = cert.hostname;
+                row.cert_hostname.clone_from(&cert.hostname);
                 row.cert_port = cert.port.unwrap_or(0);
             }
             _ => {}
@@ -213,17 +191,30 @@ fn blocked_origin(class: BlockedClass, blocked: &urls::UrlParts) -> String {
 }
 
 /// `{"details": .., "extra": ..}`, written straight from the report (`extra` is already JSON
-/// text, so no tree is built).
-fn details_json(details: &Details, extra: &schemas::Extra) -> String {
+/// text, so no tree is built; `{}` when there is none, as `schemas::Extra` writes it).
+fn details_json(details: &Details, extra: Option<&RawValue>) -> String {
+    struct ExtraText<'a>(Option<&'a RawValue>);
+    impl Serialize for ExtraText<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                Some(raw) => raw.serialize(s),
+                None => s.serialize_map(Some(0))?.end(),
+            }
+        }
+    }
     #[derive(Serialize)]
     struct Column<'a> {
         details: &'a Details,
-        extra: &'a schemas::Extra,
+        extra: ExtraText<'a>,
     }
-    if matches!(details, Details::None) && extra.is_empty() {
+    if matches!(details, Details::None) && extra.is_none() {
         return String::new();
     }
-    serde_json::to_string(&Column { details, extra }).unwrap_or_default()
+    serde_json::to_string(&Column {
+        details,
+        extra: ExtraText(extra),
+    })
+    .unwrap_or_default()
 }
 
 fn seconds(ms: u64) -> u32 {

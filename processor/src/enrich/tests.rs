@@ -5,12 +5,13 @@ use std::num::NonZeroUsize;
 use serde_json::json;
 
 use super::*;
-use crate::dedup::{row_id, CloseReason};
+use schemas::ReportMessage;
+
+use crate::dedup::{row_id, CloseReason, Held};
 
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36";
 
-fn window(message: serde_json::Value) -> ClosedWindow {
-    let first: ReportMessage = serde_json::from_value(message).unwrap();
+fn window(first: Held) -> ClosedWindow {
     ClosedWindow {
         partition: 0,
         dedup_key: 0xabc,
@@ -23,6 +24,20 @@ fn window(message: serde_json::Value) -> ClosedWindow {
         first,
         reason: CloseReason::Watermark,
     }
+}
+
+/// The row of a window whose first message is `message`, held as a binary payload; the same
+/// message held decoded (a JSON payload) must give the same row.
+fn row_of(message: serde_json::Value) -> ReportRow {
+    let message: ReportMessage = serde_json::from_value(message).unwrap();
+    let binary = Held::Binary(schemas::binary::encode(&message).into_boxed_slice());
+    let row = enricher().row(&window(binary));
+    let owned = enricher().row(&window(Held::Owned(Box::new(message))));
+    assert_eq!(
+        row, owned,
+        "a binary and a decoded first message give the same row"
+    );
+    row
 }
 
 fn enricher() -> Enricher {
@@ -58,7 +73,7 @@ fn csp() -> serde_json::Value {
 
 #[test]
 fn a_csp_window_becomes_a_fully_enriched_row() {
-    let row = enricher().row(window(csp()));
+    let row = row_of(csp());
     assert_eq!(row.row_id, row_id(0xabc, 1_700_000_040_000));
     assert_eq!((row.version, row.occurrences), (7, 7));
     assert_eq!((row.project_id, row.day), (42, 19_675));
@@ -139,7 +154,7 @@ fn keywords_and_schemes_make_first_party_origins() {
         .unwrap()
         .remove("user_agent");
     message["report"].as_object_mut().unwrap().remove("extra");
-    let row = enricher().row(window(message.clone()));
+    let row = row_of(message.clone());
     assert_eq!(
         (row.blocked_origin.as_str(), row.blocked_scheme.as_str()),
         ("inline", "")
@@ -150,7 +165,7 @@ fn keywords_and_schemes_make_first_party_origins() {
 
     message["report"]["blocked_class"] = json!("data");
     message["report"]["blocked_url"] = json!("data");
-    let row = enricher().row(window(message));
+    let row = row_of(message);
     assert_eq!(
         (row.blocked_origin.as_str(), row.blocked_scheme.as_str()),
         ("data:", "data")
@@ -168,7 +183,7 @@ fn nel_fields_come_from_the_details() {
                         "server_ip": "198.51.100.7", "elapsed_time_ms": 5000}
         }
     });
-    let row = enricher().row(window(message));
+    let row = row_of(message);
     assert_eq!(
         (row.nel_phase.as_str(), row.nel_type.as_str()),
         ("connection", "tcp.timed_out")
@@ -197,7 +212,7 @@ fn certificate_fields_come_from_the_details() {
             "details": {"type": "certificate", "hostname": "shop.example.com", "port": 443}
         }
     });
-    let row = enricher().row(window(message));
+    let row = row_of(message);
     assert_eq!(
         (row.cert_hostname.as_str(), row.cert_port),
         ("shop.example.com", 443)
@@ -212,35 +227,42 @@ fn a_flood_through_decode_dedup_and_enrich_is_one_row() {
     use crate::dedup::{Dedup, DedupConfig};
 
     let t0 = Instant::now();
-    let mut dedup = Dedup::new(DedupConfig {
-        window: Duration::from_secs(60),
-        grace: Duration::from_secs(5),
-        idle_close: Duration::from_secs(90),
-        max_open_windows: NonZeroUsize::new(10).unwrap(),
-        max_bytes: NonZeroUsize::new(usize::MAX).unwrap(),
-    });
-    let mut base: ReportMessage = serde_json::from_value(csp()).unwrap();
-    for offset in 0..40i64 {
-        base.id = format!("msg-{offset}");
-        base.received_at_ms = 1_700_000_041_500 + offset as u64 * 100;
-        let payload = base.encode();
-        let decoded = crate::decode::decode(Some(&payload), Some(b"0000000000000abc")).unwrap();
-        dedup.observe(3, offset, decoded.dedup_key, decoded.message, t0);
+    for binary in [false, true] {
+        let mut dedup = Dedup::new(DedupConfig {
+            window: Duration::from_secs(60),
+            grace: Duration::from_secs(5),
+            idle_close: Duration::from_secs(90),
+            max_open_windows: NonZeroUsize::new(10).unwrap(),
+            max_bytes: NonZeroUsize::new(usize::MAX).unwrap(),
+        });
+        let mut base: ReportMessage = serde_json::from_value(csp()).unwrap();
+        for offset in 0..40i64 {
+            base.id = format!("msg-{offset}");
+            base.received_at_ms = 1_700_000_041_500 + offset as u64 * 100;
+            let payload = if binary {
+                schemas::binary::encode(&base)
+            } else {
+                base.encode()
+            };
+            let decoded = crate::decode::decode(Some(&payload), Some(b"0000000000000abc")).unwrap();
+            let incoming = decoded.message.into_incoming();
+            dedup.observe(3, offset, decoded.dedup_key, incoming, t0);
+        }
+        let closed = dedup.drain_closed(t0 + Duration::from_secs(90));
+        assert_eq!(closed.len(), 1);
+        let row = enricher().row(&closed[0]);
+        assert_eq!(
+            (row.occurrences, row.version, row.dedup_key),
+            (40, 40, 0xabc)
+        );
+        assert_eq!(
+            (row.message_id.as_str(), row.window_start),
+            ("msg-0", 1_700_000_040)
+        );
+        assert_eq!(
+            (row.first_seen, row.last_seen),
+            (1_700_000_041, 1_700_000_045)
+        );
+        assert_eq!(dedup.commit_offset(3), Some(40));
     }
-    let closed = dedup.drain_closed(t0 + Duration::from_secs(90));
-    assert_eq!(closed.len(), 1);
-    let row = enricher().row(closed[0].clone());
-    assert_eq!(
-        (row.occurrences, row.version, row.dedup_key),
-        (40, 40, 0xabc)
-    );
-    assert_eq!(
-        (row.message_id.as_str(), row.window_start),
-        ("msg-0", 1_700_000_040)
-    );
-    assert_eq!(
-        (row.first_seen, row.last_seen),
-        (1_700_000_041, 1_700_000_045)
-    );
-    assert_eq!(dedup.commit_offset(3), Some(40));
 }

@@ -182,24 +182,51 @@ impl UrlCache {
 
     /// The same as [`parts`]`(raw)`.
     pub fn parts(&mut self, raw: &str) -> UrlParts {
-        if raw.is_empty() || raw.len() > MAX_CACHED_URL_BYTES {
-            return parts(raw);
+        let key = cache_key(raw);
+        if key.is_empty() || key.len() > MAX_CACHED_URL_BYTES {
+            return parts(key);
         }
-        self.cache.get_or_compute(raw, || parts(raw))
+        self.cache.get_or_compute(key, || parts(key))
     }
 
     /// `parts(raw).host` alone (the source file's host), without copying the other parts.
     pub fn host(&mut self, raw: &str) -> String {
-        if raw.is_empty() || raw.len() > MAX_CACHED_URL_BYTES {
-            return parts(raw).host;
+        let key = cache_key(raw);
+        if key.is_empty() || key.len() > MAX_CACHED_URL_BYTES {
+            return parts(key).host;
         }
         self.cache
-            .read_or_compute(raw, || parts(raw), |parts| parts.host.clone())
+            .read_or_compute(key, || parts(key), |parts| parts.host.clone())
     }
 
     /// (hits, misses) since start, for metrics; URLs too long to cache are not counted.
     pub fn stats(&self) -> (u64, u64) {
         self.cache.stats()
+    }
+}
+
+/// The part of `raw` its [`parts`] depend on, as the cache key: an http(s) URL without its
+/// query and fragment. The WHATWG parser reads a special URL's scheme, authority and path
+/// before the first `?` or `#` and never looks past it, and [`parts`] keeps none of the query,
+/// so `parts(cache_key(raw)) == parts(raw)` (`tests::the_cache_key_keeps_what_decides_the_parts`).
+/// Document URLs that differ only in a session or tracking query then share one entry instead
+/// of each missing (benches/README.md, issue 13: URL parts were most of a row's instructions).
+/// Not cut: other schemes, and a cut that would leave whitespace or a control character at the
+/// end (trimmed away alone, kept and escaped inside the whole URL).
+fn cache_key(raw: &str) -> &str {
+    let url = raw.trim();
+    let special = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+    });
+    if !special {
+        return url;
+    }
+    match url.find(['?', '#']) {
+        Some(cut) if !url[..cut].ends_with(|c: char| c.is_whitespace() || c.is_control()) => {
+            &url[..cut]
+        }
+        _ => url,
     }
 }
 
@@ -423,6 +450,66 @@ mod tests {
             "IPv4: the parser decides"
         );
         assert_eq!(plain_parts("https://a.example/x/../y"), None);
+    }
+
+    #[test]
+    fn the_cache_key_keeps_what_decides_the_parts() {
+        let heads = [
+            "https://shop.example.com/page-1",
+            "HTTP://Shop.Example.co.uk:8443/a/b.js",
+            "https://a.example",
+            "https://a.example:443",
+            "https://",
+            "https:",
+            "http://u:p@a.example/x",
+            "http://u?p@a.example/x",
+            "https://a.example/x ",
+            "https://a.example/x\t",
+            "https://a.example/x\u{1}",
+            "https://a.example/x\u{3000}",
+            " https://a.example/x",
+            "https://a.example\\x\\y",
+            "https://a.example/./../x",
+            "https://a.example/%2e/x",
+            "https://[::1]:80/x",
+            "https://45.55.25.245/x",
+            "https://b\u{e9}b\u{e9}.example/\u{e9}",
+            "https://a.example:99999/x",
+            "a.example:443",
+            "data:text/html",
+            "blob:https://a.example/uuid",
+            "chrome-extension://abc/x.js",
+            "ftp://a.example/x",
+            "wss://a.example/x",
+            "inline",
+        ];
+        let tails = [
+            "",
+            "?",
+            "#",
+            "?q=1",
+            "#f",
+            "?q=1#f",
+            "?a?b#c#d",
+            "? x",
+            "?@evil.test/",
+        ];
+        let mut cut = 0;
+        for head in heads {
+            for tail in tails {
+                let raw = format!("{head}{tail}");
+                let key = cache_key(&raw);
+                cut += usize::from(key.len() < raw.trim().len());
+                assert_eq!(parts(key), parts(&raw), "{raw:?} keyed as {key:?}");
+            }
+        }
+        assert!(cut > 100, "the key drops queries: {cut}");
+        let mut cache = UrlCache::new(NonZeroUsize::new(4).unwrap());
+        for session in 0..10 {
+            let url = format!("https://a.example/p?session={session}");
+            assert_eq!(cache.parts(&url), parts(&url));
+        }
+        assert_eq!(cache.stats(), (9, 1), "one entry for every session");
     }
 
     #[test]
