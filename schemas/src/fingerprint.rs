@@ -59,20 +59,11 @@ impl Encoder {
     /// `value` in decimal, formatted on the stack (the same bytes as `to_string`, without an
     /// allocation per field).
     fn number(&mut self, number: u8, value: Option<u64>) {
-        let Some(mut n) = value else {
+        let Some(n) = value else {
             return self.bytes(number, None);
         };
-        let mut digits = [0u8; 20]; // u64::MAX has 20 decimal digits
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.bytes(number, Some(&digits[start..]));
+        let mut digits = [0u8; 20];
+        self.bytes(number, Some(decimal(n, &mut digits)));
     }
 }
 
@@ -137,6 +128,21 @@ pub fn dedup_key(fingerprint: u64, client: &str) -> u64 {
     bytes.extend_from_slice(&fingerprint.to_le_bytes());
     bytes.extend_from_slice(client.as_bytes());
     xxh3_64(&bytes)
+}
+
+/// `n` in decimal (the bytes of `n.to_string()` and of serde_json's itoa), written into `digits`
+/// (a `u64` has at most 20 decimal digits) without an allocation.
+pub(crate) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[start..]
 }
 
 #[cfg(test)]

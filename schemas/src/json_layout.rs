@@ -9,7 +9,7 @@
 //! `tests::same_bytes_as_serde_json` holds the two to the same bytes over the repository's
 //! corpora and hostile strings; the processor reads either.
 
-use crate::report::{BlockedClass, Details, Disposition, WireFormat};
+use crate::report::{BlockedClass, Details, Disposition};
 use crate::view::{MessageView, ReportView};
 
 /// Appends `message` as JSON to `out`.
@@ -40,7 +40,7 @@ fn report(json: &mut Json<'_>, report: &ReportView<'_>) {
     json.raw(b"{\"kind\":");
     json.string(report.kind.as_str());
     json.raw(b",\"wire\":");
-    json.string(wire_name(report.wire));
+    json.string(report.wire.as_str());
     json.optional_string(b",\"report_type\":", report.report_type);
     json.optional_string(
         b",\"disposition\":",
@@ -75,20 +75,6 @@ fn report(json: &mut Json<'_>, report: &ReportView<'_>) {
     json.raw(b"}");
 }
 
-/// The serde name of a wire format (kebab-case of the variant).
-fn wire_name(wire: WireFormat) -> &'static str {
-    match wire {
-        WireFormat::LegacyCsp => "legacy-csp",
-        WireFormat::LegacyCspUnwrapped => "legacy-csp-unwrapped",
-        WireFormat::ReportingBatch => "reporting-batch",
-        WireFormat::ReportingSingle => "reporting-single",
-        WireFormat::ExpectCt => "expect-ct",
-        WireFormat::Hpkp => "hpkp",
-        WireFormat::ExpectStaple => "expect-staple",
-        WireFormat::XssAuditor => "xss-auditor",
-    }
-}
-
 /// Appends JSON pieces to a buffer.
 struct Json<'a>(&'a mut Vec<u8>);
 
@@ -98,18 +84,9 @@ impl Json<'_> {
     }
 
     /// `n` in decimal, as `serde_json` (itoa) writes it.
-    fn number(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20]; // u64::MAX has 20 decimal digits
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.raw(&digits[start..]);
+    fn number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        self.raw(crate::fingerprint::decimal(n, &mut digits));
     }
 
     fn optional_string(&mut self, key: &[u8], value: Option<&str>) {

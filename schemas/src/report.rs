@@ -103,6 +103,23 @@ pub enum WireFormat {
     XssAuditor,
 }
 
+impl WireFormat {
+    /// The serde name (`legacy-csp`), without serde: the JSON message and the ClickHouse `wire`
+    /// column write it per report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LegacyCsp => "legacy-csp",
+            Self::LegacyCspUnwrapped => "legacy-csp-unwrapped",
+            Self::ReportingBatch => "reporting-batch",
+            Self::ReportingSingle => "reporting-single",
+            Self::ExpectCt => "expect-ct",
+            Self::Hpkp => "hpkp",
+            Self::ExpectStaple => "expect-staple",
+            Self::XssAuditor => "xss-auditor",
+        }
+    }
+}
+
 /// Enforced or only reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -483,6 +500,15 @@ pub struct NetworkErrorDetails {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `WireFormat::as_str` is the serde name, for every variant (`binary::WIRES` holds them
+    /// all: `binary::tests::tables_hold_every_variant`).
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        for wire in crate::binary::WIRES {
+            assert_eq!(json!(wire), json!(wire.as_str()));
+        }
+    }
 
     /// The parser skips the exact size check when the bound is under the cap: the bound must
     /// never be below the exact length, whatever the keywords, numbers and string contents.

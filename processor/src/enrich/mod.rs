@@ -12,7 +12,7 @@ pub mod useragent;
 
 use std::num::NonZeroUsize;
 
-use schemas::{BlockedClass, Details, Disposition, WireFormat};
+use schemas::{BlockedClass, Details, Disposition};
 use serde::ser::SerializeMap as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -101,7 +101,7 @@ impl Enricher {
             message_id: msg.id.to_owned(),
             kind: report.kind.as_str().to_owned(),
             report_type: text(report.report_type),
-            wire: wire_label(report.wire).to_owned(),
+            wire: report.wire.as_str().to_owned(),
             disposition: report
                 .disposition
                 .map_or("", Disposition::as_str)
@@ -156,20 +156,6 @@ impl Enricher {
             _ => {}
         }
         row
-    }
-}
-
-/// The serde name of a wire format (`legacy-csp`), without serde: this runs once per row.
-fn wire_label(wire: WireFormat) -> &'static str {
-    match wire {
-        WireFormat::LegacyCsp => "legacy-csp",
-        WireFormat::LegacyCspUnwrapped => "legacy-csp-unwrapped",
-        WireFormat::ReportingBatch => "reporting-batch",
-        WireFormat::ReportingSingle => "reporting-single",
-        WireFormat::ExpectCt => "expect-ct",
-        WireFormat::Hpkp => "hpkp",
-        WireFormat::ExpectStaple => "expect-staple",
-        WireFormat::XssAuditor => "xss-auditor",
     }
 }
 
