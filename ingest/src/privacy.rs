@@ -184,15 +184,7 @@ fn authority_start(url: &str) -> Option<usize> {
     if url.starts_with("//") {
         return Some(2);
     }
-    // Each `:` (memchr) checked for `//`, rather than a substring search set up per URL.
-    let mut from = 0;
-    while let Some(colon) = url[from..].find(':').map(|i| from + i) {
-        if url[colon + 1..].starts_with("//") {
-            return Some(colon + 3);
-        }
-        from = colon + 1;
-    }
-    None
+    schemas::blocked::split_at_separator(url).map(|(before, _)| before.len() + "://".len())
 }
 
 /// Removes `user:pass@` (any userinfo) from a URL in place (whatever precedes its `://`: a
