@@ -132,7 +132,7 @@ pub fn dedup_key(fingerprint: u64, client: &str) -> u64 {
 
 /// `n` in decimal (the bytes of `n.to_string()` and of serde_json's itoa), written into `digits`
 /// (a `u64` has at most 20 decimal digits) without an allocation.
-pub(crate) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
