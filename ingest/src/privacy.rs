@@ -191,6 +191,10 @@ fn authority_start(url: &str) -> Option<usize> {
 /// stored URL field never keeps credentials, even in a malformed URL). The authority ends at the
 /// first `/`, `?`, `#` or backslash (WHATWG URL); the userinfo is everything before its last `@`.
 pub fn strip_credentials(url: &mut String) {
+    // Credentials need an `@`: one memchr spares most URLs the authority search.
+    if memchr::memchr(b'@', url.as_bytes()).is_none() {
+        return;
+    }
     let Some(start) = authority_start(url) else {
         return;
     };
@@ -504,6 +508,11 @@ mod tests {
             ("mailto:a@b.example", "mailto:a@b.example"),
             ("inline", "inline"),
             ("not a scheme://u@h/", "not a scheme://h/"),
+            (
+                "https://h.example/no-at-sign",
+                "https://h.example/no-at-sign",
+            ),
+            ("https://@h.example/", "https://h.example/"),
         ];
         for (input, want) in cases {
             let mut s = input.to_owned();

@@ -124,15 +124,21 @@ pub fn fingerprint(project_id: u64, report: &Report) -> u64 {
 /// The key reports are deduplicated by downstream: same fingerprint from the same client.
 /// `xxh3_64` of the fingerprint's 8 little-endian bytes followed by the client's bytes.
 pub fn dedup_key(fingerprint: u64, client: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(8 + client.len());
-    bytes.extend_from_slice(&fingerprint.to_le_bytes());
-    bytes.extend_from_slice(client.as_bytes());
-    xxh3_64(&bytes)
+    // The client is an IP address's text (at most 45 bytes) or its hash (64 hex digits): the
+    // bytes fit on the stack, without an allocation per report; a longer client gets one.
+    let mut stack = [0u8; 8 + 64];
+    let bytes = match stack.get_mut(..8 + client.len()) {
+        Some(bytes) => bytes,
+        None => return xxh3_64(&[&fingerprint.to_le_bytes()[..], client.as_bytes()].concat()),
+    };
+    bytes[..8].copy_from_slice(&fingerprint.to_le_bytes());
+    bytes[8..].copy_from_slice(client.as_bytes());
+    xxh3_64(bytes)
 }
 
 /// `n` in decimal (the bytes of `n.to_string()` and of serde_json's itoa), written into `digits`
 /// (a `u64` has at most 20 decimal digits) without an allocation.
-pub(crate) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -274,6 +280,16 @@ mod tests {
             let mut text = Encoder(Vec::new());
             text.field(13, Some(&n.to_string()));
             assert_eq!(stack.0, text.0, "{n}");
+        }
+    }
+
+    #[test]
+    fn dedup_key_is_the_hash_of_the_fingerprint_and_the_client_whatever_their_length() {
+        for len in [0, 1, 45, 63, 64, 65, 200] {
+            let client = "c".repeat(len);
+            let mut bytes = 7u64.to_le_bytes().to_vec();
+            bytes.extend_from_slice(client.as_bytes());
+            assert_eq!(dedup_key(7, &client), xxh3_64(&bytes), "{len}");
         }
     }
 

@@ -118,6 +118,14 @@ impl Json<'_> {
                     at += 8;
                     continue;
                 }
+            } else {
+                // Fewer than 8 bytes left: one test of them padded with spaces (never escaped)
+                // instead of one byte at a time; a clean tail is copied below with the rest.
+                let mut tail = [b' '; 8];
+                tail[..bytes.len() - at].copy_from_slice(&bytes[at..]);
+                if !any_escaped(u64::from_le_bytes(tail)) {
+                    break;
+                }
             }
             let byte = bytes[at];
             if let Some((escape, len)) = escape(byte) {

@@ -18,8 +18,27 @@ pub(crate) struct Fields<'a, 'v> {
 #[derive(Debug)]
 struct Entry<'a, 'v> {
     key: &'a str,
+    /// The first byte of `key`'s canonical spelling, computed once: a wire parser looks up
+    /// about fifteen aliases, each against every entry, and this and the key's length tell
+    /// most pairs apart before [`key_matches`] compares them byte by byte.
+    first: Option<u8>,
     value: &'a BorrowedValue<'v>,
     taken: bool,
+}
+
+/// The first byte of `key` lowercased, skipping `-` and `_` (the first byte [`key_matches`]
+/// compares).
+fn canonical_first(key: &str) -> Option<u8> {
+    key.bytes()
+        .find(|b| *b != b'-' && *b != b'_')
+        .map(|b| b.to_ascii_lowercase())
+}
+
+/// Whether `key`, whose [`canonical_first`] is `first`, can match `canonical` at all: their
+/// first bytes agree and `key` is not shorter (dropping separators only shortens a key).
+/// Never false where [`key_matches`] is true; it only spares the byte-by-byte comparison.
+fn may_match(key: &str, first: Option<u8>, canonical: &str) -> bool {
+    first == canonical.bytes().next() && key.len() >= canonical.len()
 }
 
 /// Whether `key` equals `canonical` ignoring ASCII case and the separators `-` and `_`.
@@ -47,6 +66,7 @@ impl<'a, 'v> Fields<'a, 'v> {
             .iter()
             .map(|(key, value)| Entry {
                 key: key.as_ref(),
+                first: canonical_first(key),
                 value,
                 taken: false,
             })
@@ -77,7 +97,7 @@ impl<'a, 'v> Fields<'a, 'v> {
     ) -> Option<T> {
         for alias in aliases {
             for entry in self.entries.iter_mut().filter(|e| !e.taken) {
-                if !key_matches(entry.key, alias) {
+                if !may_match(entry.key, entry.first, alias) || !key_matches(entry.key, alias) {
                     continue;
                 }
                 if matches!(entry.value, BorrowedValue::Static(StaticNode::Null)) {
@@ -289,6 +309,54 @@ mod tests {
         assert!(!key_matches("documentURL", "documenturi"));
         assert!(!key_matches("document-uri-x", "documenturi"));
         assert!(!key_matches("document", "documenturi"));
+    }
+
+    /// The pre-check never refuses a pair `key_matches` accepts (it only skips comparisons,
+    /// it never decides a match).
+    #[test]
+    fn pre_check_never_refuses_a_match() {
+        let keys = [
+            "document-uri",
+            "documentURI",
+            "Document_URI",
+            "document-uri-x",
+            "DOCUMENT-URL",
+            "",
+            "-_",
+            "\u{e9}-URI",
+            "_-lineNo",
+        ];
+        let canonical = [
+            "documenturi",
+            "documenturl",
+            "documenturix",
+            "",
+            "\u{e9}uri",
+            "lineno",
+        ];
+        let mut matched = 0;
+        for key in keys {
+            for wanted in canonical {
+                if key_matches(key, wanted) {
+                    matched += 1;
+                    assert!(
+                        may_match(key, canonical_first(key), wanted),
+                        "{key:?} {wanted:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(matched, 9);
+        assert!(!may_match(
+            "document-uri",
+            canonical_first("document-uri"),
+            "blockeduri"
+        ));
+        assert!(!may_match(
+            "lineno",
+            canonical_first("lineno"),
+            "linenumber"
+        ));
     }
 
     #[test]
