@@ -38,6 +38,54 @@ impl Held {
     }
 }
 
+/// A window's first message as the row writer reads it ([`Held::first`]).
+#[derive(Debug)]
+pub struct FirstMessage<'a> {
+    /// The message. Read from a binary payload, its `report.details` and `report.extra` are
+    /// left out (`Details::None`, `None`): they are in `json`.
+    pub message: MessageView<'a>,
+    pub json: HeldJson<'a>,
+}
+
+/// Where a first message's `details` and `extra` are.
+#[derive(Debug, Clone, Copy)]
+pub enum HeldJson<'a> {
+    /// In the message (a decoded JSON payload).
+    InMessage,
+    /// Their JSON text as the binary payload holds it (`None`: `Details::None`, no extra).
+    Text {
+        details: Option<&'a str>,
+        extra: Option<&'a str>,
+    },
+}
+
+impl Held {
+    /// The held message for the row writer: a binary payload is read again without parsing
+    /// its embedded JSON (`schemas::binary::decode_unparsed`), which the row only copies.
+    pub fn first(&self) -> FirstMessage<'_> {
+        match self {
+            Self::Binary(payload) => {
+                let unparsed = schemas::binary::decode_unparsed(payload).expect(
+                    "cannot fail: these bytes were decoded in full when the window opened, \
+                     this read refuses a subset of what that decode refuses, and both are pure \
+                     functions of the bytes",
+                );
+                FirstMessage {
+                    message: unparsed.view,
+                    json: HeldJson::Text {
+                        details: unparsed.details,
+                        extra: unparsed.extra,
+                    },
+                }
+            }
+            Self::Owned(message) => FirstMessage {
+                message: message.view(),
+                json: HeldJson::InMessage,
+            },
+        }
+    }
+}
+
 /// One message as dedup needs it: its times, and what to hold if it opens a window.
 #[derive(Debug)]
 pub struct Incoming<'a> {
