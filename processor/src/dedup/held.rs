@@ -4,8 +4,9 @@
 //! it); every later message of the window only adds to its counters. So a message is held in
 //! the cheapest form that still gives the row back:
 //! - a binary payload (`schemas::binary`) is held as its raw bytes, one allocation, and read
-//!   again as a [`MessageView`] when the row is built. It was fully decoded (and so validated)
-//!   when it arrived, so a corrupt record is still dead-lettered at once, never at row time;
+//!   again when the row is built ([`Held::first`]: a [`MessageView`] whose embedded JSON is
+//!   left as text, which the row copies). It was fully decoded (and so validated) when it
+//!   arrived, so a corrupt record is still dead-lettered at once, never at row time;
 //! - a JSON payload has to be decoded into a [`ReportMessage`] to be validated anyway (serde
 //!   builds it), so that message is held, boxed so a window stays small. Re-encoding it into the
 //!   binary layout would add work on the JSON path and a second place a message could change.

@@ -59,7 +59,7 @@ impl From<&ReportRow> for RowKey {
 
 /// Rows in RowBinary: one buffer, the end of each row in it, and each row's [`RowKey`].
 ///
-/// Bounded by its owner: a batch holds at most what `--batch-rows` / `--batch-max-bytes` let it
+/// Bounded by its owner: a batch holds at most what `--batch-rows` / `--batch-bytes` let it
 /// (plus one tick's closed windows, see `crate::batch`); the bytes are exactly what the inserts
 /// send.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
