@@ -12,13 +12,13 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use crate::dedup::{ClosedWindow, CommitPoint};
-use crate::row::ReportRow;
+use crate::row::{ReportRow, Rows};
 
 /// Batch limits; see `Config` for units and defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
     pub max_rows: NonZeroUsize,
-    /// Estimated RowBinary bytes ([`ReportRow::estimated_bytes`]).
+    /// RowBinary bytes of the rows ([`Rows::byte_len`]).
     pub max_bytes: NonZeroUsize,
     /// Age of the oldest row (or commit point) after which the batch is written anyway.
     pub max_age: Duration,
@@ -46,10 +46,10 @@ impl From<&ClosedWindow> for RowSource {
 /// Rows to insert, then the offsets to commit once the insert is acknowledged.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub rows: Vec<ReportRow>,
-    /// `sources[i]` is where `rows[i]` came from (for dead-lettering a row ClickHouse rejects).
+    /// The rows, already in RowBinary: what the inserts send, retries included.
+    pub rows: Rows,
+    /// `sources[i]` is where row `i` came from (for dead-lettering a row ClickHouse rejects).
     pub sources: Vec<RowSource>,
-    pub bytes: usize,
     /// Partition -> point to commit (with its dedup metadata).
     pub commits: BTreeMap<i32, CommitPoint>,
 }
@@ -57,6 +57,11 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty() && self.commits.is_empty()
+    }
+
+    /// RowBinary bytes of the rows.
+    pub fn bytes(&self) -> usize {
+        self.rows.byte_len()
     }
 }
 
@@ -81,11 +86,23 @@ impl Batcher {
         }
     }
 
-    pub fn push(&mut self, row: ReportRow, source: RowSource, now: Instant) {
-        self.started.get_or_insert(now);
-        self.current.bytes += row.estimated_bytes();
-        self.current.rows.push(row);
-        self.current.sources.push(source);
+    /// Adds the rows `write` appends (the enricher appends one per closed window), all from
+    /// `source`.
+    pub fn push(&mut self, source: RowSource, now: Instant, write: impl FnOnce(&mut Rows)) {
+        let before = self.current.rows.len();
+        write(&mut self.current.rows);
+        let added = self.current.rows.len() - before;
+        if added > 0 {
+            self.started.get_or_insert(now);
+            self.current
+                .sources
+                .extend(std::iter::repeat_n(source, added));
+        }
+    }
+
+    /// Adds a typed row.
+    pub fn push_row(&mut self, row: &ReportRow, source: RowSource, now: Instant) {
+        self.push(source, now, |rows| rows.push(row));
     }
 
     /// Records the point a partition may commit once everything pushed so far is written.
@@ -110,7 +127,7 @@ impl Batcher {
 
     pub fn should_flush(&self, now: Instant) -> bool {
         self.current.rows.len() >= self.limits.max_rows.get()
-            || self.current.bytes >= self.limits.max_bytes.get()
+            || self.current.bytes() >= self.limits.max_bytes.get()
             || self.deadline().is_some_and(|deadline| now >= deadline)
     }
 
@@ -165,28 +182,29 @@ mod tests {
         let t0 = Instant::now();
         let mut batcher = Batcher::new(limits(3, usize::MAX));
         for _ in 0..2 {
-            batcher.push(ReportRow::default(), RowSource::default(), t0);
+            batcher.push_row(&ReportRow::default(), RowSource::default(), t0);
         }
         assert!(!batcher.should_flush(t0));
-        batcher.push(ReportRow::default(), RowSource::default(), t0);
+        batcher.push_row(&ReportRow::default(), RowSource::default(), t0);
         assert!(batcher.should_flush(t0));
         assert_eq!(batcher.take().rows.len(), 3);
         assert!(batcher.is_empty() && !batcher.should_flush(t0 + Duration::from_secs(10)));
     }
 
     #[test]
-    fn flushes_on_estimated_bytes() {
+    fn flushes_on_rowbinary_bytes() {
         let t0 = Instant::now();
         let row = ReportRow {
             original_policy: "p".repeat(500),
             ..ReportRow::default()
         };
-        let mut batcher = Batcher::new(limits(1000, row.estimated_bytes() * 2));
-        batcher.push(row.clone(), RowSource::default(), t0);
+        let row_bytes = Rows::from(std::slice::from_ref(&row)).byte_len();
+        let mut batcher = Batcher::new(limits(1000, row_bytes * 2));
+        batcher.push_row(&row, RowSource::default(), t0);
         assert!(!batcher.should_flush(t0));
-        batcher.push(row.clone(), RowSource::default(), t0);
+        batcher.push_row(&row, RowSource::default(), t0);
         assert!(batcher.should_flush(t0));
-        assert_eq!(batcher.take().bytes, row.estimated_bytes() * 2);
+        assert_eq!(batcher.take().bytes(), row_bytes * 2);
     }
 
     #[test]
@@ -194,9 +212,9 @@ mod tests {
         let t0 = Instant::now();
         let mut batcher = Batcher::new(limits(1000, usize::MAX));
         assert_eq!(batcher.deadline(), None);
-        batcher.push(ReportRow::default(), RowSource::default(), t0);
-        batcher.push(
-            ReportRow::default(),
+        batcher.push_row(&ReportRow::default(), RowSource::default(), t0);
+        batcher.push_row(
+            &ReportRow::default(),
             RowSource::default(),
             t0 + Duration::from_millis(900),
         );

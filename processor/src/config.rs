@@ -234,7 +234,8 @@ pub struct Config {
     )]
     pub batch_rows: NonZeroUsize,
 
-    /// Most estimated RowBinary bytes in one insert. Default 16777216 (16 MiB).
+    /// Most RowBinary bytes of rows in one batch (the rows of one tick may pass it; the batch
+    /// is then written at once). Default 16777216 (16 MiB).
     #[arg(
         long,
         env = "PALISADE_BATCH_BYTES",

@@ -83,7 +83,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-pub use held::{Held, Incoming};
+pub use held::{FirstMessage, Held, HeldJson, Incoming};
 
 /// Reports older than this (Reporting API `age`) are treated as this old: bounds event times.
 pub const MAX_REPORT_AGE_MS: u64 = 24 * 60 * 60 * 1000;

@@ -5,7 +5,8 @@
 //! Map, in data-flow order: [`consume`] (Kafka group consumer, rebalance events, commits) ->
 //! [`mod@decode`] (payload and key, or a dead-letter reason, see [`deadletter`]) -> [`dedup`]
 //! (per-partition windows, commit points) -> [`enrich`] (UA, URLs, directive family, GeoIP: one
-//! [`row::ReportRow`]) -> [`batch`] (rows plus the offsets to commit after them) -> [`mod@write`]
+//! `reports` row, written in RowBinary into the batch's [`row::Rows`]) -> [`batch`] (rows plus
+//! the offsets to commit after them) -> [`mod@write`]
 //! (ClickHouse inserts, rollups, checkpoints, retries) -> commit. [`pipeline`] is the
 //! synchronous core of that flow and [`mod@run`] the async loop around it (back-pressure,
 //! shutdown), which sees Kafka and ClickHouse only through the traits of [`run::ports`];

@@ -116,8 +116,9 @@ impl Pipeline {
             occurrences += window.occurrences;
             by_reason[reason_index(window.reason)] += 1;
             let source = RowSource::from(&window);
-            let row = self.enricher.row(&window);
-            self.batcher.push(row, source, now);
+            let enricher = &mut self.enricher;
+            self.batcher
+                .push(source, now, |rows| enricher.write_row(&window, rows));
         }
         for partition in &self.assigned {
             if let Some(point) = self.dedup.commit_point(*partition) {
@@ -244,7 +245,7 @@ mod tests {
         assert!(pipeline.should_flush(later + Duration::from_millis(100)));
         let batch = pipeline.take();
         assert_eq!(batch.rows.len(), 1);
-        let row = &batch.rows[0];
+        let row = batch.rows.row(0).unwrap();
         assert_eq!(
             (row.occurrences, row.dedup_key, row.message_id.as_str()),
             (5, 0xff, "m0")

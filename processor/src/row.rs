@@ -2,8 +2,14 @@
 //!
 //! The field order and types are the contract with `schemas/sql/` (RowBinary is positional):
 //! change both together. `Date` is days since the Unix epoch (u16), `DateTime` seconds (u32).
+//! Batches hold their rows already in RowBinary ([`rowbinary::Rows`]); [`ReportRow`] is the
+//! typed form, for reading rows back, dead letters, replays and tests.
+
+pub mod rowbinary;
 
 use serde::{Deserialize, Serialize};
+
+pub use rowbinary::{RowBinaryError, RowKey, RowWriter, Rows};
 
 /// One row of the `reports` table (`ReplacingMergeTree(version)`, keyed by `row_id`).
 #[derive(Debug, Clone, PartialEq, Default, clickhouse::Row, Serialize, Deserialize)]
@@ -129,56 +135,6 @@ pub const COLUMNS: &[&str] = &[
     "details",
 ];
 
-/// Fixed-width bytes of a row in RowBinary (numbers, plus one length byte per string).
-const FIXED_BYTES: usize = 8 * 6 + 2 + 4 * 4 + 1 + 4 * 3 + 2 * 2 + 40;
-
-impl ReportRow {
-    /// RowBinary size estimate used by the batch byte limit (strings counted at their length).
-    pub fn estimated_bytes(&self) -> usize {
-        let strings = [
-            &self.message_id,
-            &self.kind,
-            &self.report_type,
-            &self.wire,
-            &self.disposition,
-            &self.environment,
-            &self.release,
-            &self.document_url,
-            &self.document_origin,
-            &self.document_host,
-            &self.document_path,
-            &self.referrer,
-            &self.blocked_url,
-            &self.blocked_class,
-            &self.blocked_scheme,
-            &self.blocked_host,
-            &self.blocked_domain,
-            &self.blocked_origin,
-            &self.effective_directive,
-            &self.directive_family,
-            &self.violated_directive,
-            &self.source_file,
-            &self.source_host,
-            &self.sample,
-            &self.original_policy,
-            &self.user_agent,
-            &self.ua_family,
-            &self.ua_major,
-            &self.os_family,
-            &self.device_class,
-            &self.client_ip,
-            &self.country,
-            &self.noise,
-            &self.nel_phase,
-            &self.nel_type,
-            &self.server_ip,
-            &self.cert_hostname,
-            &self.details,
-        ];
-        FIXED_BYTES + strings.iter().map(|s| s.len()).sum::<usize>()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -190,15 +146,5 @@ mod tests {
     fn columns_match_the_derived_row_in_order() {
         assert_eq!(COLUMNS, <ReportRow as Row>::COLUMN_NAMES);
         assert_eq!(COLUMNS.len(), 55);
-    }
-
-    #[test]
-    fn estimate_grows_with_string_content() {
-        let empty = ReportRow::default();
-        let full = ReportRow {
-            original_policy: "x".repeat(1000),
-            ..ReportRow::default()
-        };
-        assert_eq!(full.estimated_bytes(), empty.estimated_bytes() + 1000);
     }
 }

@@ -209,6 +209,43 @@ pub fn decode(bytes: &[u8]) -> Result<ReportMessage, BinaryError> {
 /// exactly what [`decode`] refuses (it is [`decode`]'s first step): the embedded JSON of
 /// `extra` and `details` is checked here too.
 pub fn decode_view<'a>(bytes: &'a [u8]) -> Result<MessageView<'a>, BinaryError> {
+    let Unparsed {
+        mut view,
+        details,
+        extra,
+    } = decode_unparsed(bytes)?;
+    if let Some(text) = extra {
+        // The rule `Extra`'s own deserialisation applies, without copying the text.
+        let raw = serde_json::from_str::<&RawValue>(text).map_err(BinaryError::Json)?;
+        view.report.extra = object_text(raw)
+            .map_err(|message| BinaryError::Json(serde_json::Error::custom(message)))?;
+    }
+    if let Some(text) = details {
+        view.report.details =
+            Cow::Owned(serde_json::from_str::<Details>(text).map_err(BinaryError::Json)?);
+    }
+    Ok(view)
+}
+
+/// A binary message whose embedded JSON (`details`, `extra`) is left as text: see
+/// [`decode_unparsed`].
+#[derive(Debug, Clone)]
+pub struct Unparsed<'a> {
+    /// Every field but the two below: here `report.details` is always `Details::None` and
+    /// `report.extra` always `None`, whatever the message holds.
+    pub view: MessageView<'a>,
+    /// The details' JSON text (`{"type":...}`, as serde_json writes [`Details`]), `None` for
+    /// `Details::None`.
+    pub details: Option<&'a str>,
+    /// The JSON object text of `extra`, `None` when there is none.
+    pub extra: Option<&'a str>,
+}
+
+/// Reads a binary message as [`decode_view`] does, but without parsing the JSON of `details`
+/// and `extra` (their text is returned as it is): for a reader that only copies them, once
+/// [`decode_view`] has accepted the same bytes (it is [`decode_view`]'s first step, so it
+/// refuses a subset of what that refuses: layout, UTF-8, tables, lengths, trailing bytes).
+pub fn decode_unparsed<'a>(bytes: &'a [u8]) -> Result<Unparsed<'a>, BinaryError> {
     let mut r = Reader { bytes, at: 0 };
     let marker = r.byte()?;
     if marker != MARKER {
@@ -288,16 +325,10 @@ pub fn decode_view<'a>(bytes: &'a [u8]) -> Result<MessageView<'a>, BinaryError> 
     let original_policy = text(&mut r, 11)?;
     let age_ms = number(&mut r, 12)?;
     let user_agent = text(&mut r, 13)?;
-    let extra = if has(14) {
-        // The rule `Extra`'s own deserialisation applies, without copying the text.
-        let raw = serde_json::from_str::<&RawValue>(r.str()?).map_err(BinaryError::Json)?;
-        object_text(raw).map_err(|message| BinaryError::Json(serde_json::Error::custom(message)))?
-    } else {
-        None
-    };
+    let extra = text(&mut r, 14)?;
     let details = match r.byte()? {
-        0 => Details::None,
-        1 => serde_json::from_str::<Details>(r.str()?).map_err(BinaryError::Json)?,
+        0 => None,
+        1 => Some(r.str()?),
         other => {
             return Err(BinaryError::Invalid {
                 field: "details",
@@ -308,7 +339,7 @@ pub fn decode_view<'a>(bytes: &'a [u8]) -> Result<MessageView<'a>, BinaryError> 
     if r.at != bytes.len() {
         return Err(BinaryError::Trailing(bytes.len() - r.at));
     }
-    Ok(MessageView {
+    let view = MessageView {
         v,
         id,
         received_at_ms,
@@ -338,9 +369,14 @@ pub fn decode_view<'a>(bytes: &'a [u8]) -> Result<MessageView<'a>, BinaryError> 
             original_policy,
             age_ms,
             user_agent,
-            details: Cow::Owned(details),
-            extra,
+            details: Cow::Owned(Details::None),
+            extra: None,
         },
+    };
+    Ok(Unparsed {
+        view,
+        details,
+        extra,
     })
 }
 
@@ -600,6 +636,50 @@ mod tests {
                 message.encode()
             );
             assert!(bytes.len() < message.encode().len());
+        }
+    }
+
+    /// The unparsed read is the view with `details` and `extra` left as the text the encoder
+    /// wrote, and it accepts whatever the view accepts (the processor reads a held payload with
+    /// it after the view accepted it).
+    #[test]
+    fn unparsed_is_the_view_with_its_json_left_as_text() {
+        let nel = Details::NetworkError(NetworkErrorDetails {
+            phase: Some("dns".into()),
+            ..Default::default()
+        });
+        for details in [Details::None, nel] {
+            let message = full_message(details);
+            let bytes = encode(&message);
+            let view = decode_view(&bytes).expect("decodes");
+            let unparsed = decode_unparsed(&bytes).expect("decodes");
+            let details_text = match &message.report.details {
+                Details::None => None,
+                details => Some(serde_json::to_string(details).expect("serialises")),
+            };
+            assert_eq!(unparsed.details, details_text.as_deref());
+            assert_eq!(
+                unparsed.extra,
+                message.report.extra.raw().map(RawValue::get)
+            );
+            assert!(matches!(
+                unparsed.view.report.details,
+                Cow::Owned(Details::None)
+            ));
+            assert!(unparsed.view.report.extra.is_none());
+            let mut filled = unparsed.view.clone();
+            filled.report.details = view.report.details.clone();
+            filled.report.extra = view.report.extra;
+            assert_eq!(filled.into_owned(), message);
+            for at in 0..bytes.len() {
+                for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                    let mut changed = bytes.clone();
+                    changed[at] = value;
+                    if decode_view(&changed).is_ok() {
+                        assert!(decode_unparsed(&changed).is_ok(), "{at}: {value}");
+                    }
+                }
+            }
         }
     }
 

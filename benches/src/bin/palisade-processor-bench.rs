@@ -253,7 +253,7 @@ async fn write_batch(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let inserted = writer
-        .insert_rows_in_chunks(&batch.rows, config.batch_rows)
+        .insert_encoded_in_chunks(&batch.rows, config.batch_rows)
         .await?;
     ensure!(
         inserted.rejected.is_empty(),
@@ -262,7 +262,7 @@ async fn write_batch(
         inserted.rejected.first().map(|r| r.error.to_string())
     );
     writer
-        .refresh_rollups(&Touched::from_rows(&batch.rows))
+        .refresh_rollups(&Touched::from_keys(batch.rows.keys()))
         .await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
     let checkpoints: Vec<Checkpoint> = batch

@@ -4,8 +4,9 @@
 //! it); every later message of the window only adds to its counters. So a message is held in
 //! the cheapest form that still gives the row back:
 //! - a binary payload (`schemas::binary`) is held as its raw bytes, one allocation, and read
-//!   again as a [`MessageView`] when the row is built. It was fully decoded (and so validated)
-//!   when it arrived, so a corrupt record is still dead-lettered at once, never at row time;
+//!   again when the row is built ([`Held::first`]: a [`MessageView`] whose embedded JSON is
+//!   left as text, which the row copies). It was fully decoded (and so validated) when it
+//!   arrived, so a corrupt record is still dead-lettered at once, never at row time;
 //! - a JSON payload has to be decoded into a [`ReportMessage`] to be validated anyway (serde
 //!   builds it), so that message is held, boxed so a window stays small. Re-encoding it into the
 //!   binary layout would add work on the JSON path and a second place a message could change.
@@ -34,6 +35,54 @@ impl Held {
                  a pure function of them",
             ),
             Self::Owned(message) => message.view(),
+        }
+    }
+}
+
+/// A window's first message as the row writer reads it ([`Held::first`]).
+#[derive(Debug)]
+pub struct FirstMessage<'a> {
+    /// The message. Read from a binary payload, its `report.details` and `report.extra` are
+    /// left out (`Details::None`, `None`): they are in `json`.
+    pub message: MessageView<'a>,
+    pub json: HeldJson<'a>,
+}
+
+/// Where a first message's `details` and `extra` are.
+#[derive(Debug, Clone, Copy)]
+pub enum HeldJson<'a> {
+    /// In the message (a decoded JSON payload).
+    InMessage,
+    /// Their JSON text as the binary payload holds it (`None`: `Details::None`, no extra).
+    Text {
+        details: Option<&'a str>,
+        extra: Option<&'a str>,
+    },
+}
+
+impl Held {
+    /// The held message for the row writer: a binary payload is read again without parsing
+    /// its embedded JSON (`schemas::binary::decode_unparsed`), which the row only copies.
+    pub fn first(&self) -> FirstMessage<'_> {
+        match self {
+            Self::Binary(payload) => {
+                let unparsed = schemas::binary::decode_unparsed(payload).expect(
+                    "cannot fail: these bytes were decoded in full when the window opened, \
+                     this read refuses a subset of what that decode refuses, and both are pure \
+                     functions of the bytes",
+                );
+                FirstMessage {
+                    message: unparsed.view,
+                    json: HeldJson::Text {
+                        details: unparsed.details,
+                        extra: unparsed.extra,
+                    },
+                }
+            }
+            Self::Owned(message) => FirstMessage {
+                message: message.view(),
+                json: HeldJson::InMessage,
+            },
         }
     }
 }

@@ -1,19 +1,27 @@
 //! CSP directive families: the `-elem`/`-attr` split directives and their fallbacks grouped under
 //! the directive a policy author edits.
 
+use std::borrow::Cow;
+
 /// The family of an effective directive: `script-src-elem`/`script-src-attr` -> `script-src`,
 /// `style-src-elem`/`style-src-attr` -> `style-src`, anything else lowercased as is.
 ///
 /// CSP3 section 6.8.3 ("Get the effective directive for request") lets `script-src-elem` and
 /// `script-src-attr` fall back to `script-src`, so allow-list changes land there.
-pub fn family(effective_directive: &str) -> String {
-    let directive = effective_directive.trim().to_ascii_lowercase();
-    let family = match directive.as_str() {
-        "script-src-elem" | "script-src-attr" => "script-src",
-        "style-src-elem" | "style-src-attr" => "style-src",
-        _ => return directive,
+///
+/// Borrowed unless the directive has upper-case letters (browsers send it lower-case).
+pub fn family(effective_directive: &str) -> Cow<'_, str> {
+    let trimmed = effective_directive.trim();
+    let directive = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
     };
-    family.to_owned()
+    match &*directive {
+        "script-src-elem" | "script-src-attr" => Cow::Borrowed("script-src"),
+        "style-src-elem" | "style-src-attr" => Cow::Borrowed("style-src"),
+        _ => directive,
+    }
 }
 
 #[cfg(test)]
@@ -35,5 +43,6 @@ mod tests {
         assert_eq!(family("script-src"), "script-src");
         assert_eq!(family("frame-ancestors"), "frame-ancestors");
         assert_eq!(family(""), "");
+        assert_eq!(family("Img-Src"), "img-src");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use url::Url;
 
@@ -168,7 +169,8 @@ fn plain_path(path: &str) -> bool {
 /// list, ~6,700 instructions) was most of a row's enrichment.
 #[derive(Debug)]
 pub struct UrlCache {
-    cache: CountedLru<String, UrlParts>,
+    /// Shared, so a hit costs a reference count, not five strings copied.
+    cache: CountedLru<String, Arc<UrlParts>>,
 }
 
 impl UrlCache {
@@ -181,12 +183,12 @@ impl UrlCache {
     }
 
     /// The same as [`parts`]`(raw)`.
-    pub fn parts(&mut self, raw: &str) -> UrlParts {
+    pub fn parts(&mut self, raw: &str) -> Arc<UrlParts> {
         let key = cache_key(raw);
         if key.is_empty() || key.len() > MAX_CACHED_URL_BYTES {
-            return parts(key);
+            return Arc::new(parts(key));
         }
-        self.cache.get_or_compute(key, || parts(key))
+        self.cache.get_or_compute(key, || Arc::new(parts(key)))
     }
 
     /// `parts(raw).host` alone (the source file's host), without copying the other parts.
@@ -196,7 +198,7 @@ impl UrlCache {
             return parts(key).host;
         }
         self.cache
-            .read_or_compute(key, || parts(key), |parts| parts.host.clone())
+            .read_or_compute(key, || Arc::new(parts(key)), |parts| parts.host.clone())
     }
 
     /// (hits, misses) since start, for metrics; URLs too long to cache are not counted.
@@ -332,15 +334,15 @@ mod tests {
         ];
         let mut cache = UrlCache::new(NonZeroUsize::new(2).unwrap());
         for url in urls {
-            assert_eq!(cache.parts(url), parts(url), "{url}");
+            assert_eq!(*cache.parts(url), parts(url), "{url}");
         }
         // Two distinct URLs came between the repeats, so capacity 2 evicted the first one.
         assert_eq!(cache.stats(), (0, 5), "the empty URL is not looked up");
         assert_eq!(cache.cache.len(), 2);
-        assert_eq!(cache.parts("chrome-extension"), parts("chrome-extension"));
+        assert_eq!(*cache.parts("chrome-extension"), parts("chrome-extension"));
         assert_eq!(cache.stats(), (1, 5));
         let long = format!("https://a.example/{}", "x".repeat(MAX_CACHED_URL_BYTES));
-        assert_eq!(cache.parts(&long), parts(&long));
+        assert_eq!(*cache.parts(&long), parts(&long));
         assert_eq!(cache.stats(), (1, 5), "too long to cache: not looked up");
         assert_eq!(cache.host(&long), parts(&long).host);
         assert_eq!(cache.host("chrome-extension"), "");
@@ -348,7 +350,7 @@ mod tests {
         assert_eq!(cache.host(urls[1]), "cdn.example.com");
         assert_eq!(cache.stats(), (2, 6), "evicted earlier: a miss");
         assert_eq!(
-            cache.parts(urls[1]),
+            *cache.parts(urls[1]),
             parts(urls[1]),
             "host() cached all parts"
         );
@@ -507,7 +509,7 @@ mod tests {
         let mut cache = UrlCache::new(NonZeroUsize::new(4).unwrap());
         for session in 0..10 {
             let url = format!("https://a.example/p?session={session}");
-            assert_eq!(cache.parts(&url), parts(&url));
+            assert_eq!(*cache.parts(&url), parts(&url));
         }
         assert_eq!(cache.stats(), (9, 1), "one entry for every session");
     }

@@ -13,6 +13,7 @@
 //! not decide; the accuracy gain is on rare agents only, so it does not pay for the rest yet.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use super::cache::CountedLru;
 
@@ -33,7 +34,10 @@ pub struct UaInfo {
 pub struct UaClassifier {
     parser: woothee::parser::Parser,
     /// Keyed by the xxh3 of the UA string, so an entry's size does not depend on the input.
-    cache: CountedLru<u64, UaInfo>,
+    /// Shared, so a hit costs a reference count, not four strings copied.
+    cache: CountedLru<u64, Arc<UaInfo>>,
+    /// What an empty user agent gets.
+    unknown: Arc<UaInfo>,
 }
 
 impl std::fmt::Debug for UaClassifier {
@@ -49,17 +53,18 @@ impl UaClassifier {
         Self {
             parser: woothee::parser::Parser::new(),
             cache: CountedLru::new(capacity),
+            unknown: Arc::default(),
         }
     }
 
-    pub fn classify(&mut self, user_agent: &str) -> UaInfo {
+    pub fn classify(&mut self, user_agent: &str) -> Arc<UaInfo> {
         if user_agent.is_empty() {
-            return UaInfo::default();
+            return Arc::clone(&self.unknown);
         }
         let key = xxhash_rust::xxh3::xxh3_64(user_agent.as_bytes());
         let parser = &self.parser;
         self.cache
-            .get_or_compute(&key, || parse(parser, user_agent))
+            .get_or_compute(&key, || Arc::new(parse(parser, user_agent)))
     }
 
     /// (hits, misses) since start, for metrics.
@@ -121,7 +126,7 @@ mod tests {
     #[test]
     fn unknown_agents_are_empty_not_unknown() {
         let mut ua = UaClassifier::new(NonZeroUsize::new(8).unwrap());
-        assert_eq!(ua.classify(""), UaInfo::default());
+        assert_eq!(*ua.classify(""), UaInfo::default());
         let odd = ua.classify("zzz/1");
         assert_eq!((odd.family.as_str(), odd.major.as_str()), ("", ""));
     }

@@ -21,7 +21,7 @@ use crate::consume::{ConsumeError, Consumer, Event, Record};
 use crate::deadletter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::dedup::CommitPoint;
 use crate::group::GroupView;
-use crate::row::ReportRow;
+use crate::row::Rows;
 use crate::write::{Checkpoint, Inserted, Touched, WriteError, Writer};
 
 /// Kafka's committed offset (`None`: nothing committed) and metadata, by partition.
@@ -60,7 +60,7 @@ pub trait RowSink {
     /// returned in [`Inserted::rejected`].
     async fn insert_rows(
         &self,
-        rows: &[ReportRow],
+        rows: &Rows,
         max_rows: NonZeroUsize,
     ) -> Result<Inserted, WriteError>;
     /// Recompute the rollups of the touched (project, hour) groups.
@@ -132,10 +132,10 @@ impl RecordSource for Consumer {
 impl RowSink for Writer {
     async fn insert_rows(
         &self,
-        rows: &[ReportRow],
+        rows: &Rows,
         max_rows: NonZeroUsize,
     ) -> Result<Inserted, WriteError> {
-        self.insert_rows_in_chunks(rows, max_rows).await
+        self.insert_encoded_in_chunks(rows, max_rows).await
     }
 
     async fn refresh_rollups(&self, touched: &Touched) -> Result<(), WriteError> {

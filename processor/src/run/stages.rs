@@ -9,7 +9,7 @@ use super::{time_now, RunError, Worker};
 use crate::batch::{Batch, RowSource};
 use crate::deadletter::{DeadLetter, REJECTED_BY_CLICKHOUSE};
 use crate::metrics;
-use crate::row::ReportRow;
+use crate::row::{ReportRow, RowBinaryError, RowKey};
 use crate::write::{Checkpoint, ErrorClass, Touched, WriteError};
 
 /// A batch being written: which stage comes next and when to try again.
@@ -142,16 +142,17 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
                 .await?;
             let mut rejected = inserted.rejected.iter().map(|r| r.index).peekable();
             let mut touched = Touched::default();
-            for (index, row) in pending.batch.rows.iter().enumerate() {
+            for (index, key) in pending.batch.rows.keys().iter().enumerate() {
                 if rejected.peek() == Some(&index) {
                     rejected.next();
                 } else {
-                    touched.add(row.project_id, row.window_start);
+                    touched.add(key.project_id, key.window_start);
                 }
             }
             for rejected in &inserted.rejected {
                 let letter = rejected_row_letter(
-                    &pending.batch.rows[rejected.index],
+                    &pending.batch.rows.row(rejected.index),
+                    pending.batch.rows.keys()[rejected.index],
                     pending.batch.sources[rejected.index],
                     &rejected.error,
                 );
@@ -167,7 +168,7 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
             }
             metrics::batch_written(
                 inserted.rows,
-                pending.batch.bytes,
+                pending.batch.bytes(),
                 time_now().saturating_duration_since(pending.started),
             );
             pending.touched = touched;
@@ -212,10 +213,13 @@ impl<S: RecordSource, W: RowSink, L: LetterSink> Worker<S, W, L> {
     }
 }
 
-/// The dead letter of a row ClickHouse rejected: the row as JSON, keyed by its dedup key, with
-/// the partition and offsets of the messages it counts.
+/// The dead letter of a row ClickHouse rejected: the row as JSON (`row`, read back from the
+/// batch's RowBinary), keyed by its dedup key, with the partition and offsets of the messages it
+/// counts. A row that cannot be read back (a bug) is still dead-lettered, the reading error as
+/// its payload.
 fn rejected_row_letter(
-    row: &ReportRow,
+    row: &Result<ReportRow, RowBinaryError>,
+    key: RowKey,
     source: RowSource,
     error: &dyn std::error::Error,
 ) -> DeadLetter {
@@ -227,8 +231,11 @@ fn rejected_row_letter(
         partition: source.partition,
         offset: source.first_offset,
         last_offset: Some(source.last_offset),
-        key: Some(format!("{:016x}", row.dedup_key).into_bytes()),
-        payload: serde_json::to_vec(row).unwrap_or_default(),
+        key: Some(format!("{:016x}", key.dedup_key).into_bytes()),
+        payload: match row {
+            Ok(row) => serde_json::to_vec(row).unwrap_or_default(),
+            Err(unreadable) => unreadable.to_string().into_bytes(),
+        },
     }
 }
 
@@ -302,7 +309,7 @@ mod tests {
                 "Code: 6. DB::Exception: Cannot parse string 'x'".into(),
             ),
         };
-        let letter = rejected_row_letter(&row, source, &error);
+        let letter = rejected_row_letter(&Ok(row.clone()), RowKey::from(&row), source, &error);
         assert_eq!(letter.reason, REJECTED_BY_CLICKHOUSE);
         assert!(
             letter

@@ -72,7 +72,7 @@ use crate::batch::BatchLimits;
 use crate::dedup::DedupConfig;
 use crate::enrich::{Enricher, Geo};
 use crate::group::GroupView;
-use crate::row::ReportRow;
+use crate::row::{ReportRow, Rows};
 use crate::write::{Checkpoint, Evidence, Inserted, Operation, Touched};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -528,7 +528,7 @@ impl RecordSource for FakeSource {
 impl RowSink for FakeSink {
     async fn insert_rows(
         &self,
-        rows: &[ReportRow],
+        rows: &Rows,
         _max_rows: NonZeroUsize,
     ) -> Result<Inserted, WriteError> {
         self.0.crash.step().await;
@@ -556,8 +556,8 @@ impl RowSink for FakeSink {
             });
         }
         let mut store = self.0.store.borrow_mut();
-        for row in rows {
-            store.rows.insert(row.row_id, row.clone());
+        for row in rows.to_report_rows().unwrap() {
+            store.rows.insert(row.row_id, row);
         }
         drop(store);
         self.0.trace(Op::Insert(rows.len()));

@@ -23,9 +23,27 @@
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
 
 use super::{ErrorClass, Operation, WriteError, Writer, REPORTS_TABLE};
-use crate::row::ReportRow;
+use crate::row::{ReportRow, Rows, COLUMNS};
+
+/// `INSERT INTO reports(<every column>) FORMAT RowBinary`: the statement the `clickhouse`
+/// crate's typed insert of [`ReportRow`] sends with validation off (ClickHouse 18.16), for rows
+/// that are already RowBinary.
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<String> = COLUMNS.iter().map(|c| format!("`{c}`")).collect();
+    format!(
+        "INSERT INTO `{REPORTS_TABLE}`({}) FORMAT RowBinary",
+        columns.join(",")
+    )
+});
+
+/// Rows are sent in chunks of about this many bytes, each ending at a row boundary (as the
+/// typed insert does: 256 KiB buffers flushed after a whole row).
+const CHUNK_BYTES: usize = 256 * 1024 - 2048;
 
 /// Result of [`Writer::insert_rows`].
 #[derive(Debug, Default)]
@@ -51,22 +69,42 @@ impl Writer {
     /// are isolated (at most `2 * rows.len() - 1` requests), the others are written, and the
     /// rejected ones are listed in [`Inserted::rejected`].
     ///
-    /// In RowBinary a row type that does not match the table also looks like bad data (every
+    /// In RowBinary a row layout that does not match the table also looks like bad data (every
     /// row rejected): `tests/clickhouse.rs` round-trips [`ReportRow`] through the real table so
     /// that cannot ship unnoticed; a caller seeing a whole batch rejected should alert.
     ///
     /// A chunk the server refuses as a whole is [`WriteError::WhollyRejected`] instead (see the
     /// module docs for the rule).
+    pub async fn insert_encoded(&self, rows: &Rows) -> Result<Inserted, WriteError> {
+        self.insert_range(rows, 0..rows.len()).await
+    }
+
+    /// [`Writer::insert_encoded`] of typed rows (tests, replays).
     pub async fn insert_rows(&self, rows: &[ReportRow]) -> Result<Inserted, WriteError> {
+        self.insert_encoded(&Rows::from(rows)).await
+    }
+
+    /// [`Writer::insert_encoded`] of `rows[range]`; rejected indexes are into `rows`.
+    async fn insert_range(&self, rows: &Rows, range: Range<usize>) -> Result<Inserted, WriteError> {
         // Lazy: only awaited when the whole chunk is refused.
         let probe = async {
             let row = match self.known_good() {
                 Some(row) => row,
-                None => self.sample_row().await?,
+                None => Rows::from(std::slice::from_ref(&self.sample_row().await?)),
             };
-            Some(self.insert_once(std::slice::from_ref(&row)).await)
+            Some(self.insert_once(&row, 0..1).await)
         };
-        isolate_rejected(rows.len(), |range| self.insert_once(&rows[range]), probe).await
+        let base = range.start;
+        let mut inserted = isolate_rejected(
+            range.len(),
+            |part: Range<usize>| self.insert_once(rows, part.start + base..part.end + base),
+            probe,
+        )
+        .await?;
+        for rejected in &mut inserted.rejected {
+            rejected.index += base;
+        }
+        Ok(inserted)
     }
 
     /// Any one row of the table (the probe after a restart), `None` when it is empty or
@@ -87,51 +125,71 @@ impl Writer {
     }
 
     /// The last row this writer inserted successfully (the probe of the splitting rule).
-    fn known_good(&self) -> Option<ReportRow> {
+    fn known_good(&self) -> Option<Rows> {
         self.known_good
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    /// [`Writer::insert_rows`] in inserts of at most `max_rows` rows each (a batch can hold
+    /// [`Writer::insert_encoded`] in inserts of at most `max_rows` rows each (a batch can hold
     /// more: every window that closes at once joins it). Rejected indexes are into `rows`.
+    pub async fn insert_encoded_in_chunks(
+        &self,
+        rows: &Rows,
+        max_rows: NonZeroUsize,
+    ) -> Result<Inserted, WriteError> {
+        let mut total = Inserted::default();
+        let mut start = 0;
+        while start < rows.len() {
+            let end = rows.len().min(start + max_rows.get());
+            let inserted = self.insert_range(rows, start..end).await?;
+            total.rows += inserted.rows;
+            total.requests += inserted.requests;
+            total.rejected.extend(inserted.rejected);
+            start = end;
+        }
+        Ok(total)
+    }
+
+    /// [`Writer::insert_encoded_in_chunks`] of typed rows.
     pub async fn insert_rows_in_chunks(
         &self,
         rows: &[ReportRow],
         max_rows: NonZeroUsize,
     ) -> Result<Inserted, WriteError> {
-        let mut total = Inserted::default();
-        for (chunk_index, chunk) in rows.chunks(max_rows.get()).enumerate() {
-            let inserted = self.insert_rows(chunk).await?;
-            let offset = chunk_index * max_rows.get();
-            total.rows += inserted.rows;
-            total.requests += inserted.requests;
-            total
-                .rejected
-                .extend(inserted.rejected.into_iter().map(|rejected| Rejected {
-                    index: rejected.index + offset,
-                    error: rejected.error,
-                }));
-        }
-        Ok(total)
+        self.insert_encoded_in_chunks(&Rows::from(rows), max_rows)
+            .await
     }
 
-    async fn insert_once(&self, rows: &[ReportRow]) -> Result<u32, WriteError> {
+    /// One INSERT of `rows[range]` (retried while transient), sent as it is in chunks that end
+    /// at row boundaries.
+    async fn insert_once(&self, rows: &Rows, range: Range<usize>) -> Result<u32, WriteError> {
+        let bytes = rows.bytes_of(range.clone());
         let (_, attempts) = self
             .retry(Operation::Insert, || async {
-                let mut insert = self.client.insert::<ReportRow>(REPORTS_TABLE).await?;
-                for row in rows {
-                    insert.write(row).await?;
+                let mut insert = self.client.insert_formatted_with(INSERT_SQL.as_str());
+                let mut start = 0;
+                for end in rows.ends_of(range.clone()) {
+                    if end - start >= CHUNK_BYTES {
+                        insert
+                            .send(Bytes::copy_from_slice(&bytes[start..end]))
+                            .await?;
+                        start = end;
+                    }
+                }
+                if start < bytes.len() {
+                    insert.send(Bytes::copy_from_slice(&bytes[start..])).await?;
                 }
                 insert.end().await
             })
             .await?;
-        if let Some(last) = rows.last() {
+        if !range.is_empty() {
             *self
                 .known_good
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(last.clone());
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(rows.copy_of(range.end - 1..range.end));
         }
         Ok(attempts)
     }

@@ -262,7 +262,7 @@ pub struct Writer {
     pub(crate) config: WriterConfig,
     /// The last row inserted successfully: the probe that tells a bad row from a table that
     /// refuses every row (see [`insert`]). Shared by clones; one row.
-    known_good: std::sync::Arc<std::sync::Mutex<Option<crate::row::ReportRow>>>,
+    known_good: std::sync::Arc<std::sync::Mutex<Option<crate::row::Rows>>>,
 }
 
 impl std::fmt::Debug for Writer {

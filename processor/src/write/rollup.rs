@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 
 use super::{Operation, WriteError, Writer};
-use crate::row::ReportRow;
+use crate::row::{ReportRow, RowKey};
 
 const SECONDS_PER_HOUR: u32 = 3600;
 
@@ -28,6 +28,15 @@ impl Touched {
         let mut touched = Self::default();
         for row in rows {
             touched.add(row.project_id, row.window_start);
+        }
+        touched
+    }
+
+    /// The groups of a batch of rows in RowBinary.
+    pub fn from_keys(keys: &[RowKey]) -> Self {
+        let mut touched = Self::default();
+        for key in keys {
+            touched.add(key.project_id, key.window_start);
         }
         touched
     }
