@@ -385,7 +385,9 @@ pub fn to_json(bytes: &[u8]) -> Result<String, BinaryError> {
     decode(bytes).map(|message| String::from_utf8(message.encode()).unwrap_or_default())
 }
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as an unsigned LEB128 varint: the layout's integers and string lengths, and
+/// also ClickHouse RowBinary's `String` length (the processor's row writer calls this).
+pub fn varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         // Low 7 bits with the continuation bit; the cast keeps exactly those bits.
         out.push((value as u8 & 0x7f) | 0x80);

@@ -208,15 +208,9 @@ impl RowWriter<'_> {
         }
     }
 
-    /// A string's length: unsigned LEB128.
+    /// A string's length: unsigned LEB128, the binary Kafka layout's varint.
     fn length(&mut self, len: usize) {
-        let mut len = len as u64;
-        while len >= 0x80 {
-            // Low 7 bits with the continuation bit; the cast keeps exactly those bits.
-            self.out.push((len as u8 & 0x7f) | 0x80);
-            len >>= 7;
-        }
-        self.out.push(len as u8);
+        schemas::binary::varint(self.out, len as u64);
     }
 
     /// An optional string: `None` is the empty string (the columns have no `Nullable`).
