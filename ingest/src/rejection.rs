@@ -191,7 +191,12 @@ pub fn json_response<T: serde::Serialize + ?Sized>(
     status: StatusCode,
     body: &T,
 ) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A response of JSON already written: `bytes` as the body, with `status` and the JSON content
+/// type (what [`json_response`] gives once it has serialised its body).
+pub fn json_bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response.headers_mut().insert(

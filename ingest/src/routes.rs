@@ -31,7 +31,7 @@ use crate::filter::{self, Verdict};
 use crate::limit::{self, IpLimiter};
 use crate::projects::{Project, Projects};
 use crate::publish::{OutgoingMessage, PublishError, Publisher};
-use crate::rejection::Rejection;
+use crate::rejection::{json_bytes_response, Rejection};
 use crate::validate::{self, BodyLimits, Encoding, ParserPool};
 use crate::{auth, metrics, privacy};
 
@@ -222,13 +222,7 @@ impl Answer {
             body.extend_from_slice(schemas::fingerprint::decimal(n as u64, &mut digits));
         }
         body.push(b'}');
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = StatusCode::ACCEPTED;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
+        json_bytes_response(StatusCode::ACCEPTED, body)
     }
 }
 
