@@ -34,6 +34,7 @@ use crate::publish::{OutgoingMessage, PublishError, Publisher};
 use crate::rejection::{json_bytes_response, Rejection};
 use crate::validate::{self, BodyLimits, Encoding, ParserPool};
 use crate::{auth, metrics, privacy};
+use schemas::parse::{ParsedBody, ParsedReport};
 
 /// A matched report path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +236,7 @@ struct Tally {
 }
 
 /// The reports of one body that will be stored, with their noise verdicts.
-type Kept = Vec<(schemas::Report, Option<schemas::NoiseReason>)>;
+type Kept<'b> = Vec<(ParsedReport<'b>, Option<schemas::NoiseReason>)>;
 
 impl App {
     /// One report request, in the order of the module doc: auth -> in-flight admission -> body
@@ -261,7 +262,23 @@ impl App {
         // what one client or project can hold of that.
         let _admission = self.in_flight.admit(ip, project.id)?;
         let body = self.read_body(&parts, body).await?;
-        let (parsed, plain_len) = self.parse(encoding, body).await?;
+        // A plain body is parsed in place and its reports borrow their text from it until their
+        // messages are written; an inflated one is parsed on the blocking pool into owned text.
+        let mut plain: Vec<u8>;
+        let (parsed, plain_len) = if encoding == Encoding::Identity {
+            // At most `max_body_bytes` (1 MiB by default): parsing that inline stays well
+            // within the runtime's budget.
+            plain = Vec::from(body);
+            let plain_len = plain.len();
+            let parsed = self
+                .parsers
+                .parse_borrowed(&mut plain)
+                .map_err(Rejection::Malformed)?;
+            (parsed, plain_len)
+        } else {
+            let (parsed, plain_len) = self.inflate_and_parse(encoding, body).await?;
+            (ParsedBody::from(parsed), plain_len)
+        };
         // A message is about as long as its report's share of the body plus the fields ingest
         // adds: allocating that once spares the encoder its reallocations.
         let payload_capacity = plain_len / parsed.items.len().max(1) + MESSAGE_OVERHEAD_BYTES;
@@ -298,23 +315,12 @@ impl App {
         self.body_rate.enforce(meter, read).await
     }
 
-    /// The body decoded and parsed into reports, with its decoded length.
-    async fn parse(
+    /// A compressed body inflated and parsed into reports, with its decoded length.
+    async fn inflate_and_parse(
         &self,
         encoding: Encoding,
         body: Bytes,
     ) -> Result<(schemas::Parsed, usize), Rejection> {
-        if encoding == Encoding::Identity {
-            // At most `max_body_bytes` (1 MiB by default): parsing that inline stays well
-            // within the runtime's budget.
-            let mut plain = Vec::from(body);
-            let plain_len = plain.len();
-            let parsed = self
-                .parsers
-                .parse(&mut plain)
-                .map_err(Rejection::Malformed)?;
-            return Ok((parsed, plain_len));
-        }
         // Inflating can take milliseconds (a small body may expand to
         // `max_decompressed_bytes`), so it and the parse run on the blocking pool.
         let parsers = Arc::clone(&self.parsers);
@@ -330,7 +336,11 @@ impl App {
     }
 
     /// Builds the messages (privacy applied) and publishes them; the number published.
-    async fn publish(&self, context: &MessageContext<'_>, kept: Kept) -> Result<usize, Rejection> {
+    async fn publish(
+        &self,
+        context: &MessageContext<'_>,
+        kept: Kept<'_>,
+    ) -> Result<usize, Rejection> {
         let mut kinds = Vec::with_capacity(kept.len());
         let mut messages = Vec::with_capacity(kept.len());
         for (report, noise) in kept {
@@ -369,7 +379,10 @@ fn now_ms() -> u64 {
 
 /// The project's filters over every parsed report: the ones to store, and the count of the
 /// others. A body whose only reports come from hosts the project does not allow is refused.
-fn filter_reports(project: &Project, parsed: schemas::Parsed) -> Result<(Kept, Tally), Rejection> {
+fn filter_reports<'b>(
+    project: &Project,
+    parsed: ParsedBody<'b>,
+) -> Result<(Kept<'b>, Tally), Rejection> {
     let mut tally = Tally::default();
     let mut kept = Vec::with_capacity(parsed.items.len());
     for item in parsed.items {
@@ -379,7 +392,7 @@ fn filter_reports(project: &Project, parsed: schemas::Parsed) -> Result<(Kept, T
                 metrics::report_error(error.reason());
                 metrics::reports("invalid", "rejected", 1);
             }
-            Ok(report) => match filter::judge(project, &report) {
+            Ok(report) => match filter::judge_view(project, &report.view()) {
                 Verdict::Keep { noise } => kept.push((report, noise)),
                 Verdict::Filtered(reason) => {
                     tally.filtered += 1;
@@ -428,11 +441,12 @@ impl MessageContext<'_> {
     /// (borrowed through a [`schemas::MessageView`]: no string is copied into an owned message).
     fn message(
         &self,
-        mut report: schemas::Report,
+        mut report: ParsedReport<'_>,
         noise: Option<schemas::NoiseReason>,
     ) -> OutgoingMessage {
-        privacy::apply(&self.project.privacy, &mut report);
-        let fingerprint = schemas::fingerprint(self.project.id, &report);
+        privacy::apply_parsed(&self.project.privacy, &mut report);
+        let view = report.view();
+        let fingerprint = schemas::fingerprint::fingerprint_view(self.project.id, &view);
         let key = schemas::dedup_key(fingerprint, self.client_ip.as_deref().unwrap_or(""));
         let mut id = uuid::Uuid::encode_buffer();
         let fingerprint = Hex16::new(fingerprint);
@@ -447,7 +461,7 @@ impl MessageContext<'_> {
             request_user_agent: self.user_agent.as_deref(),
             fingerprint: fingerprint.as_str(),
             noise: noise.map(schemas::NoiseReason::as_str),
-            report: report.view(),
+            report: view,
         };
         let mut payload = Vec::with_capacity(self.payload_capacity);
         message.encode_as(self.format, &mut payload);

@@ -194,6 +194,18 @@ impl ParserPool {
         result
     }
 
+    /// Parses `body` with a pooled parser, the reports' text borrowed from `body`
+    /// ([`schemas::Parser::parse_borrowed`]).
+    pub fn parse_borrowed<'b>(
+        &self,
+        body: &'b mut [u8],
+    ) -> Result<schemas::parse::ParsedBody<'b>, schemas::ParseError> {
+        let mut parser = self.take();
+        let result = parser.parse_borrowed(body);
+        self.give_back(parser);
+        result
+    }
+
     fn take(&self) -> schemas::Parser {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         pooled.unwrap_or_else(|| schemas::Parser::new(self.limits))

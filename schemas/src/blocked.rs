@@ -19,6 +19,8 @@
 //! Firefox before 43 sent `self` for inline code and old Chrome/Safari sent `""`; like Relay we
 //! cannot tell those from a same-origin block and fold them into `SelfOrigin`.
 
+use std::borrow::Cow;
+
 use crate::report::BlockedClass;
 
 /// Schemes of browser extensions (their own class: always noise, never a policy gap).
@@ -34,9 +36,20 @@ pub const EXTENSION_SCHEMES: &[&str] = &[
 /// Classifies a blocked URI as sent (`None` when the field was missing).
 /// Returns the class and the value to store in `Report::blocked_url`.
 pub fn classify(raw: Option<&str>) -> (BlockedClass, Option<String>) {
-    let Some(raw) = raw.map(str::trim) else {
-        return (BlockedClass::SelfOrigin, None);
-    };
+    match raw {
+        None => (BlockedClass::SelfOrigin, None),
+        Some(raw) => {
+            let (class, stored) = classify_text(raw);
+            (class, stored.map(Cow::into_owned))
+        }
+    }
+}
+
+/// [`classify`] of a blocked URI that was sent: the stored value borrowed from `raw` when it is
+/// `raw` trimmed (URLs, most values), owned when normalisation rewrites it (a keyword
+/// lowercased, a bare scheme as `scheme:`).
+pub fn classify_text(raw: &str) -> (BlockedClass, Option<Cow<'_, str>>) {
+    let raw = raw.trim();
     // Compared without lowercasing first: most values are URLs, and this runs for every report.
     let is = |word: &str| raw.eq_ignore_ascii_case(word);
     if is("") || is("self") || is("'self'") {
@@ -49,17 +62,17 @@ pub fn classify(raw: Option<&str>) -> (BlockedClass, Option<String>) {
         .iter()
         .find(|(spellings, _)| spellings.iter().any(|word| is(word)));
     if let Some((_, class)) = keyword {
-        return (*class, Some(raw.to_ascii_lowercase()));
+        return (*class, Some(Cow::Owned(raw.to_ascii_lowercase())));
     }
     match raw_scheme(raw) {
-        Some(scheme) => (class_of_scheme(scheme), Some(raw.to_owned())),
+        Some(scheme) => (class_of_scheme(scheme), Some(Cow::Borrowed(raw))),
         None if is_scheme_word(raw) => {
             // A bare scheme (`data`, `about`, `chrome-extension`): store it as `scheme:`.
             let lower = raw.to_ascii_lowercase();
             let class = class_of_scheme(&lower);
-            (class, Some(format!("{lower}:")))
+            (class, Some(Cow::Owned(format!("{lower}:"))))
         }
-        None => (BlockedClass::OtherScheme, Some(raw.to_owned())),
+        None => (BlockedClass::OtherScheme, Some(Cow::Borrowed(raw))),
     }
 }
 

@@ -9,6 +9,7 @@
 
 use crate::blocked::{raw_host, raw_scheme, raw_scheme_or_word};
 use crate::report::{BlockedClass, Report};
+use crate::view::ReportView;
 
 /// Why a report is noise. Each variant is a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,8 +119,13 @@ pub const INJECTED_SAMPLE_MARKERS: &[&str] = &[
 /// The default noise verdict for a report (the order is in the module doc), `None` when it looks
 /// real.
 pub fn classify(report: &Report) -> Option<NoiseReason> {
+    classify_view(&report.view())
+}
+
+/// [`classify`] of a borrowed report (ingest's parsed reports).
+pub fn classify_view(report: &ReportView<'_>) -> Option<NoiseReason> {
     let locations = || {
-        [report.blocked_url.as_deref(), report.source_file.as_deref()]
+        [report.blocked_url, report.source_file]
             .into_iter()
             .flatten()
     };
@@ -133,21 +139,16 @@ pub fn classify(report: &Report) -> Option<NoiseReason> {
     let inline_or_self = matches!(
         report.blocked_class,
         BlockedClass::Inline | BlockedClass::SelfOrigin
-    ) || report
-        .blocked_url
-        .as_deref()
-        .is_some_and(|b| b.trim().is_empty());
+    ) || report.blocked_url.is_some_and(|b| b.trim().is_empty());
     if inline_or_self
         && report
             .sample
-            .as_deref()
             .is_some_and(|sample| INJECTED_SAMPLE_MARKERS.iter().any(|m| sample.contains(m)))
     {
         return Some(NoiseReason::InjectedSample);
     }
     if report
         .document_url
-        .as_deref()
         .and_then(raw_scheme)
         .is_some_and(|scheme| {
             !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
@@ -206,7 +207,9 @@ mod tests {
         sample: Option<&str>,
         document: &str,
     ) -> Report {
-        let mut report = crate::wire::blank(ReportKind::CspViolation, WireFormat::LegacyCsp);
+        let mut report =
+            crate::parse::ParsedReport::blank(ReportKind::CspViolation, WireFormat::LegacyCsp)
+                .into_owned();
         let (class, url) = blocked::classify(blocked);
         report.blocked_class = class;
         report.blocked_url = url;

@@ -28,8 +28,10 @@ use crate::report::{Report, ReportKind, WireFormat};
 use crate::wire::fields::{key_matches, Fields};
 use crate::wire::{certificate, legacy_csp, reporting, xss};
 
+mod report;
 mod scan;
 
+pub use report::{ParsedBody, ParsedReport};
 pub use scan::Scan;
 
 /// Bounds enforced while parsing. Defaults are documented on each field.
@@ -169,18 +171,26 @@ impl Parser {
     /// a batch with some bad items is `Ok` with those items as `Err`. An empty batch (`[]`) is
     /// `Ok` with no items; a body whose every report is bad is [`ParseError::NoValidReport`].
     pub fn parse(&mut self, body: &mut [u8]) -> Result<Parsed, ParseError> {
+        self.parse_borrowed(body).map(ParsedBody::into_owned)
+    }
+
+    /// [`Parser::parse`] with the reports' text borrowed from `body` ([`ParsedReport`]): the
+    /// same answers, the same reports once [`ParsedBody::into_owned`], without a copy of each
+    /// string. Ingest's path.
+    pub fn parse_borrowed<'b>(&mut self, body: &'b mut [u8]) -> Result<ParsedBody<'b>, ParseError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ParseError::Empty);
         }
         scan::check(body, &self.limits)?;
+        let body_len = body.len();
         let parsed = self.parse_checked(body);
-        if body.len() > RETAINED_BUFFER_BYTES {
+        if body_len > RETAINED_BUFFER_BYTES {
             self.buffers = Buffers::with_max_depth(INITIAL_BUFFER_BYTES, self.limits.max_depth);
         }
         parsed
     }
 
-    fn parse_checked(&mut self, body: &mut [u8]) -> Result<Parsed, ParseError> {
+    fn parse_checked<'b>(&mut self, body: &'b mut [u8]) -> Result<ParsedBody<'b>, ParseError> {
         let value = simd_json::to_borrowed_value_with_buffers(body, &mut self.buffers).map_err(
             |error| match error.error() {
                 ErrorType::InvalidUtf8 => ParseError::NotUtf8,
@@ -190,7 +200,7 @@ impl Parser {
                 _ => ParseError::NotJson(error),
             },
         )?;
-        let items: Vec<Result<Report, ReportError>> = match &value {
+        let items: Vec<Result<ParsedReport<'b>, ReportError>> = match &value {
             BorrowedValue::Array(items) => {
                 if items.len() > self.limits.max_batch_len {
                     return Err(ParseError::BatchTooLong {
@@ -219,7 +229,7 @@ impl Parser {
                 })
             })
             .collect();
-        let parsed = Parsed { items };
+        let parsed = ParsedBody { items };
         match parsed.items.iter().find_map(|item| item.as_ref().err()) {
             Some(first) if parsed.items.iter().all(Result::is_err) => {
                 Err(ParseError::NoValidReport {
@@ -245,7 +255,9 @@ fn has(object: &Object<'_>, canonical: &str) -> bool {
 
 /// Dispatches a single-object body on its shape. `Err(UnknownShape)` refuses the body; an
 /// `Ok(Err(_))` is a recognised report that failed validation.
-fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, ParseError> {
+fn parse_object<'v>(
+    object: &Object<'v>,
+) -> Result<Result<ParsedReport<'v>, ReportError>, ParseError> {
     if has(object, "cspreport") {
         return Ok(unwrap(object, "cspreport", |o| {
             legacy_csp::parse(o, WireFormat::LegacyCsp)
@@ -288,8 +300,8 @@ fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, Pars
 fn unwrap<'v>(
     object: &Object<'v>,
     canonical: &str,
-    inner: impl FnOnce(&Object<'v>) -> Result<Report, ReportError>,
-) -> Result<Report, ReportError> {
+    inner: impl FnOnce(&Object<'v>) -> Result<ParsedReport<'v>, ReportError>,
+) -> Result<ParsedReport<'v>, ReportError> {
     let mut outer = Fields::new(object);
     let wrapped = outer.raw(&[canonical]).ok_or(ReportError::NotAnObject)?;
     let mut report = inner(as_object(wrapped)?)?;

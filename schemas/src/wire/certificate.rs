@@ -6,18 +6,17 @@
 
 use simd_json::borrowed::Object;
 
-use super::blank;
 use super::fields::{self, Fields};
-use crate::parse::ReportError;
-use crate::report::{CertificateDetails, Details, Report, ReportKind, WireFormat};
+use crate::parse::{ParsedReport, ReportError};
+use crate::report::{CertificateDetails, Details, ReportKind, WireFormat};
 
 /// Parses the object holding the certificate keys (the wrapped value for Expect-CT and
 /// Expect-Staple, the whole body for HPKP).
-pub(crate) fn parse(
-    object: &Object<'_>,
+pub(crate) fn parse<'v>(
+    object: &Object<'v>,
     kind: ReportKind,
     wire: WireFormat,
-) -> Result<Report, ReportError> {
+) -> Result<ParsedReport<'v>, ReportError> {
     let mut fields = Fields::new(object);
     let hostname = match fields.raw(&["hostname"]) {
         None => return Err(ReportError::MissingField("hostname")),
@@ -45,7 +44,7 @@ pub(crate) fn parse(
         response_status: fields.string(&["responsestatus"]),
         cert_status: fields.string(&["certstatus"]),
     };
-    let mut report = blank(kind, wire);
+    let mut report = ParsedReport::blank(kind, wire);
     report.details = Details::Certificate(details);
     report.extra.absorb(fields.into_map());
     Ok(report)

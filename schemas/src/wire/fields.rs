@@ -6,6 +6,8 @@
 //! (lowercase, without `-`/`_`); whatever it did not take (unknown keys, or values of a type
 //! we could not use) is handed back verbatim as [`Fields::into_map`] so nothing is lost.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value as JsonValue};
 use simd_json::{BorrowedValue, StaticNode};
 
@@ -125,9 +127,16 @@ impl<'a, 'v> Fields<'a, 'v> {
             .filter(|s| !s.is_empty())
     }
 
-    /// A string field kept even when empty (`blocked-uri: ""` means something).
-    pub(crate) fn string_keep_empty(&mut self, aliases: &[&str]) -> Option<String> {
-        self.take_with(aliases, |v| scalar_text(v).map(|s| s.into_owned()))
+    /// [`Fields::string`] borrowed from the parsed body (owned only for a number or boolean's
+    /// text): what the report's own fields take.
+    pub(crate) fn text(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
+        self.text_keep_empty(aliases).filter(|s| !s.is_empty())
+    }
+
+    /// A string field kept even when empty (`blocked-uri: ""` means something), borrowed as
+    /// [`Fields::text`].
+    pub(crate) fn text_keep_empty(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
+        self.take_with(aliases, scalar_text)
     }
 
     /// A non-negative integer; accepts numeric strings and integral floats.
@@ -212,11 +221,19 @@ pub(crate) fn as_str<'x>(value: &'x BorrowedValue<'_>) -> Option<&'x str> {
     }
 }
 
-/// The text of a string, number or boolean.
-fn scalar_text<'x>(value: &'x BorrowedValue<'_>) -> Option<std::borrow::Cow<'x, str>> {
-    use std::borrow::Cow;
+/// The text of a JSON string value, borrowed from the parsed body (simd-json unescapes strings
+/// in place, so a string value is a slice of the body; cloning the `Cow` copies no text then).
+pub(crate) fn as_text<'v>(value: &BorrowedValue<'v>) -> Option<Cow<'v, str>> {
     match value {
-        BorrowedValue::String(s) => Some(Cow::Borrowed(s.as_ref())),
+        BorrowedValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The text of a string, number or boolean; a string borrowed as in [`as_text`].
+fn scalar_text<'v>(value: &BorrowedValue<'v>) -> Option<Cow<'v, str>> {
+    match value {
+        BorrowedValue::String(s) => Some(s.clone()),
         BorrowedValue::Static(StaticNode::U64(n)) => Some(Cow::Owned(n.to_string())),
         BorrowedValue::Static(StaticNode::I64(n)) => Some(Cow::Owned(n.to_string())),
         BorrowedValue::Static(StaticNode::F64(f)) => Some(Cow::Owned(f.to_string())),
