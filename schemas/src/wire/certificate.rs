@@ -4,23 +4,22 @@
 //! use them. Their keys are kebab-case; `hostname` is required (it is the only thing that
 //! says which site failed).
 
-use simd_json::borrowed::Object;
-
-use super::fields::{self, Fields};
+use super::fields::Fields;
+use super::json::Members;
 use crate::parse::{ParsedReport, ReportError};
 use crate::report::{CertificateDetails, Details, ReportKind, WireFormat};
 
 /// Parses the object holding the certificate keys (the wrapped value for Expect-CT and
 /// Expect-Staple, the whole body for HPKP).
 pub(crate) fn parse<'v>(
-    object: &Object<'v>,
+    object: Members<'_, 'v>,
     kind: ReportKind,
     wire: WireFormat,
 ) -> Result<ParsedReport<'v>, ReportError> {
     let mut fields = Fields::new(object);
     let hostname = match fields.raw(&["hostname"]) {
         None => return Err(ReportError::MissingField("hostname")),
-        Some(value) => match fields::as_str(value).map(str::trim) {
+        Some(value) => match value.as_str().map(str::trim) {
             Some("") => return Err(ReportError::MissingField("hostname")),
             Some(host) => host.to_owned(),
             None => return Err(ReportError::WrongType("hostname")),

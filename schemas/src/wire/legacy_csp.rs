@@ -5,9 +5,8 @@
 
 use std::borrow::Cow;
 
-use simd_json::borrowed::Object;
-
 use super::fields::Fields;
+use super::json::Members;
 use super::{keys, take_blocked, take_common};
 use crate::directive;
 use crate::parse::{ParsedReport, ReportError};
@@ -16,7 +15,7 @@ use crate::report::{BlockedClass, ReportKind, WireFormat};
 /// Parses the object holding the CSP keys (the value of `csp-report`, or the whole body when
 /// unwrapped).
 pub(crate) fn parse<'v>(
-    object: &Object<'v>,
+    object: Members<'_, 'v>,
     wire: WireFormat,
 ) -> Result<ParsedReport<'v>, ReportError> {
     let mut fields = Fields::new(object);

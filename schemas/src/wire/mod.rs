@@ -5,6 +5,7 @@
 
 pub(crate) mod certificate;
 pub(crate) mod fields;
+pub(crate) mod json;
 pub(crate) mod legacy_csp;
 pub(crate) mod reporting;
 pub(crate) mod xss;
@@ -37,7 +38,7 @@ pub(crate) mod keys {
 /// `enforce` -> Enforce, `report`/`reporting` -> Report (any case); other values stay in extra.
 pub(crate) fn take_disposition(fields: &mut Fields<'_, '_>) -> Option<Disposition> {
     fields.take_with(keys::DISPOSITION, |value| {
-        let text = fields::as_str(value)?;
+        let text = value.as_str()?;
         match text.trim().to_ascii_lowercase().as_str() {
             "enforce" => Some(Disposition::Enforce),
             "report" | "reporting" => Some(Disposition::Report),

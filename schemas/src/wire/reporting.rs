@@ -6,10 +6,10 @@
 //! its own details; every other known type keeps the common keys in the common fields and
 //! the rest in [`Details::Fields`]; an unknown type keeps its whole body.
 
-use simd_json::borrowed::Object;
-use simd_json::BorrowedValue;
+use std::borrow::Cow;
 
-use super::fields::{self, to_json, Fields};
+use super::fields::Fields;
+use super::json::{to_json, Json, Members};
 use super::{legacy_csp, take_blocked, take_common};
 use crate::parse::{ParsedReport, ReportError};
 use crate::report::{
@@ -36,22 +36,22 @@ pub(crate) fn kind_of(report_type: &str) -> ReportKind {
 }
 
 /// Parses one item of a Reporting API batch.
-pub(crate) fn parse_item<'v>(value: &BorrowedValue<'v>) -> Result<ParsedReport<'v>, ReportError> {
-    match value {
-        BorrowedValue::Object(object) => parse(object, WireFormat::ReportingBatch),
-        _ => Err(ReportError::NotAnObject),
+pub(crate) fn parse_item<'v>(value: Json<'_, 'v>) -> Result<ParsedReport<'v>, ReportError> {
+    match value.as_object() {
+        Some(object) => parse(object, WireFormat::ReportingBatch),
+        None => Err(ReportError::NotAnObject),
     }
 }
 
 /// Parses one Reporting API report object (a batch item or a single-object body).
 pub(crate) fn parse<'v>(
-    object: &Object<'v>,
+    object: Members<'_, 'v>,
     wire: WireFormat,
 ) -> Result<ParsedReport<'v>, ReportError> {
     let mut envelope = Fields::new(object);
     let report_type = match envelope.raw(&["type"]) {
         None => return Err(ReportError::MissingField("type")),
-        Some(value) => fields::as_text(value).ok_or(ReportError::WrongType("type"))?,
+        Some(value) => Cow::Borrowed(value.as_str().ok_or(ReportError::WrongType("type"))?),
     };
     let kind = kind_of(&report_type);
     let mut report = ParsedReport::blank(kind, wire);
@@ -70,8 +70,10 @@ pub(crate) fn parse<'v>(
     } else {
         let mut fields = match body {
             None => Fields::empty(),
-            Some(BorrowedValue::Object(body)) => Fields::new(body),
-            Some(_) => return Err(ReportError::WrongType("body")),
+            Some(body) => match body.as_object() {
+                Some(body) => Fields::new(body),
+                None => return Err(ReportError::WrongType("body")),
+            },
         };
         match kind {
             ReportKind::CspViolation => {
