@@ -139,16 +139,27 @@ pub fn host_of(value: &str) -> Option<String> {
 /// [`host_of`] as written (any case), without a copy.
 pub fn raw_host(value: &str) -> Option<&str> {
     let (_, rest) = split_at_separator(value.trim())?;
-    let end = rest
-        .bytes()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or(v6)
-    } else {
-        host_port.split(':').next().unwrap_or(host_port)
+    // One pass over the authority (it ends at the first `/`, `?` or `#`), remembering where
+    // the host starts (after the last `@`) and the first `:` after that: the noise filter looks
+    // at up to two URLs per report, and the `str` searches this replaced cost ~650 instructions
+    // per URL (`deploy/scripts/profile-ingest.sh`).
+    let bytes = rest.as_bytes();
+    let (mut start, mut colon, mut end) = (0, None, bytes.len());
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'/' | b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            b'@' => (start, colon) = (i + 1, None),
+            b':' if colon.is_none() => colon = Some(i),
+            _ => {}
+        }
+    }
+    let host_port = &rest[start..end];
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => memchr::memchr(b']', v6.as_bytes()).map_or(v6, |close| &v6[..close]),
+        None => colon.map_or(host_port, |colon| &rest[start..colon]),
     };
     (!host.is_empty()).then_some(host)
 }
@@ -217,6 +228,53 @@ pub fn strip_query(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `raw_host` as it was (three `str` searches), the reference of the one-pass version.
+    fn raw_host_before(value: &str) -> Option<&str> {
+        let (_, rest) = split_at_separator(value.trim())?;
+        let end = rest
+            .bytes()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(v6) = host_port.strip_prefix('[') {
+            v6.split(']').next().unwrap_or(v6)
+        } else {
+            host_port.split(':').next().unwrap_or(host_port)
+        };
+        (!host.is_empty()).then_some(host)
+    }
+
+    proptest::proptest! {
+        /// The one-pass `raw_host` finds the host the searches found, for any text made of the
+        /// bytes that matter (separators, `@`, `:`, brackets, multi-byte text).
+        #[test]
+        fn raw_host_is_what_it_was(url in "(https?://)?[a.:@/?#\\[\\]é ]{0,16}") {
+            proptest::prop_assert_eq!(raw_host(&url), raw_host_before(&url));
+        }
+    }
+
+    #[test]
+    fn raw_host_cases() {
+        for (url, want) in [
+            (
+                "https://Tracker.Example.net/t.js",
+                Some("Tracker.Example.net"),
+            ),
+            ("https://u:p@a.example:8443/x", Some("a.example")),
+            ("https://a@b@c.example:1?q#f", Some("c.example")),
+            ("https://[2001:db8::1]:443/", Some("2001:db8::1")),
+            ("https://[2001:db8::1", Some("2001:db8::1")),
+            ("wss://a.example", Some("a.example")),
+            ("https://:80/", None),
+            ("https:///p", None),
+            ("a.example/x", None),
+        ] {
+            assert_eq!(raw_host(url), want, "{url}");
+            assert_eq!(raw_host_before(url), want, "{url}");
+        }
+    }
 
     /// `strip_query` cuts where the char-set split it replaced cut (multi-byte text included).
     #[test]
