@@ -150,9 +150,7 @@ pub fn classify_view(report: &ReportView<'_>) -> Option<NoiseReason> {
     if report
         .document_url
         .and_then(raw_scheme)
-        .is_some_and(|scheme| {
-            !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
-        })
+        .is_some_and(|scheme| !is_web_scheme(scheme))
     {
         return Some(NoiseReason::NonWebDocument);
     }
@@ -167,10 +165,18 @@ fn has_noise_scheme(value: &str) -> bool {
     // Compared in any ASCII case rather than lowercased into a new string (one allocation per
     // URL and per report, `report/noise_classify` in benches/README.md).
     raw_scheme_or_word(value).is_some_and(|scheme| {
-        NOISE_SCHEMES
-            .iter()
-            .any(|noise| noise.eq_ignore_ascii_case(scheme))
+        // Most locations are web URLs: `http` and `https` are not noise schemes
+        // (`tests::web_schemes_are_not_noise_schemes`), so they skip the list.
+        !is_web_scheme(scheme)
+            && NOISE_SCHEMES
+                .iter()
+                .any(|noise| noise.eq_ignore_ascii_case(scheme))
     })
+}
+
+/// `http` or `https`, any ASCII case.
+fn is_web_scheme(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")
 }
 
 fn has_noise_host(value: &str) -> bool {
@@ -220,6 +226,16 @@ mod tests {
     }
 
     const DOC: &str = "https://site.example/page";
+
+    /// The shortcut of `has_noise_scheme` holds only while no web scheme is a noise scheme.
+    #[test]
+    fn web_schemes_are_not_noise_schemes() {
+        for scheme in ["http", "https", "HTTPS", "Http"] {
+            assert!(is_web_scheme(scheme));
+            assert!(!NOISE_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)));
+        }
+        assert!(!is_web_scheme("chrome") && !is_web_scheme("https-x"));
+    }
 
     #[test]
     fn schemes_as_prefix_and_bare_on_blocked_and_source() {
