@@ -27,6 +27,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::body_rate::ReceivedBytes;
 use crate::filter::{self, Verdict};
 use crate::limit::{self, IpLimiter};
 use crate::projects::{Project, Projects};
@@ -131,7 +132,12 @@ const MESSAGE_OVERHEAD_BYTES: usize = 512;
 const MAX_USER_AGENT_LEN: usize = 512;
 
 impl crate::server::Handler for App {
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        received: ReceivedBytes,
+    ) -> Response<Full<Bytes>> {
         let start = Instant::now();
         let method = request.method().clone();
         // Every request counts against its client's limit: preflights, 404s and 405s are as
@@ -148,7 +154,7 @@ impl crate::server::Handler for App {
                     (Ok(()), Method::POST) => {
                         let project_id = path.project_id;
                         let path_key = path.path_key.map(str::to_owned);
-                        self.ingest(project_id, path_key.as_deref(), request, ip)
+                        self.ingest(project_id, path_key.as_deref(), request, ip, &received)
                             .await
                     }
                     (Ok(()), _) => Err(Rejection::MethodNotAllowed),
@@ -248,6 +254,7 @@ impl App {
         path_key: Option<&str>,
         request: Request<Incoming>,
         ip: IpAddr,
+        received: &ReceivedBytes,
     ) -> Result<Response<Full<Bytes>>, Rejection> {
         let received_at_ms = now_ms();
         let (parts, body) = request.into_parts();
@@ -261,7 +268,7 @@ impl App {
         // Held until the answer is built: bounds the bodies and messages held in memory, and
         // what one client or project can hold of that.
         let _admission = self.in_flight.admit(ip, project.id)?;
-        let body = self.read_body(&parts, body).await?;
+        let body = self.read_body(&parts, body, received).await?;
         // A plain body is parsed in place and its reports borrow their text from it until their
         // messages are written; an inflated one is parsed on the blocking pool into owned text.
         let mut plain: Vec<u8>;
@@ -309,10 +316,10 @@ impl App {
         &self,
         parts: &http::request::Parts,
         body: Incoming,
+        received: &ReceivedBytes,
     ) -> Result<Bytes, Rejection> {
-        let meter = parts.extensions.get::<crate::body_rate::ReceivedBytes>();
         let read = validate::read_body(&parts.headers, body, self.body_limits);
-        self.body_rate.enforce(meter, read).await
+        self.body_rate.enforce(Some(received), read).await
     }
 
     /// A compressed body inflated and parsed into reports, with its decoded length.
