@@ -116,7 +116,10 @@ pub fn scheme_of(value: &str) -> Option<String> {
 
 /// The scheme of `value` as written (any case) when it starts with `scheme:`.
 pub fn raw_scheme(value: &str) -> Option<&str> {
-    let (scheme, _) = value.split_once(':')?;
+    // memchr rather than `split_once(':')`, whose char searcher costs ~150 instructions to set
+    // up; the noise filter and the blocked-URI classifier look at two or three values per report.
+    let colon = memchr::memchr(b':', value.as_bytes())?;
+    let scheme = &value[..colon];
     is_scheme_word(scheme).then_some(scheme)
 }
 
@@ -167,8 +170,9 @@ pub fn raw_host(value: &str) -> Option<&str> {
 /// `value.split_once("://")`, looking at each `:` (memchr) rather than setting up a substring
 /// search per URL.
 pub fn split_at_separator(value: &str) -> Option<(&str, &str)> {
+    let bytes = value.as_bytes();
     let mut from = 0;
-    while let Some(colon) = value[from..].find(':').map(|i| from + i) {
+    while let Some(colon) = memchr::memchr(b':', &bytes[from..]).map(|i| from + i) {
         if let Some(rest) = value[colon + 1..].strip_prefix("//") {
             return Some((&value[..colon], rest));
         }
@@ -244,6 +248,30 @@ mod tests {
             host_port.split(':').next().unwrap_or(host_port)
         };
         (!host.is_empty()).then_some(host)
+    }
+
+    proptest::proptest! {
+        /// The memchr searches cut where the `str` searches they replaced cut.
+        #[test]
+        fn separators_are_found_as_before(value in "[a:/é ]{0,12}") {
+            let split_before = |value: &str| {
+                let mut from = 0;
+                while let Some(colon) = value[from..].find(':').map(|i| from + i) {
+                    if let Some(rest) = value[colon + 1..].strip_prefix("//") {
+                        return Some((value[..colon].to_owned(), rest.to_owned()));
+                    }
+                    from = colon + 1;
+                }
+                None
+            };
+            let split = split_at_separator(&value).map(|(a, b)| (a.to_owned(), b.to_owned()));
+            proptest::prop_assert_eq!(split, split_before(&value));
+            let scheme_before = value
+                .split_once(':')
+                .map(|(scheme, _)| scheme)
+                .filter(|scheme| is_scheme_word(scheme));
+            proptest::prop_assert_eq!(raw_scheme(&value), scheme_before);
+        }
     }
 
     proptest::proptest! {
