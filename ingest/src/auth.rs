@@ -60,10 +60,27 @@ fn needs_decoding(query: &str) -> bool {
 /// name ending at the first `=`), without its per-byte decoding (about 700 instructions of
 /// every request's `?sentry_key=...`, callgrind).
 fn plain_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+    // memchr, not `split('&')` and `split_once('=')`: a `str` char search costs about 100
+    // instructions to set up, twice per pair.
+    let mut rest = Some(query);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        Some(match memchr::memchr(b'&', text.as_bytes()) {
+            Some(at) => {
+                rest = Some(&text[at + 1..]);
+                &text[..at]
+            }
+            None => {
+                rest = None;
+                text
+            }
+        })
+    })
+    .filter(|pair| !pair.is_empty())
+    .map(|pair| match memchr::memchr(b'=', pair.as_bytes()) {
+        Some(at) => (&pair[..at], &pair[at + 1..]),
+        None => (pair, ""),
+    })
 }
 
 fn truncate(s: &str, max: usize) -> String {
