@@ -434,8 +434,8 @@ fn filter_reports<'b>(
     Ok((kept, tally))
 }
 
-/// The request's `User-Agent`, truncated, when it is valid text.
-fn user_agent(headers: &http::HeaderMap) -> Option<String> {
+/// The request's `User-Agent`, truncated, when it is valid text (borrowed from the headers).
+fn user_agent(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -449,7 +449,7 @@ struct MessageContext<'a> {
     environment: Option<String>,
     release: Option<String>,
     client_ip: Option<String>,
-    user_agent: Option<String>,
+    user_agent: Option<&'a str>,
     /// Bytes allocated up front for each encoded message.
     payload_capacity: usize,
     /// `--kafka-message-format`.
@@ -478,7 +478,7 @@ impl MessageContext<'_> {
             environment: self.environment.as_deref(),
             release: self.release.as_deref(),
             client_ip: self.client_ip.as_deref(),
-            request_user_agent: self.user_agent.as_deref(),
+            request_user_agent: self.user_agent,
             fingerprint: fingerprint.as_str(),
             noise: noise.map(schemas::NoiseReason::as_str),
             report: view,
@@ -511,12 +511,13 @@ impl Hex16 {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    &s[..end]
 }
 
 #[cfg(test)]
