@@ -18,6 +18,7 @@
 //! Privacy: request headers are never logged or stored, except `User-Agent` (truncated) in the
 //! message; same-origin `report-uri` uploads carry the page's cookies, and they go nowhere.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -446,8 +447,8 @@ fn user_agent(headers: &http::HeaderMap) -> Option<&str> {
 struct MessageContext<'a> {
     project: &'a Project,
     received_at_ms: u64,
-    environment: Option<String>,
-    release: Option<String>,
+    environment: Option<Cow<'a, str>>,
+    release: Option<Cow<'a, str>>,
     client_ip: Option<String>,
     user_agent: Option<&'a str>,
     /// Bytes allocated up front for each encoded message.
