@@ -575,6 +575,54 @@ mod tests {
         }
     }
 
+    /// JSON text of arbitrary values: every scalar type (negative, big and fractional numbers),
+    /// escaped strings, nested arrays and objects whose keys may repeat.
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scalar = prop_oneof![
+            Just("null".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (-1e6f64..1e6).prop_map(|f| format!("{f:?}")),
+            "[a\"\\\n\u{e9} ]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        ];
+        scalar.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(("[ab]{1,2}", inner), 0..4).prop_map(|pairs| {
+                    let pairs: Vec<String> =
+                        pairs.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                    format!("{{{}}}", pairs.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// For valid JSON of any shape, the tape holds what simd-json's value tree holds.
+        #[test]
+        fn the_tape_holds_the_value_tree(text in json_text()) {
+            let mut buffers = Buffers::with_max_depth(64, 32);
+            let mut by_tree = text.clone().into_bytes();
+            let tree = simd_json::to_borrowed_value_with_buffers(&mut by_tree, &mut buffers)
+                .map(|value| serde_json::to_value(&value).ok());
+            let mut by_tape = text.clone().into_bytes();
+            let mut tape = Tape(Vec::new());
+            let filled = simd_json::fill_tape(&mut by_tape, &mut buffers, &mut tape)
+                .map(|()| Json::root(&tape.0).map(crate::wire::json::to_json));
+            proptest::prop_assert!(tree.is_ok() && filled.is_ok(), "{}", text);
+            // Compared as text: the order of the keys is part of what `extra` stores.
+            let text_of = |value: Option<serde_json::Value>| value.map(|v| v.to_string());
+            proptest::prop_assert_eq!(
+                text_of(tree.ok().flatten().map(|tree| crate::wire::json::sorted(&tree))),
+                text_of(filled.ok().flatten()),
+                "{}", text
+            );
+        }
+    }
+
     #[test]
     fn parser_is_reusable_across_bodies() {
         let mut parser = Parser::new(ParseLimits::default());

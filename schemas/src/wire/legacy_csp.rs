@@ -65,11 +65,8 @@ fn effective_directive<'v>(
         _ => violated,
     };
     match picked.and_then(first_token) {
-        Some(token)
-            if !token.bytes().any(|b| b.is_ascii_uppercase()) && directive::is_known(token) =>
-        {
-            Ok(Cow::Borrowed(token))
-        }
+        // The known names are lowercase: a token in any other case is not one of them.
+        Some(token) if directive::is_known(token) => Ok(Cow::Borrowed(token)),
         _ => directive::effective(effective.map(|s| &**s), violated.map(|s| &**s)).map(Cow::Owned),
     }
 }
