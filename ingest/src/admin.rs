@@ -38,7 +38,12 @@ fn text(
 }
 
 impl crate::server::Handler for Admin {
-    async fn handle(&self, request: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        _peer: SocketAddr,
+        _received: crate::body_rate::ReceivedBytes,
+    ) -> Response<Full<Bytes>> {
         if request.method() != Method::GET {
             let mut response = text(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use schemas::{NoiseReason, Report};
+use schemas::{NoiseReason, Report, ReportView};
 
 use crate::projects::{HostMatcher, Project};
 
@@ -26,13 +26,18 @@ pub enum Verdict {
 
 /// Decides one report's fate for `project`.
 pub fn judge(project: &Project, report: &Report) -> Verdict {
+    judge_view(project, &report.view())
+}
+
+/// [`judge`] of a borrowed report (ingest's parsed reports).
+pub fn judge_view(project: &Project, report: &ReportView<'_>) -> Verdict {
     // Only projects with an allow-list look at the document URL.
     if !project.allowed_hosts.is_empty()
         && !document_host(report).is_some_and(|h| project.allowed_hosts.matches(&h))
     {
         return Verdict::HostNotAllowed;
     }
-    let noise = schemas::noise::classify(report);
+    let noise = schemas::noise::classify_view(report);
     let filters = &project.filters;
     if filters.default_noise {
         if let Some(reason) = noise {
@@ -42,13 +47,13 @@ pub fn judge(project: &Project, report: &Report) -> Verdict {
     let listed = |matcher: &HostMatcher, url: Option<&str>| {
         !matcher.is_empty() && url.and_then(host_in).is_some_and(|h| matcher.matches(&h))
     };
-    if listed(&filters.document_hosts, report.document_url.as_deref()) {
+    if listed(&filters.document_hosts, report.document_url) {
         return Verdict::Filtered("ignored_document_host");
     }
-    if listed(&filters.blocked_hosts, report.blocked_url.as_deref()) {
+    if listed(&filters.blocked_hosts, report.blocked_url) {
         return Verdict::Filtered("ignored_blocked_host");
     }
-    if let Some(directive) = &report.effective_directive {
+    if let Some(directive) = report.effective_directive {
         // `directives` were lowercased when the projects file loaded.
         if filters
             .directives
@@ -58,7 +63,7 @@ pub fn judge(project: &Project, report: &Report) -> Verdict {
             return Verdict::Filtered("ignored_directive");
         }
     }
-    if listed(&filters.source_hosts, report.source_file.as_deref()) {
+    if listed(&filters.source_hosts, report.source_file) {
         return Verdict::Filtered("ignored_source_host");
     }
     Verdict::Keep {
@@ -68,11 +73,11 @@ pub fn judge(project: &Project, report: &Report) -> Verdict {
 
 /// The host the report is about (any ASCII case): the document URL's host, or the certificate
 /// report's hostname.
-fn document_host(report: &Report) -> Option<Cow<'_, str>> {
-    if let Some(host) = report.document_url.as_deref().and_then(host_in) {
+fn document_host<'r>(report: &'r ReportView<'_>) -> Option<Cow<'r, str>> {
+    if let Some(host) = report.document_url.and_then(host_in) {
         return Some(host);
     }
-    match &report.details {
+    match &*report.details {
         schemas::Details::Certificate(c) if !c.hostname.is_empty() => {
             Some(Cow::Borrowed(c.hostname.as_str()))
         }

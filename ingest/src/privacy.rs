@@ -7,11 +7,14 @@
 //! project's own `ip_salt`); a short or placeholder salt is refused at start-up, because a
 //! guessable salt makes the hashes of all 2^32 IPv4 addresses a table anyone can compute.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use schemas::parse::ParsedReport;
 
 use crate::projects::{IpPolicy, PrivacySpec};
 
@@ -128,10 +131,6 @@ pub fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
     if privacy.drop_referrer {
         report.referrer = None;
     }
-    let clean = |url: &mut String| {
-        strip_credentials(url);
-        strip_url(url, privacy.strip_query, privacy.strip_fragment);
-    };
     for url in [
         &mut report.document_url,
         &mut report.blocked_url,
@@ -141,19 +140,91 @@ pub fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
     .into_iter()
     .flatten()
     {
-        clean(url);
+        clean(privacy, url);
     }
-    match &mut report.details {
+    apply_nested(privacy, &mut report.details, &mut report.extra);
+}
+
+/// [`apply`] to a parsed report whose text borrows the body: a URL that only loses its end
+/// (query and fragment, the default) stays borrowed, shortened; a URL is copied only when text
+/// must be cut out of its middle (credentials, or a query before a kept fragment).
+pub fn apply_parsed(privacy: &PrivacySpec, report: &mut ParsedReport<'_>) {
+    if privacy.drop_referrer {
+        report.referrer = None;
+    }
+    for url in [
+        &mut report.document_url,
+        &mut report.blocked_url,
+        &mut report.source_file,
+        &mut report.referrer,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean_text(privacy, url);
+    }
+    apply_nested(privacy, &mut report.details, &mut report.extra);
+}
+
+/// One URL field cleaned in place: credentials, then query and fragment as the project asks.
+fn clean(privacy: &PrivacySpec, url: &mut String) {
+    strip_credentials(url);
+    strip_url(url, privacy.strip_query, privacy.strip_fragment);
+}
+
+/// [`clean`] of borrowed text, the same result: copied only when [`clean`] would cut text out
+/// of its middle, sliced when it would only truncate it.
+fn clean_text(privacy: &PrivacySpec, url: &mut Cow<'_, str>) {
+    // Credentials need an `@` (see `strip_credentials`): rare enough to pay a copy.
+    if memchr::memchr(b'@', url.as_bytes()).is_some() {
+        strip_credentials(url.to_mut());
+    }
+    match kept_prefix(url, privacy.strip_query, privacy.strip_fragment) {
+        Some(len) => match url {
+            Cow::Borrowed(text) => *text = &text[..len],
+            Cow::Owned(text) => text.truncate(len),
+        },
+        None => strip_url(url.to_mut(), privacy.strip_query, privacy.strip_fragment),
+    }
+}
+
+/// How much of `url` [`strip_url`] keeps when all it does is truncate it (nothing to strip
+/// included); `None` when it would remove a query before a fragment it keeps.
+fn kept_prefix(url: &str, query: bool, fragment: bool) -> Option<usize> {
+    if !query && !fragment {
+        return Some(url.len());
+    }
+    let Some(first) = memchr::memchr2(b'?', b'#', url.as_bytes()) else {
+        return Some(url.len());
+    };
+    if url.as_bytes()[first] == b'#' {
+        // No query (a `?` after the `#` is the fragment's): only the fragment may go.
+        return Some(if fragment { first } else { url.len() });
+    }
+    let hash = memchr::memchr(b'#', &url.as_bytes()[first..]).map(|i| first + i);
+    match (query, fragment, hash) {
+        (true, true, _) | (true, false, None) => Some(first),
+        (false, true, Some(hash)) => Some(hash),
+        (false, true, None) => Some(url.len()),
+        (false, false, _) => Some(url.len()),
+        (true, false, Some(_)) => None,
+    }
+}
+
+/// The URLs inside the kind-specific and unknown fields, cleaned as [`clean`] does.
+fn apply_nested(privacy: &PrivacySpec, details: &mut schemas::Details, extra: &mut schemas::Extra) {
+    let clean = |url: &mut String| clean(privacy, url);
+    match details {
         schemas::Details::Fields(fields) => fields.values_mut().for_each(|v| clean_urls(v, &clean)),
         schemas::Details::Unknown(body) => clean_urls(body, &clean),
         _ => {}
     }
     // Unknown fields are kept as JSON text (at most `--max-report-bytes` of report): only a text
     // that holds a URL at all is parsed, cleaned and written back.
-    if report.extra.as_json().contains("://") {
-        let mut fields = report.extra.to_map();
+    if extra.as_json().contains("://") {
+        let mut fields = extra.to_map();
         fields.values_mut().for_each(|v| clean_urls(v, &clean));
-        report.extra = schemas::Extra::from(fields);
+        *extra = schemas::Extra::from(fields);
     }
 }
 
@@ -379,6 +450,117 @@ mod tests {
             strip_url(&mut ours, query, fragment);
             strip_url_before(&mut before, query, fragment);
             proptest::prop_assert_eq!(ours, before);
+        }
+    }
+
+    fn specs() -> impl Iterator<Item = PrivacySpec> {
+        [(false, false), (false, true), (true, false), (true, true)]
+            .into_iter()
+            .map(|(strip_query, strip_fragment)| PrivacySpec {
+                strip_query,
+                strip_fragment,
+                ..PrivacySpec::default()
+            })
+    }
+
+    proptest::proptest! {
+        /// The borrowed cleaning gives what the owned one gives, for any text and setting.
+        #[test]
+        fn clean_text_is_clean(url in "[a:/?#@é]{0,14}") {
+            for privacy in specs() {
+                let mut owned = url.clone();
+                clean(&privacy, &mut owned);
+                let mut text = Cow::Borrowed(url.as_str());
+                clean_text(&privacy, &mut text);
+                proptest::prop_assert_eq!(&*text, owned.as_str());
+            }
+        }
+    }
+
+    /// A URL that only loses its end stays borrowed (no copy); one that loses text from its
+    /// middle is copied, with the same result as the owned cleaning.
+    #[test]
+    fn clean_text_copies_only_to_cut_the_middle() {
+        for (url, query, fragment, want, borrowed) in [
+            (
+                "https://a.example/p?q=1#f",
+                true,
+                true,
+                "https://a.example/p",
+                true,
+            ),
+            (
+                "https://a.example/p?q=1#f",
+                false,
+                true,
+                "https://a.example/p?q=1",
+                true,
+            ),
+            (
+                "https://a.example/p?q=1#f",
+                true,
+                false,
+                "https://a.example/p#f",
+                false,
+            ),
+            (
+                "https://a.example/p#f?q",
+                true,
+                false,
+                "https://a.example/p#f?q",
+                true,
+            ),
+            (
+                "https://a.example/p",
+                true,
+                true,
+                "https://a.example/p",
+                true,
+            ),
+            (
+                "https://u:p@a.example/p?q",
+                true,
+                true,
+                "https://a.example/p",
+                false,
+            ),
+        ] {
+            let privacy = PrivacySpec {
+                strip_query: query,
+                strip_fragment: fragment,
+                ..PrivacySpec::default()
+            };
+            let mut text = Cow::Borrowed(url);
+            clean_text(&privacy, &mut text);
+            assert_eq!(text, want, "{url} {query} {fragment}");
+            assert_eq!(
+                matches!(text, Cow::Borrowed(_)),
+                borrowed,
+                "{url} {query} {fragment}"
+            );
+        }
+    }
+
+    /// `apply_parsed` on a parsed report is `apply` on the owned one: every field, the nested
+    /// URLs of details and extra included, whatever the settings.
+    #[test]
+    fn apply_parsed_is_apply() {
+        let body = r#"{"csp-report":{"document-uri":"https://u:p@a.example/p?token=1#frag",
+            "referrer":"https://r.example/?x#y","blocked-uri":"https://b.example/x.js?y#z",
+            "source-file":"https://a.example/app.js?v=1","violated-directive":"script-src",
+            "x-note":"https://u:p@n.example/?n#m"}}"#;
+        for mut privacy in specs() {
+            for drop_referrer in [false, true] {
+                privacy.drop_referrer = drop_referrer;
+                let mut bytes = body.as_bytes().to_vec();
+                let mut parser = schemas::Parser::new(schemas::ParseLimits::default());
+                let mut parsed = parser.parse_borrowed(&mut bytes).unwrap();
+                let mut report = parsed.items.remove(0).unwrap();
+                let mut owned = report.clone().into_owned();
+                apply(&privacy, &mut owned);
+                apply_parsed(&privacy, &mut report);
+                assert_eq!(report.into_owned(), owned, "{privacy:?}");
+            }
         }
     }
 

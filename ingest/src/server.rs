@@ -20,8 +20,9 @@
 //!   requests finish (HTTP/1 closes after the current response, HTTP/2 sends GOAWAY), give up
 //!   after the drain timeout (logged).
 //!
-//! Every connection counts the bytes it receives ([`ReceivedBytes`], a request extension) for
-//! the minimum body rate of [`crate::body_rate`]. The per-request body read timeout lives in
+//! Every connection counts the bytes it receives ([`ReceivedBytes`], handed to the handler with
+//! each request rather than as a request extension: an extension costs a map allocation per
+//! request) for the minimum body rate of [`crate::body_rate`]. The per-request body read timeout lives in
 //! [`crate::validate`]. Header sizes stay at hyper's bounded defaults (about 400 KiB of HTTP/1
 //! read buffer).
 
@@ -55,10 +56,13 @@ use crate::metrics;
 
 /// Answers one request. Implemented by the public API and the admin endpoints.
 pub trait Handler: Send + Sync + 'static {
+    /// `peer` is the socket's peer; `received` counts the bytes its connection has received so
+    /// far (the body-rate meter).
     fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        received: ReceivedBytes,
     ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
@@ -233,12 +237,12 @@ impl<H: Handler> Connection<H> {
         let handler = self.handler;
         let peer = self.peer;
         let tracked = Arc::clone(&activity);
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(received.clone());
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let received = received.clone();
             let handler = Arc::clone(&handler);
             let guard = tracked.begin();
             async move {
-                let response = handler.handle(request, peer).await;
+                let response = handler.handle(request, peer, received).await;
                 drop(guard);
                 Ok::<_, Infallible>(response)
             }

@@ -1,8 +1,10 @@
 //! From request body to parsed reports: read it (size cap, read timeout), undo `gzip`/`deflate`
 //! (decompressed-size cap), and parse it with a pooled [`schemas::Parser`].
 
+use std::future::Future;
 use std::io::Read;
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,11 +38,19 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
         return Err(too_large);
     }
-    let collect = Limited::new(body, limits.max_body_bytes).collect();
-    match tokio::time::timeout(limits.read_timeout, collect).await {
-        Err(_elapsed) => Err(Rejection::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) => match error.downcast::<hyper::Error>() {
+    let mut collect = std::pin::pin!(Limited::new(body, limits.max_body_bytes).collect());
+    // A body already received in full (keep-alive, a small report) is collected at the first
+    // poll: the read timeout's timer is set up only for a body still on its way.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(collected) => collected,
+        Poll::Pending => tokio::time::timeout(limits.read_timeout, collect)
+            .await
+            .map_err(|_elapsed| Rejection::BodyTimeout)?,
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => match error.downcast::<hyper::Error>() {
             Ok(hyper_error) => Err(Rejection::BodyRead(*hyper_error)),
             // `Limited` has only two error types: the inner body's and `LengthLimitError`.
             Err(_length_limit) => Err(too_large),
@@ -190,6 +200,18 @@ impl ParserPool {
     pub fn parse(&self, body: &mut [u8]) -> Result<schemas::Parsed, schemas::ParseError> {
         let mut parser = self.take();
         let result = parser.parse(body);
+        self.give_back(parser);
+        result
+    }
+
+    /// Parses `body` with a pooled parser, the reports' text borrowed from `body`
+    /// ([`schemas::Parser::parse_borrowed`]).
+    pub fn parse_borrowed<'b>(
+        &self,
+        body: &'b mut [u8],
+    ) -> Result<schemas::parse::ParsedBody<'b>, schemas::ParseError> {
+        let mut parser = self.take();
+        let result = parser.parse_borrowed(body);
         self.give_back(parser);
         result
     }

@@ -29,6 +29,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::blocked::{origin_key, strip_query};
 use crate::report::{Details, Report, ReportKind};
+use crate::view::ReportView;
 
 const TAG: &[u8] = b"palisade-fp-v1";
 
@@ -70,20 +71,25 @@ impl Encoder {
 /// Stable 64-bit fingerprint of a report for a project. Stable across releases: changing the
 /// inputs or the hash is a breaking change of the message format.
 pub fn fingerprint(project_id: u64, report: &Report) -> u64 {
+    fingerprint_view(project_id, &report.view())
+}
+
+/// [`fingerprint`] of a borrowed report (ingest's parsed reports).
+pub fn fingerprint_view(project_id: u64, report: &ReportView<'_>) -> u64 {
     let mut enc = Encoder(Vec::with_capacity(256));
     enc.0.extend_from_slice(TAG);
     enc.0.extend_from_slice(&project_id.to_le_bytes());
     enc.field(1, Some(report.kind.as_str()));
     if report.kind == ReportKind::Unknown {
-        enc.field(2, report.report_type.as_deref());
+        enc.field(2, report.report_type);
     }
-    match (&report.details, report.kind) {
+    match (&*report.details, report.kind) {
         (Details::Certificate(cert), _) => {
             enc.field(3, Some(&cert.hostname.to_ascii_lowercase()));
             enc.number(4, cert.port.map(u64::from));
         }
         (details, ReportKind::NetworkError) => {
-            enc.field(5, report.document_url.as_deref().map(strip_query));
+            enc.field(5, report.document_url.map(strip_query));
             let nel = match details {
                 Details::NetworkError(nel) => Some(nel),
                 _ => None,
@@ -93,16 +99,13 @@ pub fn fingerprint(project_id: u64, report: &Report) -> u64 {
         }
         (details, _) => {
             enc.field(8, report.disposition.map(|d| d.as_str()));
-            enc.field(9, report.effective_directive.as_deref());
+            enc.field(9, report.effective_directive);
             enc.field(
                 10,
-                Some(&origin_key(
-                    report.blocked_class,
-                    report.blocked_url.as_deref(),
-                )),
+                Some(&origin_key(report.blocked_class, report.blocked_url)),
             );
-            enc.field(11, report.document_url.as_deref().map(strip_query));
-            enc.field(12, report.source_file.as_deref().map(strip_query));
+            enc.field(11, report.document_url.map(strip_query));
+            enc.field(12, report.source_file.map(strip_query));
             enc.number(13, report.line_number);
             enc.number(14, report.column_number);
             let subject = match details {

@@ -9,6 +9,7 @@
 
 use crate::blocked::{raw_host, raw_scheme, raw_scheme_or_word};
 use crate::report::{BlockedClass, Report};
+use crate::view::ReportView;
 
 /// Why a report is noise. Each variant is a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,8 +119,13 @@ pub const INJECTED_SAMPLE_MARKERS: &[&str] = &[
 /// The default noise verdict for a report (the order is in the module doc), `None` when it looks
 /// real.
 pub fn classify(report: &Report) -> Option<NoiseReason> {
+    classify_view(&report.view())
+}
+
+/// [`classify`] of a borrowed report (ingest's parsed reports).
+pub fn classify_view(report: &ReportView<'_>) -> Option<NoiseReason> {
     let locations = || {
-        [report.blocked_url.as_deref(), report.source_file.as_deref()]
+        [report.blocked_url, report.source_file]
             .into_iter()
             .flatten()
     };
@@ -133,25 +139,18 @@ pub fn classify(report: &Report) -> Option<NoiseReason> {
     let inline_or_self = matches!(
         report.blocked_class,
         BlockedClass::Inline | BlockedClass::SelfOrigin
-    ) || report
-        .blocked_url
-        .as_deref()
-        .is_some_and(|b| b.trim().is_empty());
+    ) || report.blocked_url.is_some_and(|b| b.trim().is_empty());
     if inline_or_self
         && report
             .sample
-            .as_deref()
             .is_some_and(|sample| INJECTED_SAMPLE_MARKERS.iter().any(|m| sample.contains(m)))
     {
         return Some(NoiseReason::InjectedSample);
     }
     if report
         .document_url
-        .as_deref()
         .and_then(raw_scheme)
-        .is_some_and(|scheme| {
-            !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
-        })
+        .is_some_and(|scheme| !is_web_scheme(scheme))
     {
         return Some(NoiseReason::NonWebDocument);
     }
@@ -166,10 +165,18 @@ fn has_noise_scheme(value: &str) -> bool {
     // Compared in any ASCII case rather than lowercased into a new string (one allocation per
     // URL and per report, `report/noise_classify` in benches/README.md).
     raw_scheme_or_word(value).is_some_and(|scheme| {
-        NOISE_SCHEMES
-            .iter()
-            .any(|noise| noise.eq_ignore_ascii_case(scheme))
+        // Most locations are web URLs: `http` and `https` are not noise schemes
+        // (`tests::web_schemes_are_not_noise_schemes`), so they skip the list.
+        !is_web_scheme(scheme)
+            && NOISE_SCHEMES
+                .iter()
+                .any(|noise| noise.eq_ignore_ascii_case(scheme))
     })
+}
+
+/// `http` or `https`, any ASCII case.
+fn is_web_scheme(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")
 }
 
 fn has_noise_host(value: &str) -> bool {
@@ -206,7 +213,9 @@ mod tests {
         sample: Option<&str>,
         document: &str,
     ) -> Report {
-        let mut report = crate::wire::blank(ReportKind::CspViolation, WireFormat::LegacyCsp);
+        let mut report =
+            crate::parse::ParsedReport::blank(ReportKind::CspViolation, WireFormat::LegacyCsp)
+                .into_owned();
         let (class, url) = blocked::classify(blocked);
         report.blocked_class = class;
         report.blocked_url = url;
@@ -217,6 +226,16 @@ mod tests {
     }
 
     const DOC: &str = "https://site.example/page";
+
+    /// The shortcut of `has_noise_scheme` holds only while no web scheme is a noise scheme.
+    #[test]
+    fn web_schemes_are_not_noise_schemes() {
+        for scheme in ["http", "https", "HTTPS", "Http"] {
+            assert!(is_web_scheme(scheme));
+            assert!(!NOISE_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)));
+        }
+        assert!(!is_web_scheme("chrome") && !is_web_scheme("https-x"));
+    }
 
     #[test]
     fn schemes_as_prefix_and_bare_on_blocked_and_source() {

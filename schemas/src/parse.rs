@@ -21,15 +21,17 @@
 //! [`ParseLimits::max_depth`] while it builds the tape (stage 2), so a deep body is refused
 //! before any value is built or normalised.
 
-use simd_json::borrowed::Object;
-use simd_json::{BorrowedValue, Buffers, ErrorType};
+use simd_json::{Buffers, ErrorType, Tape};
 
 use crate::report::{Report, ReportKind, WireFormat};
 use crate::wire::fields::{key_matches, Fields};
+use crate::wire::json::{Json, Members};
 use crate::wire::{certificate, legacy_csp, reporting, xss};
 
+mod report;
 mod scan;
 
+pub use report::{ParsedBody, ParsedReport};
 pub use scan::Scan;
 
 /// Bounds enforced while parsing. Defaults are documented on each field.
@@ -137,6 +139,8 @@ pub struct Parsed {
 pub struct Parser {
     limits: ParseLimits,
     buffers: Buffers,
+    /// simd-json's tape of the last body, emptied: its allocation is reused.
+    tape: Tape<'static>,
 }
 
 impl std::fmt::Debug for Parser {
@@ -158,7 +162,11 @@ pub const RETAINED_BUFFER_BYTES: usize = 64 * 1024;
 impl Parser {
     pub fn new(limits: ParseLimits) -> Self {
         let buffers = Buffers::with_max_depth(INITIAL_BUFFER_BYTES, limits.max_depth);
-        Self { limits, buffers }
+        Self {
+            limits,
+            buffers,
+            tape: Tape(Vec::new()),
+        }
     }
 
     pub fn limits(&self) -> ParseLimits {
@@ -169,40 +177,59 @@ impl Parser {
     /// a batch with some bad items is `Ok` with those items as `Err`. An empty batch (`[]`) is
     /// `Ok` with no items; a body whose every report is bad is [`ParseError::NoValidReport`].
     pub fn parse(&mut self, body: &mut [u8]) -> Result<Parsed, ParseError> {
+        self.parse_borrowed(body).map(ParsedBody::into_owned)
+    }
+
+    /// [`Parser::parse`] with the reports' text borrowed from `body` ([`ParsedReport`]): the
+    /// same answers, the same reports once [`ParsedBody::into_owned`], without a copy of each
+    /// string. Ingest's path.
+    pub fn parse_borrowed<'b>(&mut self, body: &'b mut [u8]) -> Result<ParsedBody<'b>, ParseError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ParseError::Empty);
         }
         scan::check(body, &self.limits)?;
+        let body_len = body.len();
         let parsed = self.parse_checked(body);
-        if body.len() > RETAINED_BUFFER_BYTES {
+        if body_len > RETAINED_BUFFER_BYTES {
             self.buffers = Buffers::with_max_depth(INITIAL_BUFFER_BYTES, self.limits.max_depth);
+            self.tape = Tape(Vec::new());
         }
         parsed
     }
 
-    fn parse_checked(&mut self, body: &mut [u8]) -> Result<Parsed, ParseError> {
-        let value = simd_json::to_borrowed_value_with_buffers(body, &mut self.buffers).map_err(
-            |error| match error.error() {
+    fn parse_checked<'b>(&mut self, body: &'b mut [u8]) -> Result<ParsedBody<'b>, ParseError> {
+        // The tape's allocation, emptied, lent to this body's lifetime and taken back emptied.
+        let mut tape: Tape<'b> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let parsed = simd_json::fill_tape(body, &mut self.buffers, &mut tape)
+            .map_err(|error| match error.error() {
                 ErrorType::InvalidUtf8 => ParseError::NotUtf8,
                 ErrorType::DepthLimitExceeded => ParseError::TooDeep {
                     limit: self.limits.max_depth,
                 },
                 _ => ParseError::NotJson(error),
-            },
-        )?;
-        let items: Vec<Result<Report, ReportError>> = match &value {
-            BorrowedValue::Array(items) => {
-                if items.len() > self.limits.max_batch_len {
-                    return Err(ParseError::BatchTooLong {
-                        len: items.len(),
-                        limit: self.limits.max_batch_len,
-                    });
+            })
+            .and_then(|()| self.reports(Json::root(&tape.0)));
+        self.tape = tape.reset();
+        parsed
+    }
+
+    /// The reports of a parsed body, each checked against `max_report_bytes`.
+    fn reports<'b>(&self, root: Option<Json<'_, 'b>>) -> Result<ParsedBody<'b>, ParseError> {
+        let root = root.ok_or(ParseError::UnknownShape)?;
+        let items: Vec<Result<ParsedReport<'b>, ReportError>> =
+            match (root.as_array(), root.as_object()) {
+                (Some(items), _) => {
+                    if items.len() > self.limits.max_batch_len {
+                        return Err(ParseError::BatchTooLong {
+                            len: items.len(),
+                            limit: self.limits.max_batch_len,
+                        });
+                    }
+                    items.map(reporting::parse_item).collect()
                 }
-                items.iter().map(reporting::parse_item).collect()
-            }
-            BorrowedValue::Object(object) => vec![parse_object(object)?],
-            _ => return Err(ParseError::UnknownShape),
-        };
+                (None, Some(object)) => vec![parse_object(object)?],
+                (None, None) => return Err(ParseError::UnknownShape),
+            };
         let max = self.limits.max_report_bytes;
         let items = items
             .into_iter()
@@ -219,7 +246,7 @@ impl Parser {
                 })
             })
             .collect();
-        let parsed = Parsed { items };
+        let parsed = ParsedBody { items };
         match parsed.items.iter().find_map(|item| item.as_ref().err()) {
             Some(first) if parsed.items.iter().all(Result::is_err) => {
                 Err(ParseError::NoValidReport {
@@ -231,28 +258,27 @@ impl Parser {
     }
 }
 
-/// The value of the first key of `object` matching `canonical` (see [`key_matches`]).
-fn get<'a, 'v>(object: &'a Object<'v>, canonical: &str) -> Option<&'a BorrowedValue<'v>> {
-    object
-        .iter()
-        .find(|(key, _)| key_matches(key, canonical))
-        .map(|(_, value)| value)
-}
-
-fn has(object: &Object<'_>, canonical: &str) -> bool {
-    get(object, canonical).is_some()
+/// Whether `object` has a key matching `canonical` (see [`key_matches`]).
+fn has(object: &Members<'_, '_>, canonical: &str) -> bool {
+    object.clone().any(|(key, _)| key_matches(key, canonical))
 }
 
 /// Dispatches a single-object body on its shape. `Err(UnknownShape)` refuses the body; an
 /// `Ok(Err(_))` is a recognised report that failed validation.
-fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, ParseError> {
+fn parse_object<'v>(
+    object: Members<'_, 'v>,
+) -> Result<Result<ParsedReport<'v>, ReportError>, ParseError> {
+    let object = &object;
     if has(object, "cspreport") {
         return Ok(unwrap(object, "cspreport", |o| {
             legacy_csp::parse(o, WireFormat::LegacyCsp)
         }));
     }
     if has(object, "type") && has(object, "body") {
-        return Ok(reporting::parse(object, WireFormat::ReportingSingle));
+        return Ok(reporting::parse(
+            object.clone(),
+            WireFormat::ReportingSingle,
+        ));
     }
     if has(object, "expectctreport") {
         return Ok(unwrap(object, "expectctreport", |o| {
@@ -266,7 +292,7 @@ fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, Pars
     }
     if has(object, "knownpins") && has(object, "hostname") {
         return Ok(certificate::parse(
-            object,
+            object.clone(),
             ReportKind::Hpkp,
             WireFormat::Hpkp,
         ));
@@ -275,7 +301,10 @@ fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, Pars
         .iter()
         .any(|k| has(object, k))
     {
-        return Ok(legacy_csp::parse(object, WireFormat::LegacyCspUnwrapped));
+        return Ok(legacy_csp::parse(
+            object.clone(),
+            WireFormat::LegacyCspUnwrapped,
+        ));
     }
     if has(object, "xssreport") {
         return Ok(unwrap(object, "xssreport", |o| Ok(xss::parse(o))));
@@ -285,23 +314,16 @@ fn parse_object(object: &Object<'_>) -> Result<Result<Report, ReportError>, Pars
 
 /// Parses the object under the wrapper key `canonical` with `inner`, keeping any other
 /// top-level keys of the body in the report's `extra`.
-fn unwrap<'v>(
-    object: &Object<'v>,
+fn unwrap<'t, 'v>(
+    object: &Members<'t, 'v>,
     canonical: &str,
-    inner: impl FnOnce(&Object<'v>) -> Result<Report, ReportError>,
-) -> Result<Report, ReportError> {
-    let mut outer = Fields::new(object);
+    inner: impl FnOnce(Members<'t, 'v>) -> Result<ParsedReport<'v>, ReportError>,
+) -> Result<ParsedReport<'v>, ReportError> {
+    let mut outer = Fields::new(object.clone());
     let wrapped = outer.raw(&[canonical]).ok_or(ReportError::NotAnObject)?;
-    let mut report = inner(as_object(wrapped)?)?;
+    let mut report = inner(wrapped.as_object().ok_or(ReportError::NotAnObject)?)?;
     report.extra.absorb(outer.into_map());
     Ok(report)
-}
-
-fn as_object<'a, 'v>(value: &'a BorrowedValue<'v>) -> Result<&'a Object<'v>, ReportError> {
-    match value {
-        BorrowedValue::Object(object) => Ok(object),
-        _ => Err(ReportError::NotAnObject),
-    }
 }
 
 #[cfg(test)]
@@ -521,6 +543,84 @@ mod tests {
                 first: ReportError::NotAnObject
             })
         ));
+    }
+
+    proptest::proptest! {
+        /// Reading the tape instead of simd-json's value tree changes no JSON-level answer: for
+        /// any bytes (JSON-ish, invalid UTF-8 and deep nesting included), filling the tape and
+        /// building the tree succeed or fail together, with the same error kind, and what they
+        /// hold converts to the same value.
+        #[test]
+        fn the_tape_answers_as_the_value_tree(
+            body in proptest::collection::vec(proptest::sample::select(
+                b"{}[]\",:\\ 0-1.5eEtrunlfasx\xff\xc3\xa9".to_vec()), 0..48),
+            depth in 1usize..6,
+        ) {
+            let mut buffers = Buffers::with_max_depth(64, depth);
+            let mut by_tree = body.clone();
+            let tree = simd_json::to_borrowed_value_with_buffers(&mut by_tree, &mut buffers)
+                .map(|value| serde_json::to_value(&value).ok());
+            let mut by_tape = body.clone();
+            let mut tape = Tape(Vec::new());
+            let filled = simd_json::fill_tape(&mut by_tape, &mut buffers, &mut tape)
+                .map(|()| Json::root(&tape.0).map(crate::wire::json::to_json));
+            match (tree, filled) {
+                (Ok(tree), Ok(tape)) => proptest::prop_assert_eq!(
+                    tree.map(|tree| crate::wire::json::sorted(&tree)),
+                    tape
+                ),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.error(), b.error()),
+                (a, b) => proptest::prop_assert!(false, "{a:?} {b:?}"),
+            }
+        }
+    }
+
+    /// JSON text of arbitrary values: every scalar type (negative, big and fractional numbers),
+    /// escaped strings, nested arrays and objects whose keys may repeat.
+    fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scalar = prop_oneof![
+            Just("null".to_owned()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (-1e6f64..1e6).prop_map(|f| format!("{f:?}")),
+            "[a\"\\\n\u{e9} ]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        ];
+        scalar.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(("[ab]{1,2}", inner), 0..4).prop_map(|pairs| {
+                    let pairs: Vec<String> =
+                        pairs.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                    format!("{{{}}}", pairs.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// For valid JSON of any shape, the tape holds what simd-json's value tree holds.
+        #[test]
+        fn the_tape_holds_the_value_tree(text in json_text()) {
+            let mut buffers = Buffers::with_max_depth(64, 32);
+            let mut by_tree = text.clone().into_bytes();
+            let tree = simd_json::to_borrowed_value_with_buffers(&mut by_tree, &mut buffers)
+                .map(|value| serde_json::to_value(&value).ok());
+            let mut by_tape = text.clone().into_bytes();
+            let mut tape = Tape(Vec::new());
+            let filled = simd_json::fill_tape(&mut by_tape, &mut buffers, &mut tape)
+                .map(|()| Json::root(&tape.0).map(crate::wire::json::to_json));
+            proptest::prop_assert!(tree.is_ok() && filled.is_ok(), "{}", text);
+            // Compared as text: the order of the keys is part of what `extra` stores.
+            let text_of = |value: Option<serde_json::Value>| value.map(|v| v.to_string());
+            proptest::prop_assert_eq!(
+                text_of(tree.ok().flatten().map(|tree| crate::wire::json::sorted(&tree))),
+                text_of(filled.ok().flatten()),
+                "{}", text
+            );
+        }
     }
 
     #[test]

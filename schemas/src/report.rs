@@ -259,57 +259,7 @@ impl Report {
     /// and keywords as [`FIXED_JSON_BYTES`], `extra` as its text; only non-`None` details are
     /// serialised. The parser checks the exact length only when this bound is over the cap.
     pub fn json_len_bound(&self) -> usize {
-        // Destructured so that a new field cannot be left out of the bound unnoticed.
-        let Report {
-            kind: _,
-            wire: _,
-            report_type,
-            disposition: _,
-            document_url,
-            referrer,
-            blocked_url,
-            blocked_class: _,
-            effective_directive,
-            violated_directive,
-            source_file,
-            line_number: _,
-            column_number: _,
-            sample,
-            status_code: _,
-            original_policy,
-            age_ms: _,
-            user_agent,
-            details,
-            extra,
-        } = self;
-        let strings: usize = [
-            report_type,
-            document_url,
-            referrer,
-            blocked_url,
-            effective_directive,
-            violated_directive,
-            source_file,
-            sample,
-            original_policy,
-            user_agent,
-        ]
-        .iter()
-        .map(|s| s.as_ref().map_or(0, |s| s.len().saturating_mul(6)))
-        .fold(0, usize::saturating_add);
-        let details = match details {
-            Details::None => 0,
-            other => {
-                let mut counter = crate::extra::ByteCounter::default();
-                // Writing to a counter cannot fail: map keys are strings, details are objects.
-                let _ = serde_json::to_writer(&mut counter, other);
-                counter.bytes()
-            }
-        };
-        FIXED_JSON_BYTES
-            .saturating_add(strings)
-            .saturating_add(details)
-            .saturating_add(extra.len())
+        self.view().json_len_bound()
     }
 
     /// Estimated heap bytes held by this report once decoded (strings, the `extra` text and

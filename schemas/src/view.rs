@@ -15,7 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::binary::BinaryError;
 use crate::message::{DecodeError, MessageFormat, ReportMessage, MESSAGE_VERSION};
-use crate::report::{BlockedClass, Details, Disposition, Extra, Report, ReportKind, WireFormat};
+use crate::report::{
+    BlockedClass, Details, Disposition, Extra, Report, ReportKind, WireFormat, FIXED_JSON_BYTES,
+};
 
 /// [`ReportMessage`] with borrowed strings.
 #[derive(Debug, Clone)]
@@ -105,6 +107,65 @@ impl Report {
             details: Cow::Borrowed(&self.details),
             extra: self.extra.raw(),
         }
+    }
+}
+
+impl ReportView<'_> {
+    /// [`Report::json_len_bound`]: each byte of the common strings counted as 6 (serde_json's
+    /// longest escape, `\u00XX`), field names, numbers and keywords as [`FIXED_JSON_BYTES`],
+    /// `extra` as its text; only non-`None` details are serialised.
+    pub fn json_len_bound(&self) -> usize {
+        // Destructured so that a new field cannot be left out of the bound unnoticed.
+        let ReportView {
+            kind: _,
+            wire: _,
+            report_type,
+            disposition: _,
+            document_url,
+            referrer,
+            blocked_url,
+            blocked_class: _,
+            effective_directive,
+            violated_directive,
+            source_file,
+            line_number: _,
+            column_number: _,
+            sample,
+            status_code: _,
+            original_policy,
+            age_ms: _,
+            user_agent,
+            details,
+            extra,
+        } = self;
+        let strings: usize = [
+            report_type,
+            document_url,
+            referrer,
+            blocked_url,
+            effective_directive,
+            violated_directive,
+            source_file,
+            sample,
+            original_policy,
+            user_agent,
+        ]
+        .iter()
+        .map(|s| s.map_or(0, |s| s.len().saturating_mul(6)))
+        .fold(0, usize::saturating_add);
+        let details = match &**details {
+            Details::None => 0,
+            other => {
+                let mut counter = crate::extra::ByteCounter::default();
+                // Writing to a counter cannot fail: map keys are strings, details are objects.
+                let _ = serde_json::to_writer(&mut counter, other);
+                counter.bytes()
+            }
+        };
+        FIXED_JSON_BYTES
+            .saturating_add(strings)
+            .saturating_add(details)
+            .saturating_add(extra.map_or(0, |raw| raw.get().len()))
     }
 }
 

@@ -4,24 +4,22 @@
 //! use them. Their keys are kebab-case; `hostname` is required (it is the only thing that
 //! says which site failed).
 
-use simd_json::borrowed::Object;
-
-use super::blank;
-use super::fields::{self, Fields};
-use crate::parse::ReportError;
-use crate::report::{CertificateDetails, Details, Report, ReportKind, WireFormat};
+use super::fields::Fields;
+use super::json::Members;
+use crate::parse::{ParsedReport, ReportError};
+use crate::report::{CertificateDetails, Details, ReportKind, WireFormat};
 
 /// Parses the object holding the certificate keys (the wrapped value for Expect-CT and
 /// Expect-Staple, the whole body for HPKP).
-pub(crate) fn parse(
-    object: &Object<'_>,
+pub(crate) fn parse<'v>(
+    object: Members<'_, 'v>,
     kind: ReportKind,
     wire: WireFormat,
-) -> Result<Report, ReportError> {
+) -> Result<ParsedReport<'v>, ReportError> {
     let mut fields = Fields::new(object);
     let hostname = match fields.raw(&["hostname"]) {
         None => return Err(ReportError::MissingField("hostname")),
-        Some(value) => match fields::as_str(value).map(str::trim) {
+        Some(value) => match value.as_str().map(str::trim) {
             Some("") => return Err(ReportError::MissingField("hostname")),
             Some(host) => host.to_owned(),
             None => return Err(ReportError::WrongType("hostname")),
@@ -45,7 +43,7 @@ pub(crate) fn parse(
         response_status: fields.string(&["responsestatus"]),
         cert_status: fields.string(&["certstatus"]),
     };
-    let mut report = blank(kind, wire);
+    let mut report = ParsedReport::blank(kind, wire);
     report.details = Details::Certificate(details);
     report.extra.absorb(fields.into_map());
     Ok(report)

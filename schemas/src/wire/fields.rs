@@ -6,8 +6,12 @@
 //! (lowercase, without `-`/`_`); whatever it did not take (unknown keys, or values of a type
 //! we could not use) is handed back verbatim as [`Fields::into_map`] so nothing is lost.
 
-use serde_json::{Map, Number, Value as JsonValue};
-use simd_json::{BorrowedValue, StaticNode};
+use std::borrow::Cow;
+
+use serde_json::{Map, Value as JsonValue};
+use simd_json::StaticNode;
+
+use super::json::{to_json, Json, Members};
 
 /// A JSON object being taken apart field by field.
 #[derive(Debug)]
@@ -22,7 +26,7 @@ struct Entry<'a, 'v> {
     /// about fifteen aliases, each against every entry, and this and the key's length tell
     /// most pairs apart before [`key_matches`] compares them byte by byte.
     first: Option<u8>,
-    value: &'a BorrowedValue<'v>,
+    value: Json<'a, 'v>,
     taken: bool,
 }
 
@@ -61,23 +65,20 @@ impl<'a, 'v> Fields<'a, 'v> {
         }
     }
 
-    pub(crate) fn new(object: &'a simd_json::borrowed::Object<'v>) -> Self {
-        let mut entries: Vec<Entry<'a, 'v>> = object
-            .iter()
-            .map(|(key, value)| Entry {
-                key: key.as_ref(),
-                first: canonical_first(key),
-                value,
-                taken: false,
-            })
-            .collect();
+    pub(crate) fn new(object: Members<'a, 'v>) -> Self {
+        let mut entries: Vec<Entry<'a, 'v>> = Vec::with_capacity(object.len());
+        entries.extend(object.map(|(key, value)| Entry {
+            key,
+            first: canonical_first(key),
+            value,
+            taken: false,
+        }));
         // Deterministic order whatever the map's iteration order: leftovers and lookups of
         // duplicate spellings (`document-uri` and `documentURI` both present) are stable.
         entries.sort_by(|a, b| a.key.cmp(b.key));
         // The same key twice: the last occurrence wins, as in `JSON.parse`, whatever the
-        // object's size. simd-json keeps every duplicate of objects up to 32 keys, in body
-        // order (the stable sort keeps that order), and only the last of bigger, hash-backed
-        // ones.
+        // object's size. The tape keeps every duplicate in body order (the stable sort keeps
+        // that order).
         entries.dedup_by(|later, earlier| {
             let same = later.key == earlier.key;
             if same {
@@ -93,14 +94,14 @@ impl<'a, 'v> Fields<'a, 'v> {
     pub(crate) fn take_with<T>(
         &mut self,
         aliases: &[&str],
-        mut convert: impl FnMut(&'a BorrowedValue<'v>) -> Option<T>,
+        mut convert: impl FnMut(Json<'a, 'v>) -> Option<T>,
     ) -> Option<T> {
         for alias in aliases {
             for entry in self.entries.iter_mut().filter(|e| !e.taken) {
                 if !may_match(entry.key, entry.first, alias) || !key_matches(entry.key, alias) {
                     continue;
                 }
-                if matches!(entry.value, BorrowedValue::Static(StaticNode::Null)) {
+                if entry.value.is_null() {
                     entry.taken = true;
                     continue;
                 }
@@ -114,7 +115,7 @@ impl<'a, 'v> Fields<'a, 'v> {
     }
 
     /// The raw value of the first key matching `aliases`, taken whatever its type.
-    pub(crate) fn raw(&mut self, aliases: &[&str]) -> Option<&'a BorrowedValue<'v>> {
+    pub(crate) fn raw(&mut self, aliases: &[&str]) -> Option<Json<'a, 'v>> {
         self.take_with(aliases, Some)
     }
 
@@ -125,9 +126,16 @@ impl<'a, 'v> Fields<'a, 'v> {
             .filter(|s| !s.is_empty())
     }
 
-    /// A string field kept even when empty (`blocked-uri: ""` means something).
-    pub(crate) fn string_keep_empty(&mut self, aliases: &[&str]) -> Option<String> {
-        self.take_with(aliases, |v| scalar_text(v).map(|s| s.into_owned()))
+    /// [`Fields::string`] borrowed from the parsed body (owned only for a number or boolean's
+    /// text): what the report's own fields take.
+    pub(crate) fn text(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
+        self.text_keep_empty(aliases).filter(|s| !s.is_empty())
+    }
+
+    /// A string field kept even when empty (`blocked-uri: ""` means something), borrowed as
+    /// [`Fields::text`].
+    pub(crate) fn text_keep_empty(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
+        self.take_with(aliases, scalar_text)
     }
 
     /// A non-negative integer; accepts numeric strings and integral floats.
@@ -149,42 +157,37 @@ impl<'a, 'v> Fields<'a, 'v> {
 
     /// A float; accepts numeric strings.
     pub(crate) fn f64(&mut self, aliases: &[&str]) -> Option<f64> {
-        self.take_with(aliases, |v| match v {
-            BorrowedValue::Static(StaticNode::F64(f)) => Some(*f),
-            BorrowedValue::Static(StaticNode::U64(n)) => Some(*n as f64),
-            BorrowedValue::Static(StaticNode::I64(n)) => Some(*n as f64),
-            BorrowedValue::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        self.take_with(aliases, |v| match (v.scalar(), v.as_str()) {
+            (Some(StaticNode::F64(f)), _) => Some(f),
+            (Some(StaticNode::U64(n)), _) => Some(n as f64),
+            (Some(StaticNode::I64(n)), _) => Some(n as f64),
+            (_, Some(s)) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
             _ => None,
         })
     }
 
     /// A boolean; accepts `"true"`/`"false"` strings.
     pub(crate) fn bool(&mut self, aliases: &[&str]) -> Option<bool> {
-        self.take_with(aliases, |v| match v {
-            BorrowedValue::Static(StaticNode::Bool(b)) => Some(*b),
-            BorrowedValue::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-            BorrowedValue::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        self.take_with(aliases, |v| match (v.scalar(), v.as_str()) {
+            (Some(StaticNode::Bool(b)), _) => Some(b),
+            (_, Some(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+            (_, Some(s)) if s.eq_ignore_ascii_case("false") => Some(false),
             _ => None,
         })
     }
 
     /// An array whose every element is a string (certificate chains, pins).
     pub(crate) fn strings(&mut self, aliases: &[&str]) -> Option<Vec<String>> {
-        self.take_with(aliases, |v| match v {
-            BorrowedValue::Array(items) => items
-                .iter()
-                .map(|item| as_str(item).map(str::to_owned))
-                .collect::<Option<Vec<_>>>(),
-            _ => None,
+        self.take_with(aliases, |v| {
+            v.as_array()?
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
         })
     }
 
     /// An array of arbitrary values, converted as sent (SCTs).
     pub(crate) fn values(&mut self, aliases: &[&str]) -> Option<Vec<JsonValue>> {
-        self.take_with(aliases, |v| match v {
-            BorrowedValue::Array(items) => Some(items.iter().map(to_json).collect()),
-            _ => None,
-        })
+        self.take_with(aliases, |v| Some(v.as_array()?.map(to_json).collect()))
     }
 
     /// Everything not taken, keys as sent, sorted by key.
@@ -204,24 +207,17 @@ impl<'a, 'v> Fields<'a, 'v> {
     }
 }
 
-/// The text of a JSON string value.
-pub(crate) fn as_str<'x>(value: &'x BorrowedValue<'_>) -> Option<&'x str> {
-    match value {
-        BorrowedValue::String(s) => Some(s.as_ref()),
-        _ => None,
+/// The text of a string, number or boolean; a string borrowed from the body.
+fn scalar_text<'v>(value: Json<'_, 'v>) -> Option<Cow<'v, str>> {
+    if let Some(text) = value.as_str() {
+        return Some(Cow::Borrowed(text));
     }
-}
-
-/// The text of a string, number or boolean.
-fn scalar_text<'x>(value: &'x BorrowedValue<'_>) -> Option<std::borrow::Cow<'x, str>> {
-    use std::borrow::Cow;
-    match value {
-        BorrowedValue::String(s) => Some(Cow::Borrowed(s.as_ref())),
-        BorrowedValue::Static(StaticNode::U64(n)) => Some(Cow::Owned(n.to_string())),
-        BorrowedValue::Static(StaticNode::I64(n)) => Some(Cow::Owned(n.to_string())),
-        BorrowedValue::Static(StaticNode::F64(f)) => Some(Cow::Owned(f.to_string())),
-        BorrowedValue::Static(StaticNode::Bool(b)) => Some(Cow::Owned(b.to_string())),
-        _ => None,
+    match value.scalar()? {
+        StaticNode::U64(n) => Some(Cow::Owned(n.to_string())),
+        StaticNode::I64(n) => Some(Cow::Owned(n.to_string())),
+        StaticNode::F64(f) => Some(Cow::Owned(f.to_string())),
+        StaticNode::Bool(b) => Some(Cow::Owned(b.to_string())),
+        StaticNode::Null => None,
     }
 }
 
@@ -232,68 +228,49 @@ fn float_to_i64(f: f64) -> Option<i64> {
     (f.is_finite() && f.fract() == 0.0 && f.abs() < FLOAT_INT_BOUND).then_some(f as i64)
 }
 
-fn lenient_i64(value: &BorrowedValue<'_>) -> Option<i64> {
-    match value {
-        BorrowedValue::Static(StaticNode::I64(n)) => Some(*n),
-        BorrowedValue::Static(StaticNode::U64(n)) => i64::try_from(*n).ok(),
-        BorrowedValue::Static(StaticNode::F64(f)) => float_to_i64(*f),
-        BorrowedValue::String(s) => {
-            let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(float_to_i64))
-        }
-        _ => None,
+fn lenient_i64(value: Json<'_, '_>) -> Option<i64> {
+    if let Some(s) = value.as_str() {
+        let s = s.trim();
+        return s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.parse::<f64>().ok().and_then(float_to_i64));
+    }
+    match value.scalar()? {
+        StaticNode::I64(n) => Some(n),
+        StaticNode::U64(n) => i64::try_from(n).ok(),
+        StaticNode::F64(f) => float_to_i64(f),
+        StaticNode::Bool(_) | StaticNode::Null => None,
     }
 }
 
-fn lenient_u64(value: &BorrowedValue<'_>) -> Option<u64> {
-    match value {
-        BorrowedValue::Static(StaticNode::U64(n)) => Some(*n),
-        BorrowedValue::String(s) => s
+fn lenient_u64(value: Json<'_, '_>) -> Option<u64> {
+    if let Some(s) = value.as_str() {
+        return s
             .trim()
             .parse::<u64>()
             .ok()
-            .or_else(|| lenient_i64(value).and_then(|n| u64::try_from(n).ok())),
-        _ => lenient_i64(value).and_then(|n| u64::try_from(n).ok()),
+            .or_else(|| lenient_i64(value).and_then(|n| u64::try_from(n).ok()));
     }
-}
-
-/// Converts a borrowed simd-json value to an owned `serde_json` value, object keys sorted so
-/// the output does not depend on hash-map iteration order.
-pub(crate) fn to_json(value: &BorrowedValue<'_>) -> JsonValue {
-    match value {
-        BorrowedValue::Static(StaticNode::Null) => JsonValue::Null,
-        BorrowedValue::Static(StaticNode::Bool(b)) => JsonValue::Bool(*b),
-        BorrowedValue::Static(StaticNode::I64(n)) => JsonValue::Number((*n).into()),
-        BorrowedValue::Static(StaticNode::U64(n)) => JsonValue::Number((*n).into()),
-        BorrowedValue::Static(StaticNode::F64(f)) => {
-            Number::from_f64(*f).map_or(JsonValue::Null, JsonValue::Number)
-        }
-        BorrowedValue::String(s) => JsonValue::String(s.to_string()),
-        BorrowedValue::Array(items) => JsonValue::Array(items.iter().map(to_json).collect()),
-        BorrowedValue::Object(object) => {
-            let mut pairs: Vec<_> = object.iter().collect();
-            pairs.sort_by(|a, b| a.0.cmp(b.0));
-            JsonValue::Object(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), to_json(v)))
-                    .collect(),
-            )
-        }
+    match value.scalar()? {
+        StaticNode::U64(n) => Some(n),
+        _ => lenient_i64(value).and_then(|n| u64::try_from(n).ok()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use simd_json::prelude::ValueAsObject;
 
-    fn parse(text: &str) -> BorrowedValue<'static> {
-        let mut bytes = text.as_bytes().to_vec();
-        let value = simd_json::to_borrowed_value(&mut bytes).expect("valid json in test");
-        value.into_static()
+    fn parse(text: &str) -> simd_json::Tape<'static> {
+        let bytes: &'static mut [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
+        simd_json::to_tape(bytes).expect("valid json in test")
+    }
+
+    fn object<'t>(tape: &'t simd_json::Tape<'static>) -> Members<'t, 'static> {
+        Json::root(&tape.0)
+            .and_then(Json::as_object)
+            .expect("object")
     }
 
     #[test]
@@ -364,8 +341,7 @@ mod tests {
         let value = parse(
             r#"{"a":"200","b":12.0,"c":-1,"d":"x","e":" 7 ","f":1.5,"g":18446744073709551615}"#,
         );
-        let object = value.as_object().expect("object");
-        let mut fields = Fields::new(object);
+        let mut fields = Fields::new(object(&value));
         assert_eq!(fields.u16(&["a"]), Some(200));
         assert_eq!(fields.u64(&["b"]), Some(12));
         assert_eq!(fields.u64(&["c"]), None);
@@ -381,8 +357,7 @@ mod tests {
     #[test]
     fn null_and_empty_are_absent_and_aliases_are_ordered() {
         let value = parse(r#"{"document-uri":null,"request":"GET / HTTP/1.1","referrer":""}"#);
-        let object = value.as_object().expect("object");
-        let mut fields = Fields::new(object);
+        let mut fields = Fields::new(object(&value));
         assert_eq!(fields.string(&["documenturi"]), None);
         assert_eq!(fields.string(&["referrer"]), None);
         assert_eq!(

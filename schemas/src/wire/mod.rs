@@ -1,16 +1,20 @@
 //! One module per wire format, plus the lenient field helpers they share.
 //!
 //! Each parser takes an already-parsed JSON object (simd-json borrowed value) and returns one
-//! normalised [`Report`] or a [`crate::ReportError`]; dispatch on body shape is in [`crate::parse`].
+//! normalised [`ParsedReport`] (its text borrowed from the body) or a [`crate::ReportError`]; dispatch on body shape is in [`crate::parse`].
 
 pub(crate) mod certificate;
 pub(crate) mod fields;
+pub(crate) mod json;
 pub(crate) mod legacy_csp;
 pub(crate) mod reporting;
 pub(crate) mod xss;
 
+use std::borrow::Cow;
+
 use crate::blocked;
-use crate::report::{BlockedClass, Details, Disposition, Report, ReportKind, WireFormat};
+use crate::parse::ParsedReport;
+use crate::report::{BlockedClass, Disposition};
 use fields::Fields;
 
 /// Canonical spellings (lowercase, no separators) of the keys common to CSP and most
@@ -31,36 +35,10 @@ pub(crate) mod keys {
     pub const SAMPLE: &[&str] = &["scriptsample", "sample"];
 }
 
-/// An empty report of `kind` carried by `wire`, to be filled in by a wire parser.
-pub(crate) fn blank(kind: ReportKind, wire: WireFormat) -> Report {
-    Report {
-        kind,
-        wire,
-        report_type: None,
-        disposition: None,
-        document_url: None,
-        referrer: None,
-        blocked_url: None,
-        blocked_class: BlockedClass::None,
-        effective_directive: None,
-        violated_directive: None,
-        source_file: None,
-        line_number: None,
-        column_number: None,
-        sample: None,
-        status_code: None,
-        original_policy: None,
-        age_ms: None,
-        user_agent: None,
-        details: Details::None,
-        extra: crate::report::Extra::default(),
-    }
-}
-
 /// `enforce` -> Enforce, `report`/`reporting` -> Report (any case); other values stay in extra.
 pub(crate) fn take_disposition(fields: &mut Fields<'_, '_>) -> Option<Disposition> {
     fields.take_with(keys::DISPOSITION, |value| {
-        let text = fields::as_str(value)?;
+        let text = value.as_str()?;
         match text.trim().to_ascii_lowercase().as_str() {
             "enforce" => Some(Disposition::Enforce),
             "report" | "reporting" => Some(Disposition::Report),
@@ -72,26 +50,34 @@ pub(crate) fn take_disposition(fields: &mut Fields<'_, '_>) -> Option<Dispositio
 /// Takes the fields shared by CSP and the other Reporting API bodies into `report`:
 /// document URL, referrer, source location, sample, disposition, status code, policy.
 /// The blocked URL is left to the caller (its absence means different things per kind).
-pub(crate) fn take_common(fields: &mut Fields<'_, '_>, report: &mut Report) {
-    report.document_url = fields.string(keys::DOCUMENT);
-    report.referrer = fields.string(keys::REFERRER);
-    report.source_file = fields.string(keys::SOURCE);
+pub(crate) fn take_common<'v>(fields: &mut Fields<'_, 'v>, report: &mut ParsedReport<'v>) {
+    report.document_url = fields.text(keys::DOCUMENT);
+    report.referrer = fields.text(keys::REFERRER);
+    report.source_file = fields.text(keys::SOURCE);
     report.line_number = fields.u64(keys::LINE);
     report.column_number = fields.u64(keys::COLUMN);
-    report.sample = fields.string(keys::SAMPLE);
+    report.sample = fields.text(keys::SAMPLE);
     report.disposition = take_disposition(fields);
     report.status_code = fields.u16(keys::STATUS);
-    report.original_policy = fields.string(keys::POLICY);
+    report.original_policy = fields.text(keys::POLICY);
 }
 
 /// Takes the blocked URL, if any, and classifies it; `absent` is the class when it is missing.
-pub(crate) fn take_blocked(fields: &mut Fields<'_, '_>, report: &mut Report, absent: BlockedClass) {
-    match fields.string_keep_empty(keys::BLOCKED) {
-        Some(raw) => {
-            let (class, url) = blocked::classify(Some(&raw));
-            report.blocked_class = class;
-            report.blocked_url = url;
+pub(crate) fn take_blocked<'v>(
+    fields: &mut Fields<'_, 'v>,
+    report: &mut ParsedReport<'v>,
+    absent: BlockedClass,
+) {
+    let (class, url) = match fields.text_keep_empty(keys::BLOCKED) {
+        None => (absent, None),
+        // The stored value borrows the body when it is the value as sent (trimmed).
+        Some(Cow::Borrowed(raw)) => blocked::classify_text(raw),
+        // A number or boolean's text (`blocked-uri: 5`): owned already.
+        Some(Cow::Owned(raw)) => {
+            let (class, url) = blocked::classify_text(&raw);
+            (class, url.map(|url| Cow::Owned(url.into_owned())))
         }
-        None => report.blocked_class = absent,
-    }
+    };
+    report.blocked_class = class;
+    report.blocked_url = url;
 }

@@ -6,15 +6,14 @@
 //! its own details; every other known type keeps the common keys in the common fields and
 //! the rest in [`Details::Fields`]; an unknown type keeps its whole body.
 
-use simd_json::borrowed::Object;
-use simd_json::BorrowedValue;
+use std::borrow::Cow;
 
-use super::fields::{self, to_json, Fields};
-use super::{blank, legacy_csp, take_blocked, take_common};
-use crate::parse::ReportError;
+use super::fields::Fields;
+use super::json::{to_json, Json, Members};
+use super::{legacy_csp, take_blocked, take_common};
+use crate::parse::{ParsedReport, ReportError};
 use crate::report::{
-    BlockedClass, Details, Disposition, NetworkErrorDetails, Report, ReportKind, WireFormat,
-    MAX_AGE_MS,
+    BlockedClass, Details, Disposition, NetworkErrorDetails, ReportKind, WireFormat, MAX_AGE_MS,
 };
 
 /// The kind of a Reporting API `type` value.
@@ -37,32 +36,33 @@ pub(crate) fn kind_of(report_type: &str) -> ReportKind {
 }
 
 /// Parses one item of a Reporting API batch.
-pub(crate) fn parse_item(value: &BorrowedValue<'_>) -> Result<Report, ReportError> {
-    match value {
-        BorrowedValue::Object(object) => parse(object, WireFormat::ReportingBatch),
-        _ => Err(ReportError::NotAnObject),
+pub(crate) fn parse_item<'v>(value: Json<'_, 'v>) -> Result<ParsedReport<'v>, ReportError> {
+    match value.as_object() {
+        Some(object) => parse(object, WireFormat::ReportingBatch),
+        None => Err(ReportError::NotAnObject),
     }
 }
 
 /// Parses one Reporting API report object (a batch item or a single-object body).
-pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, ReportError> {
+pub(crate) fn parse<'v>(
+    object: Members<'_, 'v>,
+    wire: WireFormat,
+) -> Result<ParsedReport<'v>, ReportError> {
     let mut envelope = Fields::new(object);
     let report_type = match envelope.raw(&["type"]) {
         None => return Err(ReportError::MissingField("type")),
-        Some(value) => fields::as_str(value)
-            .ok_or(ReportError::WrongType("type"))?
-            .to_owned(),
+        Some(value) => Cow::Borrowed(value.as_str().ok_or(ReportError::WrongType("type"))?),
     };
     let kind = kind_of(&report_type);
-    let mut report = blank(kind, wire);
+    let mut report = ParsedReport::blank(kind, wire);
     report.report_type = Some(report_type);
     // `age` is milliseconds before upload; clamped to [0, MAX_AGE_MS] so a broken client
     // clock cannot move the event time arbitrarily.
     report.age_ms = envelope
         .i64(&["age"])
         .map(|age| age.clamp(0, MAX_AGE_MS as i64) as u64);
-    let url = envelope.string(&["url"]);
-    report.user_agent = envelope.string(&["useragent"]);
+    let url = envelope.text(&["url"]);
+    report.user_agent = envelope.text(&["useragent"]);
     let body = envelope.raw(&["body"]);
 
     if kind == ReportKind::Unknown {
@@ -70,8 +70,10 @@ pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, Rep
     } else {
         let mut fields = match body {
             None => Fields::empty(),
-            Some(BorrowedValue::Object(body)) => Fields::new(body),
-            Some(_) => return Err(ReportError::WrongType("body")),
+            Some(body) => match body.as_object() {
+                Some(body) => Fields::new(body),
+                None => return Err(ReportError::WrongType("body")),
+            },
         };
         match kind {
             ReportKind::CspViolation => {
@@ -104,8 +106,8 @@ pub(crate) fn parse(object: &Object<'_>, wire: WireFormat) -> Result<Report, Rep
 }
 
 /// NEL body (snake_case): the envelope `url` is the request that failed.
-fn take_network_error(mut fields: Fields<'_, '_>, report: &mut Report) {
-    report.referrer = fields.string(&["referrer"]);
+fn take_network_error<'v>(mut fields: Fields<'_, 'v>, report: &mut ParsedReport<'v>) {
+    report.referrer = fields.text(&["referrer"]);
     report.status_code = fields.u16(&["statuscode"]);
     let details = NetworkErrorDetails {
         phase: fields.string(&["phase"]),
