@@ -15,11 +15,14 @@ pub struct Decoded<'a> {
     pub key_source: KeySource,
 }
 
-/// A decoded payload: a binary one is read in place (validated, nothing copied), a JSON one
-/// is decoded into an owned message (serde has to build it to validate it).
+/// A decoded payload: a binary one is read in place (checked, nothing copied or built), a JSON
+/// one is decoded into an owned message (serde has to build it to validate it).
 #[derive(Debug, Clone)]
 pub enum Message<'a> {
     Binary {
+        /// The payload's view without its `details` and `extra` (`Details::None`, `None`):
+        /// they were checked, not built (`schemas::binary::decode_checked`), as nothing before
+        /// the row needs them.
         view: MessageView<'a>,
         payload: &'a [u8],
     },
@@ -27,6 +30,7 @@ pub enum Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// The message's view; from a binary payload without `details` and `extra`.
     pub fn view(&self) -> MessageView<'_> {
         match self {
             Self::Binary { view, .. } => view.clone(),
@@ -117,11 +121,15 @@ pub fn decode<'a>(
 /// every string (keys included) separately, which cost more than the one whole-buffer check.
 ///
 /// A payload starting with [`schemas::binary::MARKER`] is the compact binary layout (written by
-/// ingest with `--kafka-message-format binary`): no JSON at all, one pass, and read in place
-/// ([`MessageView::decode_binary`] refuses exactly what [`ReportMessage::decode_binary`] does).
+/// ingest with `--kafka-message-format binary`): one pass, read in place, its embedded JSON
+/// checked but not built ([`schemas::binary::decode_checked`] refuses exactly what
+/// [`MessageView::decode_binary`] and [`ReportMessage::decode_binary`] refuse, with the same
+/// error, so the dead-letter reason and detail are theirs).
 fn decode_message(payload: &[u8]) -> Result<Message<'_>, DecodeFailure> {
     if payload.first() == Some(&schemas::binary::MARKER) {
-        let view = MessageView::decode_binary(payload).map_err(failure)?;
+        let view = schemas::binary::decode_checked(payload)
+            .map_err(failure)?
+            .view;
         return Ok(Message::Binary { view, payload });
     }
     let parsed = std::str::from_utf8(payload)
@@ -157,10 +165,25 @@ fn failure(error: DecodeError) -> DecodeFailure {
 
 /// Exactly 16 hex digits, as ingest writes them.
 pub fn parse_key(key: &[u8]) -> Option<u64> {
-    if key.len() != 16 || !key.iter().all(u8::is_ascii_hexdigit) {
-        return None;
+    hex16(key)
+}
+
+/// Exactly 16 hex digits (either case) as a `u64`; `None` for anything else. What
+/// `u64::from_str_radix(_, 16)` reads from such text, without its UTF-8 check and per-digit
+/// overflow checks (16 digits always fit).
+pub(crate) fn hex16(digits: &[u8]) -> Option<u64> {
+    let digits: &[u8; 16] = digits.try_into().ok()?;
+    let mut value = 0u64;
+    for &digit in digits {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            b'A'..=b'F' => digit - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | u64::from(nibble);
     }
-    u64::from_str_radix(std::str::from_utf8(key).ok()?, 16).ok()
+    Some(value)
 }
 
 #[cfg(test)]
@@ -280,6 +303,40 @@ mod tests {
             reason(&schemas::binary::encode(&newer)),
             "unsupported_version"
         );
+    }
+
+    /// `hex16` reads exactly 16 hex digits, as `from_str_radix` reads them, and nothing else.
+    #[test]
+    fn hex16_reads_sixteen_hex_digits_as_from_str_radix() {
+        let expected = |digits: &[u8]| {
+            let text = std::str::from_utf8(digits).ok()?;
+            if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u64::from_str_radix(text, 16).ok()
+        };
+        for text in [
+            "0123456789abcdef",
+            "FFFFFFFFFFFFFFFF",
+            "00000000000000aA",
+            "+123456789abcdef",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            " 123456789abcdef",
+            "",
+        ] {
+            assert_eq!(hex16(text.as_bytes()), expected(text.as_bytes()), "{text}");
+        }
+        let mut accepted = 0;
+        for at in [0, 7, 15] {
+            for byte in 0..=u8::MAX {
+                let mut digits = *b"0123456789abcdef";
+                digits[at] = byte;
+                assert_eq!(hex16(&digits), expected(&digits), "{digits:?}");
+                accepted += usize::from(hex16(&digits).is_some());
+            }
+        }
+        assert_eq!(accepted, 3 * 22);
     }
 
     #[test]
