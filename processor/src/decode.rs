@@ -1,7 +1,8 @@
 //! Kafka record -> [`Message`] and its dedup key, or a [`DecodeFailure`] for the
 //! dead-letter topic. Never panics, whatever the bytes.
 
-use schemas::view::MessageView;
+use std::borrow::Cow;
+
 use schemas::{DecodeError, ReportMessage};
 
 use crate::dedup::Incoming;
@@ -19,29 +20,49 @@ pub struct Decoded<'a> {
 /// one is decoded into an owned message (serde has to build it to validate it).
 #[derive(Debug, Clone)]
 pub enum Message<'a> {
+    /// What dedup and the key need of a binary payload that `schemas::binary::decode_checked`
+    /// accepted (every string checked as UTF-8, `details` and `extra` checked, not built).
     Binary {
-        /// The payload's view without its `details` and `extra` (`Details::None`, `None`):
-        /// they were checked, not built (`schemas::binary::decode_checked`), as nothing before
-        /// the row needs them.
-        view: MessageView<'a>,
+        received_at_ms: u64,
+        age_ms: Option<u64>,
+        fingerprint: &'a [u8],
+        client_ip: Option<&'a [u8]>,
         payload: &'a [u8],
     },
-    Json(ReportMessage),
+    /// Boxed here already: the box is what a dedup window holds.
+    Json(Box<ReportMessage>),
 }
 
 impl<'a> Message<'a> {
-    /// The message's view; from a binary payload without `details` and `extra`.
-    pub fn view(&self) -> MessageView<'_> {
+    /// The fingerprint and the client IP (empty when absent): what a missing or malformed
+    /// record key is recomputed from.
+    pub fn key_fields(&self) -> (Cow<'_, str>, Cow<'_, str>) {
         match self {
-            Self::Binary { view, .. } => view.clone(),
-            Self::Json(message) => message.view(),
+            // Checked as UTF-8: borrowed, never replaced.
+            Self::Binary {
+                fingerprint,
+                client_ip,
+                ..
+            } => (
+                String::from_utf8_lossy(fingerprint),
+                String::from_utf8_lossy(client_ip.unwrap_or_default()),
+            ),
+            Self::Json(message) => (
+                Cow::Borrowed(&message.fingerprint),
+                Cow::Borrowed(message.client_ip.as_deref().unwrap_or_default()),
+            ),
         }
     }
 
     /// What dedup counts (and holds, if the message opens a window).
     pub fn into_incoming(self) -> Incoming<'a> {
         match self {
-            Self::Binary { view, payload } => Incoming::binary(&view, payload),
+            Self::Binary {
+                received_at_ms,
+                age_ms,
+                payload,
+                ..
+            } => Incoming::binary(received_at_ms, age_ms, payload),
             Self::Json(message) => message.into(),
         }
     }
@@ -93,14 +114,14 @@ pub fn decode<'a>(
             key_source: KeySource::RecordKey,
         });
     }
-    let view = message.view();
-    let fingerprint = u64::from_str_radix(view.fingerprint, 16).map_err(|_| {
+    let (fingerprint, client_ip) = message.key_fields();
+    let fingerprint = u64::from_str_radix(&fingerprint, 16).map_err(|_| {
         DecodeFailure::new(
             "no_dedup_key",
-            format!("bad key and bad fingerprint {:?}", view.fingerprint),
+            format!("bad key and bad fingerprint {fingerprint:?}"),
         )
     })?;
-    let dedup_key = schemas::dedup_key(fingerprint, view.client_ip.unwrap_or(""));
+    let dedup_key = schemas::dedup_key(fingerprint, &client_ip);
     Ok(Decoded {
         message,
         dedup_key,
@@ -127,10 +148,14 @@ pub fn decode<'a>(
 /// error, so the dead-letter reason and detail are theirs).
 fn decode_message(payload: &[u8]) -> Result<Message<'_>, DecodeFailure> {
     if payload.first() == Some(&schemas::binary::MARKER) {
-        let view = schemas::binary::decode_checked(payload)
-            .map_err(failure)?
-            .view;
-        return Ok(Message::Binary { view, payload });
+        let fields = schemas::binary::decode_checked(payload).map_err(failure)?;
+        return Ok(Message::Binary {
+            received_at_ms: fields.received_at_ms,
+            age_ms: fields.age_ms,
+            fingerprint: fields.fingerprint,
+            client_ip: fields.client_ip,
+            payload,
+        });
     }
     let parsed = std::str::from_utf8(payload)
         .ok()
@@ -142,10 +167,10 @@ fn decode_message(payload: &[u8]) -> Result<Message<'_>, DecodeFailure> {
                 format!("message version {}", message.v),
             ));
         }
-        return Ok(Message::Json(message));
+        return Ok(Message::Json(Box::new(message)));
     }
     ReportMessage::decode(payload)
-        .map(Message::Json)
+        .map(|message| Message::Json(Box::new(message)))
         .map_err(failure)
 }
 
@@ -211,7 +236,7 @@ mod tests {
             (decoded.dedup_key, decoded.key_source),
             (0xff, KeySource::RecordKey)
         );
-        assert_eq!(decoded.message.view().project_id, 3);
+        assert!(matches!(decoded.message, Message::Json(m) if m.project_id == 3));
     }
 
     #[test]
@@ -278,11 +303,24 @@ mod tests {
         for key in [Some(&b"00000000000000FF"[..]), None] {
             let from_json = decode(Some(&json), key).unwrap();
             let from_binary = decode(Some(&binary), key).unwrap();
-            assert!(matches!(from_binary.message, Message::Binary { .. }));
-            assert!(matches!(from_json.message, Message::Json(_)));
             assert_eq!(
-                from_binary.message.view().into_owned(),
-                from_json.message.view().into_owned()
+                from_binary.message.key_fields(),
+                from_json.message.key_fields()
+            );
+            let (
+                Message::Binary {
+                    received_at_ms,
+                    age_ms,
+                    ..
+                },
+                Message::Json(json),
+            ) = (&from_binary.message, &from_json.message)
+            else {
+                panic!("binary read as JSON or the other way round");
+            };
+            assert_eq!(
+                (*received_at_ms, *age_ms),
+                (json.received_at_ms, json.report.age_ms)
             );
             assert_eq!(
                 (from_binary.dedup_key, from_binary.key_source),

@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 /// A window's first message, as held until the window closes.
 #[derive(Debug, Clone)]
 pub enum Held {
-    /// A binary payload that [`MessageView::decode_binary`] accepted.
+    /// A binary payload that `schemas::binary::decode_checked` accepted.
     Binary(Box<[u8]>),
     /// A decoded JSON payload.
     Owned(Box<ReportMessage>),
@@ -147,11 +147,12 @@ enum First<'a> {
 }
 
 impl<'a> Incoming<'a> {
-    /// A binary message: `view` is `payload` decoded by [`MessageView::decode_binary`].
-    pub fn binary(view: &MessageView<'_>, payload: &'a [u8]) -> Self {
+    /// A binary message, `payload`, which `schemas::binary::decode_checked` accepted, and its
+    /// times.
+    pub fn binary(received_at_ms: u64, age_ms: Option<u64>, payload: &'a [u8]) -> Self {
         Self {
-            received_at_ms: view.received_at_ms,
-            age_ms: view.report.age_ms,
+            received_at_ms,
+            age_ms,
             first: First::Binary(payload),
         }
     }
@@ -176,10 +177,16 @@ impl<'a> Incoming<'a> {
 
 impl From<ReportMessage> for Incoming<'_> {
     fn from(message: ReportMessage) -> Self {
+        Box::new(message).into()
+    }
+}
+
+impl From<Box<ReportMessage>> for Incoming<'_> {
+    fn from(message: Box<ReportMessage>) -> Self {
         Self {
             received_at_ms: message.received_at_ms,
             age_ms: message.report.age_ms,
-            first: First::Owned(Box::new(message)),
+            first: First::Owned(message),
         }
     }
 }
