@@ -206,30 +206,30 @@ impl<'a> Scan<'a> {
         let bytes = self.text.as_bytes();
         let mut escaped = false;
         let mut at = start;
-        let end = loop {
-            let stop = at + memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
-            // No early exit: this loop compiles to a few vector instructions.
-            let controls = bytes[at..stop]
-                .iter()
-                .fold(false, |any, &b| any | (b < 0x20));
-            if controls {
-                return None;
+        loop {
+            let stop = at
+                + bytes
+                    .get(at..)?
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            match bytes[stop] {
+                b'"' => {
+                    self.at = stop + 1;
+                    // A `"` is ASCII, so both ends are character boundaries.
+                    return Some((self.text.get(start..stop)?, escaped));
+                }
+                b'\\'
+                    if matches!(
+                        bytes.get(stop + 1),
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+                    ) =>
+                {
+                    escaped = true;
+                    at = stop + 2;
+                }
+                _ => return None,
             }
-            if bytes[stop] == b'"' {
-                break stop;
-            }
-            if !matches!(
-                bytes.get(stop + 1)?,
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
-            ) {
-                return None;
-            }
-            escaped = true;
-            at = stop + 2;
-        };
-        self.at = end + 1;
-        // A `"` is ASCII, so both ends are character boundaries.
-        Some((self.text.get(start..end)?, escaped))
+        }
     }
 
     /// `0|[1-9][0-9]*` of at most `max`.
