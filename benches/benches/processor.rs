@@ -157,12 +157,12 @@ fn enrich(c: &mut Criterion) {
         .collect();
     let mut warm = UaClassifier::new(big);
     for ua in &agents {
-        black_box(warm.classify(ua));
+        black_box(warm.classify(ua.as_bytes()));
     }
     group.bench_function("classify_hit", |b| {
         b.iter(|| {
             for ua in &agents {
-                black_box(warm.classify(black_box(ua)));
+                black_box(warm.classify(black_box(ua.as_bytes())));
             }
         })
     });
@@ -170,7 +170,7 @@ fn enrich(c: &mut Criterion) {
     group.bench_function("classify_miss", |b| {
         b.iter(|| {
             for ua in &agents {
-                black_box(cold.classify(black_box(ua)));
+                black_box(cold.classify(black_box(ua.as_bytes())));
             }
         })
     });

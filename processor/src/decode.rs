@@ -1,7 +1,8 @@
 //! Kafka record -> [`Message`] and its dedup key, or a [`DecodeFailure`] for the
 //! dead-letter topic. Never panics, whatever the bytes.
 
-use schemas::view::MessageView;
+use std::borrow::Cow;
+
 use schemas::{DecodeError, ReportMessage};
 
 use crate::dedup::Incoming;
@@ -15,29 +16,53 @@ pub struct Decoded<'a> {
     pub key_source: KeySource,
 }
 
-/// A decoded payload: a binary one is read in place (validated, nothing copied), a JSON one
-/// is decoded into an owned message (serde has to build it to validate it).
+/// A decoded payload: a binary one is read in place (checked, nothing copied or built), a JSON
+/// one is decoded into an owned message (serde has to build it to validate it).
 #[derive(Debug, Clone)]
 pub enum Message<'a> {
+    /// What dedup and the key need of a binary payload that `schemas::binary::decode_checked`
+    /// accepted (every string checked as UTF-8, `details` and `extra` checked, not built).
     Binary {
-        view: MessageView<'a>,
+        received_at_ms: u64,
+        age_ms: Option<u64>,
+        fingerprint: &'a [u8],
+        client_ip: Option<&'a [u8]>,
         payload: &'a [u8],
     },
-    Json(ReportMessage),
+    /// Boxed here already: the box is what a dedup window holds.
+    Json(Box<ReportMessage>),
 }
 
 impl<'a> Message<'a> {
-    pub fn view(&self) -> MessageView<'_> {
+    /// The fingerprint and the client IP (empty when absent): what a missing or malformed
+    /// record key is recomputed from.
+    pub fn key_fields(&self) -> (Cow<'_, str>, Cow<'_, str>) {
         match self {
-            Self::Binary { view, .. } => view.clone(),
-            Self::Json(message) => message.view(),
+            // Checked as UTF-8: borrowed, never replaced.
+            Self::Binary {
+                fingerprint,
+                client_ip,
+                ..
+            } => (
+                String::from_utf8_lossy(fingerprint),
+                String::from_utf8_lossy(client_ip.unwrap_or_default()),
+            ),
+            Self::Json(message) => (
+                Cow::Borrowed(&message.fingerprint),
+                Cow::Borrowed(message.client_ip.as_deref().unwrap_or_default()),
+            ),
         }
     }
 
     /// What dedup counts (and holds, if the message opens a window).
     pub fn into_incoming(self) -> Incoming<'a> {
         match self {
-            Self::Binary { view, payload } => Incoming::binary(&view, payload),
+            Self::Binary {
+                received_at_ms,
+                age_ms,
+                payload,
+                ..
+            } => Incoming::binary(received_at_ms, age_ms, payload),
             Self::Json(message) => message.into(),
         }
     }
@@ -89,14 +114,14 @@ pub fn decode<'a>(
             key_source: KeySource::RecordKey,
         });
     }
-    let view = message.view();
-    let fingerprint = u64::from_str_radix(view.fingerprint, 16).map_err(|_| {
+    let (fingerprint, client_ip) = message.key_fields();
+    let fingerprint = u64::from_str_radix(&fingerprint, 16).map_err(|_| {
         DecodeFailure::new(
             "no_dedup_key",
-            format!("bad key and bad fingerprint {:?}", view.fingerprint),
+            format!("bad key and bad fingerprint {fingerprint:?}"),
         )
     })?;
-    let dedup_key = schemas::dedup_key(fingerprint, view.client_ip.unwrap_or(""));
+    let dedup_key = schemas::dedup_key(fingerprint, &client_ip);
     Ok(Decoded {
         message,
         dedup_key,
@@ -117,12 +142,20 @@ pub fn decode<'a>(
 /// every string (keys included) separately, which cost more than the one whole-buffer check.
 ///
 /// A payload starting with [`schemas::binary::MARKER`] is the compact binary layout (written by
-/// ingest with `--kafka-message-format binary`): no JSON at all, one pass, and read in place
-/// ([`MessageView::decode_binary`] refuses exactly what [`ReportMessage::decode_binary`] does).
+/// ingest with `--kafka-message-format binary`): one pass, read in place, its embedded JSON
+/// checked but not built ([`schemas::binary::decode_checked`] refuses exactly what
+/// [`MessageView::decode_binary`] and [`ReportMessage::decode_binary`] refuse, with the same
+/// error, so the dead-letter reason and detail are theirs).
 fn decode_message(payload: &[u8]) -> Result<Message<'_>, DecodeFailure> {
     if payload.first() == Some(&schemas::binary::MARKER) {
-        let view = MessageView::decode_binary(payload).map_err(failure)?;
-        return Ok(Message::Binary { view, payload });
+        let fields = schemas::binary::decode_checked(payload).map_err(failure)?;
+        return Ok(Message::Binary {
+            received_at_ms: fields.received_at_ms,
+            age_ms: fields.age_ms,
+            fingerprint: fields.fingerprint,
+            client_ip: fields.client_ip,
+            payload,
+        });
     }
     let parsed = std::str::from_utf8(payload)
         .ok()
@@ -134,10 +167,10 @@ fn decode_message(payload: &[u8]) -> Result<Message<'_>, DecodeFailure> {
                 format!("message version {}", message.v),
             ));
         }
-        return Ok(Message::Json(message));
+        return Ok(Message::Json(Box::new(message)));
     }
     ReportMessage::decode(payload)
-        .map(Message::Json)
+        .map(|message| Message::Json(Box::new(message)))
         .map_err(failure)
 }
 
@@ -157,10 +190,25 @@ fn failure(error: DecodeError) -> DecodeFailure {
 
 /// Exactly 16 hex digits, as ingest writes them.
 pub fn parse_key(key: &[u8]) -> Option<u64> {
-    if key.len() != 16 || !key.iter().all(u8::is_ascii_hexdigit) {
-        return None;
+    hex16(key)
+}
+
+/// Exactly 16 hex digits (either case) as a `u64`; `None` for anything else. What
+/// `u64::from_str_radix(_, 16)` reads from such text, without its UTF-8 check and per-digit
+/// overflow checks (16 digits always fit).
+pub(crate) fn hex16(digits: &[u8]) -> Option<u64> {
+    let digits: &[u8; 16] = digits.try_into().ok()?;
+    let mut value = 0u64;
+    for &digit in digits {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            b'A'..=b'F' => digit - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | u64::from(nibble);
     }
-    u64::from_str_radix(std::str::from_utf8(key).ok()?, 16).ok()
+    Some(value)
 }
 
 #[cfg(test)]
@@ -188,7 +236,7 @@ mod tests {
             (decoded.dedup_key, decoded.key_source),
             (0xff, KeySource::RecordKey)
         );
-        assert_eq!(decoded.message.view().project_id, 3);
+        assert!(matches!(decoded.message, Message::Json(m) if m.project_id == 3));
     }
 
     #[test]
@@ -255,11 +303,24 @@ mod tests {
         for key in [Some(&b"00000000000000FF"[..]), None] {
             let from_json = decode(Some(&json), key).unwrap();
             let from_binary = decode(Some(&binary), key).unwrap();
-            assert!(matches!(from_binary.message, Message::Binary { .. }));
-            assert!(matches!(from_json.message, Message::Json(_)));
             assert_eq!(
-                from_binary.message.view().into_owned(),
-                from_json.message.view().into_owned()
+                from_binary.message.key_fields(),
+                from_json.message.key_fields()
+            );
+            let (
+                Message::Binary {
+                    received_at_ms,
+                    age_ms,
+                    ..
+                },
+                Message::Json(json),
+            ) = (&from_binary.message, &from_json.message)
+            else {
+                panic!("binary read as JSON or the other way round");
+            };
+            assert_eq!(
+                (*received_at_ms, *age_ms),
+                (json.received_at_ms, json.report.age_ms)
             );
             assert_eq!(
                 (from_binary.dedup_key, from_binary.key_source),
@@ -280,6 +341,40 @@ mod tests {
             reason(&schemas::binary::encode(&newer)),
             "unsupported_version"
         );
+    }
+
+    /// `hex16` reads exactly 16 hex digits, as `from_str_radix` reads them, and nothing else.
+    #[test]
+    fn hex16_reads_sixteen_hex_digits_as_from_str_radix() {
+        let expected = |digits: &[u8]| {
+            let text = std::str::from_utf8(digits).ok()?;
+            if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u64::from_str_radix(text, 16).ok()
+        };
+        for text in [
+            "0123456789abcdef",
+            "FFFFFFFFFFFFFFFF",
+            "00000000000000aA",
+            "+123456789abcdef",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            " 123456789abcdef",
+            "",
+        ] {
+            assert_eq!(hex16(text.as_bytes()), expected(text.as_bytes()), "{text}");
+        }
+        let mut accepted = 0;
+        for at in [0, 7, 15] {
+            for byte in 0..=u8::MAX {
+                let mut digits = *b"0123456789abcdef";
+                digits[at] = byte;
+                assert_eq!(hex16(&digits), expected(&digits), "{digits:?}");
+                accepted += usize::from(hex16(&digits).is_some());
+            }
+        }
+        assert_eq!(accepted, 3 * 22);
     }
 
     #[test]

@@ -44,9 +44,11 @@ use serde::de::Error as _;
 use serde_json::value::RawValue;
 
 use crate::extra::object_text;
-use crate::message::ReportMessage;
+use crate::message::{DecodeError, ReportMessage, MESSAGE_VERSION};
 use crate::report::{BlockedClass, Details, Disposition, ReportKind, WireFormat};
 use crate::view::{MessageView, ReportView};
+
+pub mod compact;
 
 /// First byte of every binary message: a UTF-8 continuation byte, so never the start of JSON.
 pub const MARKER: u8 = 0xB5;
@@ -215,16 +217,56 @@ pub fn decode_view<'a>(bytes: &'a [u8]) -> Result<MessageView<'a>, BinaryError> 
         extra,
     } = decode_unparsed(bytes)?;
     if let Some(text) = extra {
-        // The rule `Extra`'s own deserialisation applies, without copying the text.
-        let raw = serde_json::from_str::<&RawValue>(text).map_err(BinaryError::Json)?;
-        view.report.extra = object_text(raw)
-            .map_err(|message| BinaryError::Json(serde_json::Error::custom(message)))?;
+        view.report.extra = extra_text(text)?;
     }
     if let Some(text) = details {
         view.report.details =
             Cow::Owned(serde_json::from_str::<Details>(text).map_err(BinaryError::Json)?);
     }
     Ok(view)
+}
+
+/// `extra`'s JSON text as a raw value, `None` for an empty object: the rule `Extra`'s own
+/// deserialisation applies, without copying the text.
+fn extra_text(text: &str) -> Result<Option<&RawValue>, BinaryError> {
+    let raw = serde_json::from_str::<&RawValue>(text).map_err(BinaryError::Json)?;
+    object_text(raw).map_err(|message| BinaryError::Json(serde_json::Error::custom(message)))
+}
+
+/// Reads a binary message as [`MessageView::decode_binary`] does and refuses exactly what it
+/// refuses, with the same error, but gives its fields with every string as bytes (each checked
+/// as UTF-8) and the embedded JSON as text: checked, not built. For a consumer that needs a
+/// few plain fields now and the rest at most as bytes (the processor's decode: a message that
+/// joins an open dedup window is only counted).
+///
+/// The checks are [`decode_view`]'s, in its order (the walk, then `extra`, then `details`),
+/// then the version rule of [`MessageView::decode_binary`]. Text in the compact form serde_json
+/// writes is recognised by [`compact`] without serde; any other text goes through serde as in
+/// [`decode_view`], which then decides (and gives the error).
+pub fn decode_checked(bytes: &[u8]) -> Result<Fields<&[u8]>, DecodeError> {
+    let corrupt = |error| match error {
+        BinaryError::UnsupportedLayout(layout) => DecodeError::UnsupportedLayout(layout),
+        error => DecodeError::CorruptBinary(error),
+    };
+    let fields = walk::<Checked>(bytes).map_err(corrupt)?;
+    let text = |bytes| {
+        std::str::from_utf8(bytes).expect("cannot fail: the walk checked every string as UTF-8")
+    };
+    if let Some(extra) = fields.extra.map(text) {
+        if !compact::object(extra) {
+            extra_text(extra).map_err(corrupt)?;
+        }
+    }
+    if let Some(details) = fields.details.map(text) {
+        if compact::details(details).is_none() {
+            serde_json::from_str::<Details>(details)
+                .map_err(|error| corrupt(BinaryError::Json(error)))?;
+        }
+    }
+    if fields.v == 0 || fields.v > MESSAGE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(fields.v.into()));
+    }
+    Ok(fields)
 }
 
 /// A binary message whose embedded JSON (`details`, `extra`) is left as text: see
@@ -246,6 +288,140 @@ pub struct Unparsed<'a> {
 /// [`decode_view`] has accepted the same bytes (it is [`decode_view`]'s first step, so it
 /// refuses a subset of what that refuses: layout, UTF-8, tables, lengths, trailing bytes).
 pub fn decode_unparsed<'a>(bytes: &'a [u8]) -> Result<Unparsed<'a>, BinaryError> {
+    let f = walk::<AsStr>(bytes)?;
+    let view = MessageView {
+        v: f.v,
+        id: f.id,
+        received_at_ms: f.received_at_ms,
+        project_id: f.project_id,
+        environment: f.environment,
+        release: f.release,
+        client_ip: f.client_ip,
+        request_user_agent: f.request_user_agent,
+        fingerprint: f.fingerprint,
+        noise: f.noise,
+        report: ReportView {
+            kind: f.kind,
+            wire: f.wire,
+            report_type: f.report_type,
+            disposition: f.disposition,
+            document_url: f.document_url,
+            referrer: f.referrer,
+            blocked_url: f.blocked_url,
+            blocked_class: f.blocked_class,
+            effective_directive: f.effective_directive,
+            violated_directive: f.violated_directive,
+            source_file: f.source_file,
+            line_number: f.line_number,
+            column_number: f.column_number,
+            sample: f.sample,
+            status_code: f.status_code,
+            original_policy: f.original_policy,
+            age_ms: f.age_ms,
+            user_agent: f.user_agent,
+            details: Cow::Owned(Details::None),
+            extra: None,
+        },
+    };
+    Ok(Unparsed {
+        view,
+        details: f.details,
+        extra: f.extra,
+    })
+}
+
+/// A binary message's fields in layout order, each string as `S`: `&str` (checked as UTF-8) or
+/// `&[u8]` ([`decode_fields`]: not checked). `details` and `extra` are their JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields<S> {
+    pub v: u16,
+    pub id: S,
+    pub received_at_ms: u64,
+    pub project_id: u64,
+    pub fingerprint: S,
+    pub environment: Option<S>,
+    pub release: Option<S>,
+    pub client_ip: Option<S>,
+    pub request_user_agent: Option<S>,
+    pub noise: Option<S>,
+    pub kind: ReportKind,
+    pub wire: WireFormat,
+    pub blocked_class: BlockedClass,
+    pub disposition: Option<Disposition>,
+    pub report_type: Option<S>,
+    pub document_url: Option<S>,
+    pub referrer: Option<S>,
+    pub blocked_url: Option<S>,
+    pub effective_directive: Option<S>,
+    pub violated_directive: Option<S>,
+    pub source_file: Option<S>,
+    pub line_number: Option<u64>,
+    pub column_number: Option<u64>,
+    pub sample: Option<S>,
+    pub status_code: Option<u16>,
+    pub original_policy: Option<S>,
+    pub age_ms: Option<u64>,
+    pub user_agent: Option<S>,
+    /// The JSON object text of `extra`, `None` when there is none.
+    pub extra: Option<S>,
+    /// The details' JSON text, `None` for `Details::None`.
+    pub details: Option<S>,
+}
+
+/// Reads a binary message's fields with every string as bytes, NOT checked as UTF-8: for a
+/// reader of bytes that [`decode_view`] (or [`decode_checked`]) already accepted, which copies
+/// most strings as they are (the processor's row writer, when a dedup window closes).
+/// Everything else is checked as [`decode_unparsed`] checks it (the same walk), so this
+/// refuses a subset of what that refuses: all but bad UTF-8.
+pub fn decode_fields(bytes: &[u8]) -> Result<Fields<&[u8]>, BinaryError> {
+    walk::<Unchecked>(bytes)
+}
+
+/// How a walk reads the layout's strings.
+trait Strings<'a> {
+    type Text;
+    /// `bytes` (which start at byte `at` of the message) as this kind of string.
+    fn read(bytes: &'a [u8], at: usize) -> Result<Self::Text, BinaryError>;
+}
+
+/// As `&str`.
+enum AsStr {}
+
+impl<'a> Strings<'a> for AsStr {
+    type Text = &'a str;
+    fn read(bytes: &'a [u8], at: usize) -> Result<&'a str, BinaryError> {
+        std::str::from_utf8(bytes).map_err(|_| BinaryError::Utf8(at))
+    }
+}
+
+/// As bytes checked as UTF-8: the same verdict as [`AsStr`], but most strings are ASCII, and
+/// `is_ascii` reads a word (or more) at a time where `from_utf8` starts byte by byte.
+enum Checked {}
+
+impl<'a> Strings<'a> for Checked {
+    type Text = &'a [u8];
+    fn read(bytes: &'a [u8], at: usize) -> Result<&'a [u8], BinaryError> {
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            Ok(bytes)
+        } else {
+            Err(BinaryError::Utf8(at))
+        }
+    }
+}
+
+/// As bytes, not checked.
+enum Unchecked {}
+
+impl<'a> Strings<'a> for Unchecked {
+    type Text = &'a [u8];
+    fn read(bytes: &'a [u8], _at: usize) -> Result<&'a [u8], BinaryError> {
+        Ok(bytes)
+    }
+}
+
+/// The one walk over the layout behind [`decode_unparsed`], [`decode_checked`] and
+/// [`decode_fields`].
+fn walk<'a, S: Strings<'a>>(bytes: &'a [u8]) -> Result<Fields<S::Text>, BinaryError> {
     let mut r = Reader { bytes, at: 0 };
     let marker = r.byte()?;
     if marker != MARKER {
@@ -263,15 +439,15 @@ pub fn decode_unparsed<'a>(bytes: &'a [u8]) -> Result<Unparsed<'a>, BinaryError>
         field: "v",
         value: v,
     })?;
-    let id = r.str()?;
+    let id = r.str::<S>()?;
     let received_at_ms = r.varint()?;
     let project_id = r.varint()?;
-    let fingerprint = r.str()?;
+    let fingerprint = r.str::<S>()?;
     let present = r.mask(5, "message present")?;
-    let mut optional = [None; 5];
+    let mut optional = [None, None, None, None, None];
     for (bit, slot) in optional.iter_mut().enumerate() {
         if present & (1 << bit) != 0 {
-            *slot = Some(r.str()?);
+            *slot = Some(r.str::<S>()?);
         }
     }
     let [environment, release, client_ip, request_user_agent, noise] = optional;
@@ -291,9 +467,9 @@ pub fn decode_unparsed<'a>(bytes: &'a [u8]) -> Result<Unparsed<'a>, BinaryError>
     };
     let present = r.mask(15, "report present")?;
     let has = |bit: u32| present & (1 << bit) != 0;
-    let text = |r: &mut Reader<'a>, bit: u32| -> Result<Option<&'a str>, BinaryError> {
+    let text = |r: &mut Reader<'a>, bit: u32| -> Result<Option<S::Text>, BinaryError> {
         if has(bit) {
-            r.str().map(Some)
+            r.str::<S>().map(Some)
         } else {
             Ok(None)
         }
@@ -328,7 +504,7 @@ pub fn decode_unparsed<'a>(bytes: &'a [u8]) -> Result<Unparsed<'a>, BinaryError>
     let extra = text(&mut r, 14)?;
     let details = match r.byte()? {
         0 => None,
-        1 => Some(r.str()?),
+        1 => Some(r.str::<S>()?),
         other => {
             return Err(BinaryError::Invalid {
                 field: "details",
@@ -339,44 +515,37 @@ pub fn decode_unparsed<'a>(bytes: &'a [u8]) -> Result<Unparsed<'a>, BinaryError>
     if r.at != bytes.len() {
         return Err(BinaryError::Trailing(bytes.len() - r.at));
     }
-    let view = MessageView {
+    Ok(Fields {
         v,
         id,
         received_at_ms,
         project_id,
+        fingerprint,
         environment,
         release,
         client_ip,
         request_user_agent,
-        fingerprint,
         noise,
-        report: ReportView {
-            kind,
-            wire,
-            report_type,
-            disposition,
-            document_url,
-            referrer,
-            blocked_url,
-            blocked_class,
-            effective_directive,
-            violated_directive,
-            source_file,
-            line_number,
-            column_number,
-            sample,
-            status_code,
-            original_policy,
-            age_ms,
-            user_agent,
-            details: Cow::Owned(Details::None),
-            extra: None,
-        },
-    };
-    Ok(Unparsed {
-        view,
-        details,
+        kind,
+        wire,
+        blocked_class,
+        disposition,
+        report_type,
+        document_url,
+        referrer,
+        blocked_url,
+        effective_directive,
+        violated_directive,
+        source_file,
+        line_number,
+        column_number,
+        sample,
+        status_code,
+        original_policy,
+        age_ms,
+        user_agent,
         extra,
+        details,
     })
 }
 
@@ -468,7 +637,7 @@ impl<'a> Reader<'a> {
         Err(BinaryError::Varint(start))
     }
 
-    fn str(&mut self) -> Result<&'a str, BinaryError> {
+    fn str<S: Strings<'a>>(&mut self) -> Result<S::Text, BinaryError> {
         let start = self.at;
         let len = usize::try_from(self.varint()?).map_err(|_| BinaryError::Truncated(start))?;
         let end = self
@@ -476,8 +645,7 @@ impl<'a> Reader<'a> {
             .checked_add(len)
             .filter(|end| *end <= self.bytes.len())
             .ok_or(BinaryError::Truncated(self.at))?;
-        let text = std::str::from_utf8(&self.bytes[self.at..end])
-            .map_err(|_| BinaryError::Utf8(self.at))?;
+        let text = S::read(&self.bytes[self.at..end], self.at)?;
         self.at = end;
         Ok(text)
     }
@@ -683,6 +851,187 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Messages with every details kind, `extra` or not, and embedded JSON the compact reader
+    /// leaves to serde (escapes, whitespace, a float with an exponent).
+    fn checked_cases() -> Vec<Vec<u8>> {
+        let nel = Details::NetworkError(NetworkErrorDetails {
+            phase: Some("dns".into()),
+            error_type: Some("dns.name_not_resolved".into()),
+            server_ip: Some("203.0.113.7".into()),
+            elapsed_time_ms: Some(48),
+            sampling_fraction: Some(1.0),
+            ..Default::default()
+        });
+        let cert = Details::Certificate(CertificateDetails {
+            hostname: "a.example".into(),
+            port: Some(443),
+            served_certificate_chain: vec!["-----BEGIN\nX".into()],
+            ..Default::default()
+        });
+        let fields = Details::Fields(
+            json!({"id": "x", "n": [1, 2.5]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let mut cases = Vec::new();
+        for details in [
+            Details::None,
+            nel,
+            cert,
+            fields,
+            Details::Unknown(json!(null)),
+        ] {
+            let mut message = full_message(details);
+            cases.push(encode(&message));
+            message.report.extra = Extra::default();
+            cases.push(encode(&message));
+        }
+        // Texts serde decides, valid and not, behind a valid binary message.
+        let mut message = full_message(Details::None);
+        message.report.extra = Extra::default();
+        let bare = encode(&message);
+        for text in [
+            r#"{"type":"network-error","phase":"d\u006es","sampling_fraction":1e-5}"#,
+            r#"{ "type": "network-error" }"#,
+            r#"{"type":"network-error","phase":"dns","phase":"dns"}"#,
+            r#"{"type":"network-error","sampling_fraction":1e400}"#,
+            r#"{"type":"certificate","port":443}"#,
+            r#"{"type":"nothing"}"#,
+            "{",
+        ] {
+            let mut bytes = bare[..bare.len() - 1].to_vec();
+            bytes.push(1);
+            string(&mut bytes, text);
+            cases.push(bytes);
+        }
+        cases
+    }
+
+    /// The processor's record-time read refuses exactly what the view refuses, with the same
+    /// error, and gives the same fields (a dead letter's reason and detail come from it).
+    #[test]
+    fn checked_refuses_what_the_view_refuses_with_the_same_error() {
+        let same = |bytes: &[u8]| {
+            let checked = decode_checked(bytes);
+            let view = MessageView::decode_binary(bytes);
+            match (&checked, &view) {
+                (Ok(checked), Ok(_)) => {
+                    let fields = walk::<AsStr>(bytes).expect("the view accepted it");
+                    assert_eq!(*checked, as_bytes(fields), "{bytes:?}");
+                    return true;
+                }
+                (Err(a), Err(b)) => {
+                    let chain = |e: &DecodeError| crate::error_chain(e);
+                    assert_eq!(chain(a), chain(b), "{bytes:?}");
+                }
+                _ => panic!(
+                    "{bytes:?}: {:?} against {:?}",
+                    checked.is_ok(),
+                    view.is_ok()
+                ),
+            }
+            false
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for bytes in checked_cases() {
+            for end in 0..=bytes.len() {
+                if same(&bytes[..end]) {
+                    accepted += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+            for at in 0..bytes.len() {
+                for value in [
+                    0x00, 0x01, 0x20, 0x22, 0x2c, 0x31, 0x5c, 0x7b, 0x7d, 0x7f, 0x80, 0xff,
+                ] {
+                    let mut changed = bytes.clone();
+                    changed[at] = value;
+                    if same(&changed) {
+                        accepted += 1;
+                    } else {
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert!(accepted > 1_000 && refused > 1_000, "{accepted} {refused}");
+        let mut newer = encode(&full_message(Details::None));
+        newer[2] = 2;
+        assert!(matches!(
+            decode_checked(&newer),
+            Err(DecodeError::UnsupportedVersion(2))
+        ));
+    }
+
+    fn as_bytes(text: Fields<&str>) -> Fields<&[u8]> {
+        fn b(s: Option<&str>) -> Option<&[u8]> {
+            s.map(str::as_bytes)
+        }
+        Fields {
+            v: text.v,
+            id: text.id.as_bytes(),
+            received_at_ms: text.received_at_ms,
+            project_id: text.project_id,
+            fingerprint: text.fingerprint.as_bytes(),
+            environment: b(text.environment),
+            release: b(text.release),
+            client_ip: b(text.client_ip),
+            request_user_agent: b(text.request_user_agent),
+            noise: b(text.noise),
+            kind: text.kind,
+            wire: text.wire,
+            blocked_class: text.blocked_class,
+            disposition: text.disposition,
+            report_type: b(text.report_type),
+            document_url: b(text.document_url),
+            referrer: b(text.referrer),
+            blocked_url: b(text.blocked_url),
+            effective_directive: b(text.effective_directive),
+            violated_directive: b(text.violated_directive),
+            source_file: b(text.source_file),
+            line_number: text.line_number,
+            column_number: text.column_number,
+            sample: b(text.sample),
+            status_code: text.status_code,
+            original_policy: b(text.original_policy),
+            age_ms: text.age_ms,
+            user_agent: b(text.user_agent),
+            extra: b(text.extra),
+            details: b(text.details),
+        }
+    }
+
+    /// The unchecked walk gives the checked walk's fields as bytes, and refuses only what that
+    /// refuses (the row writer re-reads a payload the checked walk accepted).
+    #[test]
+    fn fields_are_the_unparsed_fields_as_bytes() {
+        for bytes in checked_cases() {
+            let mut all = vec![bytes.clone()];
+            for at in 0..bytes.len() {
+                for value in [0x00, 0x01, 0x7f, 0x80, 0xc3, 0xff] {
+                    let mut changed = bytes.clone();
+                    changed[at] = value;
+                    all.push(changed);
+                }
+            }
+            for bytes in all {
+                let Ok(text) = walk::<AsStr>(&bytes) else {
+                    continue;
+                };
+                let raw = decode_fields(&bytes).expect("the checked walk accepted it");
+                assert_eq!(raw, as_bytes(text));
+            }
+        }
+        // Bad UTF-8 is the one thing only the checked walk refuses.
+        let mut bytes = encode(&full_message(Details::None));
+        let at = bytes.len() - 2;
+        bytes[at] = 0xff;
+        assert!(matches!(decode_unparsed(&bytes), Err(BinaryError::Utf8(_))));
+        assert!(decode_fields(&bytes).is_ok());
     }
 
     #[test]

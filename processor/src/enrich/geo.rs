@@ -37,9 +37,15 @@ impl Geo {
     }
 
     /// ISO 3166-1 alpha-2 country of an IP, "" when unknown, not an IP (hashed by the project's
-    /// privacy setting) or without a database.
-    pub fn country(&self, ip: &str) -> String {
-        let (Some(reader), Ok(ip)) = (&self.reader, ip.trim().parse::<IpAddr>()) else {
+    /// privacy setting) or without a database. `ip` is the column's text as bytes.
+    pub fn country(&self, ip: &[u8]) -> String {
+        let Some(reader) = &self.reader else {
+            return String::new();
+        };
+        let Some(ip) = std::str::from_utf8(ip)
+            .ok()
+            .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+        else {
             return String::new();
         };
         let Ok(found) = reader.lookup(ip) else {
@@ -70,8 +76,8 @@ mod tests {
     fn without_a_database_every_country_is_empty() {
         let geo = Geo::open(None).unwrap();
         assert!(!geo.is_configured());
-        assert_eq!(geo.country("8.8.8.8"), "");
-        assert_eq!(geo.country("not-an-ip"), "");
+        assert_eq!(geo.country(b"8.8.8.8"), "");
+        assert_eq!(geo.country(b"not-an-ip"), "");
     }
 
     #[test]

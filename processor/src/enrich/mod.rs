@@ -11,7 +11,6 @@ pub mod geo;
 pub mod urls;
 pub mod useragent;
 
-use std::borrow::Cow;
 use std::num::NonZeroUsize;
 
 use schemas::{BlockedClass, Details, Disposition};
@@ -58,18 +57,18 @@ impl Enricher {
     /// that joined the window was never copied at all). Always appends exactly one row.
     pub fn write_row(&mut self, window: &ClosedWindow, rows: &mut Rows) {
         let first = window.first.first();
-        let msg = &first.message;
-        let report = &msg.report;
+        let msg = &first.fields;
+        let text = <Option<&[u8]>>::unwrap_or_default;
 
-        let document = self.urls.parts(report.document_url.unwrap_or_default());
+        let document = self.urls.parts(text(msg.document_url));
         let (blocked_parts, no_parts);
-        let blocked: &urls::UrlParts = match report.blocked_class {
+        let blocked: &urls::UrlParts = match msg.blocked_class {
             BlockedClass::Url
             | BlockedClass::Data
             | BlockedClass::Blob
             | BlockedClass::Extension
             | BlockedClass::OtherScheme => {
-                blocked_parts = self.urls.parts(report.blocked_url.unwrap_or_default());
+                blocked_parts = self.urls.parts(text(msg.blocked_url));
                 &blocked_parts
             }
             _ => {
@@ -77,57 +76,43 @@ impl Enricher {
                 &no_parts
             }
         };
-        let blocked_origin = blocked_origin(report.blocked_class, blocked);
-        let third_party = report.blocked_class == BlockedClass::Url
+        let blocked_origin = blocked_origin(msg.blocked_class, blocked);
+        let third_party = msg.blocked_class == BlockedClass::Url
             && urls::third_party(&document.domain, &blocked.domain);
-        let source = self.urls.parts(report.source_file.unwrap_or_default());
-        let policy_hash = match report.original_policy {
-            None | Some("") => 0,
-            Some(policy) => xxhash_rust::xxh3::xxh3_64(policy.as_bytes()),
+        let source = self.urls.parts(text(msg.source_file));
+        let policy_hash = match msg.original_policy {
+            None | Some(b"") => 0,
+            Some(policy) => xxhash_rust::xxh3::xxh3_64(policy),
         };
-        let effective_directive = report.effective_directive.unwrap_or_default();
+        let effective_directive = text(msg.effective_directive);
+        // Always UTF-8 (checked when the message arrived), and short.
+        let effective_directive_text = String::from_utf8_lossy(effective_directive);
         // The Reporting API's per-report user_agent is the document's; the request header may
         // belong to a service worker or a relay.
-        let user_agent = report
-            .user_agent
-            .or(msg.request_user_agent)
-            .unwrap_or_default();
+        let user_agent = text(msg.user_agent.or(msg.request_user_agent));
         let ua = self.ua.classify(user_agent);
-        let client_ip = msg.client_ip.unwrap_or_default();
+        let client_ip = text(msg.client_ip);
         let country = self.geo.country(client_ip);
-        // The NEL and certificate columns need the details parsed; the details column is only
+        // The NEL and certificate columns need the details read; the details column is only
         // their JSON text, which a binary payload holds as it is.
+        let mut parsed = None;
         let (details, details_column) = match first.json {
-            HeldJson::InMessage => (
-                Cow::Borrowed(&*report.details),
-                DetailsColumn::Json(details_json(&report.details, report.extra)),
+            HeldJson::InMessage { details, extra } => (
+                DetailsColumns::of(details),
+                DetailsColumn::Json(details_json(details, extra)),
             ),
-            HeldJson::Text { details, extra } => {
-                let parsed = match details {
-                    Some(text) if may_fill_columns(text) => Cow::Owned(
-                        serde_json::from_str::<Details>(text)
-                            .expect("cannot fail: the same text was parsed when the window opened"),
-                    ),
-                    _ => Cow::Owned(Details::None),
-                };
-                (parsed, DetailsColumn::Text { details, extra })
-            }
+            HeldJson::Text => (
+                msg.details
+                    .filter(|text| may_fill_columns(text))
+                    .map_or(DetailsColumns::default(), |text| {
+                        DetailsColumns::read(text, &mut parsed)
+                    }),
+                DetailsColumn::Text {
+                    details: msg.details,
+                    extra: msg.extra,
+                },
+            ),
         };
-        let (mut nel_phase, mut nel_type, mut server_ip, mut elapsed_ms) = (None, None, None, 0);
-        let (mut cert_hostname, mut cert_port) = ("", 0);
-        match &*details {
-            Details::NetworkError(nel) => {
-                nel_phase = nel.phase.as_deref();
-                nel_type = nel.error_type.as_deref();
-                server_ip = nel.server_ip.as_deref();
-                elapsed_ms = clamp_u32(nel.elapsed_time_ms);
-            }
-            Details::Certificate(cert) => {
-                cert_hostname = &cert.hostname;
-                cert_port = cert.port.unwrap_or(0);
-            }
-            _ => {}
-        }
 
         let key = RowKey {
             row_id: window.row_id(),
@@ -147,52 +132,52 @@ impl Enricher {
             w.u32(seconds(window.first_seen_ms));
             w.u32(seconds(window.last_seen_ms));
             w.u32(key.occurrences);
-            w.u64(u64::from_str_radix(msg.fingerprint, 16).unwrap_or(0));
+            w.u64(fingerprint(msg.fingerprint));
             w.u64(key.dedup_key);
-            w.str(msg.id); // message_id
-            w.str(report.kind.as_str());
-            w.text(report.report_type);
-            w.str(report.wire.as_str());
-            w.str(report.disposition.map_or("", Disposition::as_str));
+            w.bytes(msg.id); // message_id
+            w.str(msg.kind.as_str());
+            w.text(msg.report_type);
+            w.str(msg.wire.as_str());
+            w.str(msg.disposition.map_or("", Disposition::as_str));
             w.text(msg.environment);
             w.text(msg.release);
-            w.text(report.document_url);
+            w.text(msg.document_url);
             w.str(&document.origin);
             w.str(&document.host);
             w.str(&document.path);
-            w.text(report.referrer);
-            w.text(report.blocked_url);
-            w.str(report.blocked_class.as_str());
+            w.text(msg.referrer);
+            w.text(msg.blocked_url);
+            w.str(msg.blocked_class.as_str());
             w.str(&blocked.scheme);
             w.str(&blocked.host);
             w.str(&blocked.domain);
-            w.concat(&blocked_origin);
+            w.concat(&blocked_origin.map(str::as_bytes));
             w.u8(u8::from(third_party));
-            w.str(effective_directive);
-            w.str(&directive::family(effective_directive));
-            w.text(report.violated_directive);
-            w.text(report.source_file);
+            w.bytes(effective_directive);
+            w.str(&directive::family(&effective_directive_text));
+            w.text(msg.violated_directive);
+            w.text(msg.source_file);
             w.str(&source.host);
-            w.u32(clamp_u32(report.line_number));
-            w.u32(clamp_u32(report.column_number));
-            w.text(report.sample);
-            w.u16(report.status_code.unwrap_or(0));
+            w.u32(clamp_u32(msg.line_number));
+            w.u32(clamp_u32(msg.column_number));
+            w.text(msg.sample);
+            w.u16(msg.status_code.unwrap_or(0));
             w.u64(policy_hash);
-            w.text(report.original_policy);
-            w.str(user_agent);
+            w.text(msg.original_policy);
+            w.bytes(user_agent);
             w.str(&ua.family);
             w.str(&ua.major);
             w.str(&ua.os);
             w.str(&ua.device_class);
-            w.str(client_ip);
+            w.bytes(client_ip);
             w.str(&country);
             w.text(msg.noise);
-            w.text(nel_phase);
-            w.text(nel_type);
-            w.text(server_ip);
-            w.u32(elapsed_ms);
-            w.str(cert_hostname);
-            w.u16(cert_port);
+            w.text(details.nel_phase);
+            w.text(details.nel_type);
+            w.text(details.server_ip);
+            w.u32(details.elapsed_ms);
+            w.bytes(details.cert_hostname);
+            w.u16(details.cert_port);
             match &details_column {
                 DetailsColumn::Json(json) => w.str(json),
                 DetailsColumn::Text {
@@ -200,11 +185,11 @@ impl Enricher {
                     extra: None,
                 } => w.str(""),
                 DetailsColumn::Text { details, extra } => w.concat(&[
-                    r#"{"details":"#,
-                    details.unwrap_or(r#"{"type":"none"}"#),
-                    r#","extra":"#,
-                    extra.unwrap_or("{}"),
-                    "}",
+                    br#"{"details":"#,
+                    details.unwrap_or(br#"{"type":"none"}"#),
+                    br#","extra":"#,
+                    extra.unwrap_or(b"{}"),
+                    b"}",
                 ]),
             }
         });
@@ -248,15 +233,81 @@ enum DetailsColumn<'a> {
     /// `extra` as those texts were written, so the column is the same bytes (held to that over
     /// the corpora by `rowbinary_tests`).
     Text {
-        details: Option<&'a str>,
-        extra: Option<&'a str>,
+        details: Option<&'a [u8]>,
+        extra: Option<&'a [u8]>,
     },
 }
 
+/// The columns filled from network-error and certificate details (empty or 0 otherwise).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DetailsColumns<'a> {
+    nel_phase: Option<&'a [u8]>,
+    nel_type: Option<&'a [u8]>,
+    server_ip: Option<&'a [u8]>,
+    elapsed_ms: u32,
+    cert_hostname: &'a [u8],
+    cert_port: u16,
+}
+
+impl<'a> DetailsColumns<'a> {
+    fn of(details: &'a Details) -> Self {
+        let text = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
+        match details {
+            Details::NetworkError(nel) => Self {
+                nel_phase: text(&nel.phase),
+                nel_type: text(&nel.error_type),
+                server_ip: text(&nel.server_ip),
+                elapsed_ms: clamp_u32(nel.elapsed_time_ms),
+                ..Self::default()
+            },
+            Details::Certificate(cert) => Self {
+                cert_hostname: cert.hostname.as_bytes(),
+                cert_port: cert.port.unwrap_or(0),
+                ..Self::default()
+            },
+            _ => Self::default(),
+        }
+    }
+
+    /// From details text a binary payload held (checked when it arrived): read without serde
+    /// when it is in the compact form serde_json writes (`schemas::binary::compact`), which is
+    /// what ingest writes; otherwise parsed into `parsed`, which the columns then borrow.
+    fn read(text: &'a [u8], parsed: &'a mut Option<Details>) -> DetailsColumns<'a> {
+        use schemas::binary::compact::{self, Summary};
+        let summary = std::str::from_utf8(text).ok().and_then(compact::details);
+        match summary {
+            Some(Summary::NetworkError {
+                phase,
+                error_type,
+                server_ip,
+                elapsed_time_ms,
+            }) => Self {
+                nel_phase: phase.map(str::as_bytes),
+                nel_type: error_type.map(str::as_bytes),
+                server_ip: server_ip.map(str::as_bytes),
+                elapsed_ms: clamp_u32(elapsed_time_ms),
+                ..Self::default()
+            },
+            Some(Summary::Certificate { hostname, port }) => Self {
+                cert_hostname: hostname.as_bytes(),
+                cert_port: port.unwrap_or(0),
+                ..Self::default()
+            },
+            Some(Summary::None | Summary::Fields | Summary::Unknown) => Self::default(),
+            None => Self::of(
+                parsed.insert(
+                    serde_json::from_slice::<Details>(text)
+                        .expect("cannot fail: the same text was checked when the window opened"),
+                ),
+            ),
+        }
+    }
+}
+
 /// Whether details written by serde_json (the tag first) may fill the NEL or certificate
-/// columns: every variant but `fields` and `unknown`, which fill none and are not parsed.
-fn may_fill_columns(details: &str) -> bool {
-    !(details.starts_with(r#"{"type":"fields""#) || details.starts_with(r#"{"type":"unknown""#))
+/// columns: every variant but `fields` and `unknown`, which fill none and are not read.
+fn may_fill_columns(details: &[u8]) -> bool {
+    !(details.starts_with(br#"{"type":"fields""#) || details.starts_with(br#"{"type":"unknown""#))
 }
 
 /// `{"details": .., "extra": ..}`, written straight from the report (`extra` is already JSON
@@ -284,6 +335,17 @@ fn details_json(details: &Details, extra: Option<&RawValue>) -> String {
         extra: ExtraText(extra),
     })
     .unwrap_or_default()
+}
+
+/// The `fingerprint` column: the message's 16 hex digits, as `u64::from_str_radix(_, 16)`
+/// reads them (0 if it does not).
+fn fingerprint(hex: &[u8]) -> u64 {
+    crate::decode::hex16(hex)
+        .or_else(|| {
+            let text = std::str::from_utf8(hex).ok()?;
+            u64::from_str_radix(text, 16).ok()
+        })
+        .unwrap_or(0)
 }
 
 fn seconds(ms: u64) -> u32 {

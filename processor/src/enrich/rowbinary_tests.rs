@@ -27,19 +27,22 @@ impl Reference {
         let msg = window.first.view();
         let report = &msg.report;
 
-        let document = self.urls.parts(report.document_url.unwrap_or_default());
+        fn bytes(s: Option<&str>) -> &[u8] {
+            s.unwrap_or_default().as_bytes()
+        }
+        let document = self.urls.parts(bytes(report.document_url));
         let blocked = match report.blocked_class {
             BlockedClass::Url
             | BlockedClass::Data
             | BlockedClass::Blob
             | BlockedClass::Extension
-            | BlockedClass::OtherScheme => self.urls.parts(report.blocked_url.unwrap_or_default()),
+            | BlockedClass::OtherScheme => self.urls.parts(bytes(report.blocked_url)),
             _ => Default::default(),
         };
         let blocked_origin = blocked_origin(report.blocked_class, &blocked).concat();
         let third_party = report.blocked_class == BlockedClass::Url
             && urls::third_party(&document.domain, &blocked.domain);
-        let source_host = self.urls.host(report.source_file.unwrap_or_default());
+        let source_host = self.urls.host(bytes(report.source_file));
         let policy_hash = match report.original_policy {
             None | Some("") => 0,
             Some(policy) => xxhash_rust::xxh3::xxh3_64(policy.as_bytes()),
@@ -51,9 +54,9 @@ impl Reference {
             .user_agent
             .or(msg.request_user_agent)
             .unwrap_or_default();
-        let ua = self.ua.classify(user_agent);
+        let ua = self.ua.classify(user_agent.as_bytes());
         let client_ip = msg.client_ip.unwrap_or_default();
-        let country = self.geo.country(client_ip);
+        let country = self.geo.country(client_ip.as_bytes());
         let details = details_json(&report.details, report.extra);
 
         let mut row = ReportRow {

@@ -266,3 +266,56 @@ fn a_flood_through_decode_dedup_and_enrich_is_one_row() {
         assert_eq!(dedup.commit_offset(3), Some(40));
     }
 }
+
+/// The NEL and certificate columns read from held details text are what serde's details give,
+/// whether the text is in the compact form (read without serde) or not (parsed).
+#[test]
+fn details_columns_from_text_are_the_parsed_details_columns() {
+    let texts = [
+        r#"{"type":"network-error","phase":"dns","error_type":"dns.name_not_resolved","server_ip":"203.0.113.7","elapsed_time_ms":4294967296,"sampling_fraction":1.0}"#,
+        r#"{"type":"network-error"}"#,
+        // Left to serde: an escape in a column's value, whitespace, an exponent.
+        r#"{"type":"network-error","phase":"d\u006es","server_ip":"a\"b"}"#,
+        r#"{ "type": "network-error", "elapsed_time_ms": 12 }"#,
+        r#"{"type":"network-error","elapsed_time_ms":5,"sampling_fraction":1e-5}"#,
+        r#"{"type":"certificate","hostname":"a.example","port":8443}"#,
+        r#"{"type":"certificate","port":443,"hostname":"b\/c"}"#,
+        r#"{"type":"fields","fields":{"phase":"x"}}"#,
+        r#"{"type":"unknown","body":{"hostname":"x"}}"#,
+        r#"{"type":"none"}"#,
+    ];
+    let mut filled = 0;
+    for text in texts {
+        let details: Details = serde_json::from_str(text).unwrap();
+        let expected = DetailsColumns::of(&details);
+        let mut parsed = None;
+        let read = DetailsColumns::read(text.as_bytes(), &mut parsed);
+        assert_eq!(read, expected, "{text}");
+        filled += usize::from(read != DetailsColumns::default());
+    }
+    assert_eq!(filled, 6);
+}
+
+/// The fingerprint column reads the message's text as `u64::from_str_radix(_, 16)` did, also
+/// for text that is not 16 hex digits.
+#[test]
+fn the_fingerprint_column_reads_hex_as_before() {
+    for text in [
+        "0123456789abcdef",
+        "FFFFFFFFFFFFFFFF",
+        "00000000000000aA",
+        "+123456789abcdef",
+        "+ff",
+        "ff",
+        "",
+        "+",
+        "-1",
+        "0123456789abcdefa",
+        "00000000000000000001",
+        "0123456789abcdeg",
+        "\u{e9}123456789abcde",
+    ] {
+        let expected = u64::from_str_radix(text, 16).unwrap_or(0);
+        assert_eq!(fingerprint(text.as_bytes()), expected, "{text}");
+    }
+}

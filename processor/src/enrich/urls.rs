@@ -169,8 +169,9 @@ fn plain_path(path: &str) -> bool {
 /// list, ~6,700 instructions) was most of a row's enrichment.
 #[derive(Debug)]
 pub struct UrlCache {
-    /// Shared, so a hit costs a reference count, not five strings copied.
-    cache: CountedLru<String, Arc<UrlParts>>,
+    /// Keyed by the URL's bytes, so a hit needs no UTF-8 check (the row writer reads URLs as
+    /// bytes). Shared, so a hit costs a reference count, not five strings copied.
+    cache: CountedLru<Vec<u8>, Arc<UrlParts>>,
 }
 
 impl UrlCache {
@@ -182,29 +183,39 @@ impl UrlCache {
         }
     }
 
-    /// The same as [`parts`]`(raw)`.
-    pub fn parts(&mut self, raw: &str) -> Arc<UrlParts> {
+    /// The same as [`parts`] of `raw`, which is UTF-8 (every URL the processor reads was
+    /// checked as such when its message arrived; other bytes would be read lossily).
+    pub fn parts(&mut self, raw: &[u8]) -> Arc<UrlParts> {
         let key = cache_key(raw);
         if key.is_empty() || key.len() > MAX_CACHED_URL_BYTES {
-            return Arc::new(parts(key));
+            return Arc::new(parts_of_bytes(key));
         }
-        self.cache.get_or_compute(key, || Arc::new(parts(key)))
+        self.cache
+            .get_or_compute(key, || Arc::new(parts_of_bytes(key)))
     }
 
     /// `parts(raw).host` alone (the source file's host), without copying the other parts.
-    pub fn host(&mut self, raw: &str) -> String {
+    pub fn host(&mut self, raw: &[u8]) -> String {
         let key = cache_key(raw);
         if key.is_empty() || key.len() > MAX_CACHED_URL_BYTES {
-            return parts(key).host;
+            return parts_of_bytes(key).host;
         }
-        self.cache
-            .read_or_compute(key, || Arc::new(parts(key)), |parts| parts.host.clone())
+        self.cache.read_or_compute(
+            key,
+            || Arc::new(parts_of_bytes(key)),
+            |parts| parts.host.clone(),
+        )
     }
 
     /// (hits, misses) since start, for metrics; URLs too long to cache are not counted.
     pub fn stats(&self) -> (u64, u64) {
         self.cache.stats()
     }
+}
+
+/// [`parts`] of UTF-8 bytes (a cache miss).
+fn parts_of_bytes(raw: &[u8]) -> UrlParts {
+    parts(&String::from_utf8_lossy(raw))
 }
 
 /// The part of `raw` its [`parts`] depend on, as the cache key: an http(s) URL without its
@@ -215,20 +226,44 @@ impl UrlCache {
 /// of each missing (benches/README.md, issue 13: URL parts were most of a row's instructions).
 /// Not cut: other schemes, and a cut that would leave whitespace or a control character at the
 /// end (trimmed away alone, kept and escaped inside the whole URL).
-fn cache_key(raw: &str) -> &str {
-    let url = raw.trim();
-    let special = ["http://", "https://"].iter().any(|scheme| {
+///
+/// On the bytes of UTF-8 text, as the text itself would be cut (`str::trim`, then ASCII
+/// bytes, which never occur inside a multi-byte character): a non-ASCII byte at either end or
+/// before the cut is decided on the text (`tests::the_cache_key_of_bytes_is_the_key_of_text`).
+fn cache_key(raw: &[u8]) -> &[u8] {
+    let url = trim(raw);
+    let special = [&b"http://"[..], b"https://"].iter().any(|scheme| {
         url.get(..scheme.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
     });
     if !special {
         return url;
     }
-    match url.find(['?', '#']) {
-        Some(cut) if !url[..cut].ends_with(|c: char| c.is_whitespace() || c.is_control()) => {
-            &url[..cut]
-        }
+    match url.iter().position(|&b| b == b'?' || b == b'#') {
+        Some(cut) if !ends_in_space_or_control(&url[..cut]) => &url[..cut],
         _ => url,
+    }
+}
+
+/// `str::trim` of UTF-8 bytes (unchanged if they are not UTF-8).
+fn trim(raw: &[u8]) -> &[u8] {
+    let kept = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !char::from(b).is_whitespace());
+    if kept(raw.first()) && kept(raw.last()) {
+        return raw;
+    }
+    std::str::from_utf8(raw).map_or(raw, |text| text.trim().as_bytes())
+}
+
+/// Whether UTF-8 `text` ends with a whitespace or control character.
+fn ends_in_space_or_control(text: &[u8]) -> bool {
+    let odd = |c: char| c.is_whitespace() || c.is_control();
+    match text.last() {
+        None => false,
+        Some(&b) if b.is_ascii() => odd(char::from(b)),
+        Some(_) => std::str::from_utf8(text)
+            .ok()
+            .and_then(|text| text.chars().next_back())
+            .is_some_and(odd),
     }
 }
 
@@ -334,23 +369,23 @@ mod tests {
         ];
         let mut cache = UrlCache::new(NonZeroUsize::new(2).unwrap());
         for url in urls {
-            assert_eq!(*cache.parts(url), parts(url), "{url}");
+            assert_eq!(*cache.parts(url.as_bytes()), parts(url), "{url}");
         }
         // Two distinct URLs came between the repeats, so capacity 2 evicted the first one.
         assert_eq!(cache.stats(), (0, 5), "the empty URL is not looked up");
         assert_eq!(cache.cache.len(), 2);
-        assert_eq!(*cache.parts("chrome-extension"), parts("chrome-extension"));
+        assert_eq!(*cache.parts(b"chrome-extension"), parts("chrome-extension"));
         assert_eq!(cache.stats(), (1, 5));
         let long = format!("https://a.example/{}", "x".repeat(MAX_CACHED_URL_BYTES));
-        assert_eq!(*cache.parts(&long), parts(&long));
+        assert_eq!(*cache.parts(long.as_bytes()), parts(&long));
         assert_eq!(cache.stats(), (1, 5), "too long to cache: not looked up");
-        assert_eq!(cache.host(&long), parts(&long).host);
-        assert_eq!(cache.host("chrome-extension"), "");
+        assert_eq!(cache.host(long.as_bytes()), parts(&long).host);
+        assert_eq!(cache.host(b"chrome-extension"), "");
         assert_eq!(cache.stats(), (2, 5), "host() shares the cache");
-        assert_eq!(cache.host(urls[1]), "cdn.example.com");
+        assert_eq!(cache.host(urls[1].as_bytes()), "cdn.example.com");
         assert_eq!(cache.stats(), (2, 6), "evicted earlier: a miss");
         assert_eq!(
-            *cache.parts(urls[1]),
+            *cache.parts(urls[1].as_bytes()),
             parts(urls[1]),
             "host() cached all parts"
         );
@@ -500,7 +535,7 @@ mod tests {
         for head in heads {
             for tail in tails {
                 let raw = format!("{head}{tail}");
-                let key = cache_key(&raw);
+                let key = std::str::from_utf8(cache_key(raw.as_bytes())).unwrap();
                 cut += usize::from(key.len() < raw.trim().len());
                 assert_eq!(parts(key), parts(&raw), "{raw:?} keyed as {key:?}");
             }
@@ -509,9 +544,79 @@ mod tests {
         let mut cache = UrlCache::new(NonZeroUsize::new(4).unwrap());
         for session in 0..10 {
             let url = format!("https://a.example/p?session={session}");
-            assert_eq!(*cache.parts(&url), parts(&url));
+            assert_eq!(*cache.parts(url.as_bytes()), parts(&url));
         }
         assert_eq!(cache.stats(), (9, 1), "one entry for every session");
+    }
+
+    /// The key on text, as it was computed before URLs were read as bytes.
+    fn cache_key_of_text(raw: &str) -> &str {
+        let url = raw.trim();
+        let special = ["http://", "https://"].iter().any(|scheme| {
+            url.get(..scheme.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        });
+        if !special {
+            return url;
+        }
+        match url.find(['?', '#']) {
+            Some(cut) if !url[..cut].ends_with(|c: char| c.is_whitespace() || c.is_control()) => {
+                &url[..cut]
+            }
+            _ => url,
+        }
+    }
+
+    /// Regression guard of the byte version: the same key for every text, whitespace and
+    /// control characters (ASCII and not) at either end and before the cut included.
+    #[test]
+    fn the_cache_key_of_bytes_is_the_key_of_text() {
+        let odd = [
+            "",
+            " ",
+            "\t",
+            "\u{b}",
+            "\u{c}",
+            "\r\n",
+            "\u{1}",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2028}",
+            "\u{3000}",
+            "\u{e9}",
+            "\u{1F600}",
+            "x",
+        ];
+        let heads = [
+            "https://a.example/p",
+            "HTTP://A.example",
+            "http:/",
+            "https",
+            "data:x",
+            "",
+        ];
+        let tails = ["", "?q", "#f", "?q#f", "?", "#"];
+        let mut cases = 0;
+        for before in odd {
+            for head in heads {
+                for inner in odd {
+                    for tail in tails {
+                        for after in odd {
+                            let raw = format!("{before}{head}{inner}{tail}{after}");
+                            assert_eq!(
+                                cache_key(raw.as_bytes()),
+                                cache_key_of_text(&raw).as_bytes(),
+                                "{raw:?}"
+                            );
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases > 100_000, "{cases}");
     }
 
     #[test]

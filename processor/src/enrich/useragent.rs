@@ -57,14 +57,17 @@ impl UaClassifier {
         }
     }
 
-    pub fn classify(&mut self, user_agent: &str) -> Arc<UaInfo> {
+    /// The class of `user_agent`, which is UTF-8 (checked when its message arrived; other
+    /// bytes would be read lossily). Bytes, so a cache hit needs no UTF-8 check.
+    pub fn classify(&mut self, user_agent: &[u8]) -> Arc<UaInfo> {
         if user_agent.is_empty() {
             return Arc::clone(&self.unknown);
         }
-        let key = xxhash_rust::xxh3::xxh3_64(user_agent.as_bytes());
+        let key = xxhash_rust::xxh3::xxh3_64(user_agent);
         let parser = &self.parser;
-        self.cache
-            .get_or_compute(&key, || Arc::new(parse(parser, user_agent)))
+        self.cache.get_or_compute(&key, || {
+            Arc::new(parse(parser, &String::from_utf8_lossy(user_agent)))
+        })
     }
 
     /// (hits, misses) since start, for metrics.
@@ -105,14 +108,14 @@ mod tests {
     #[test]
     fn classifies_common_browsers() {
         let mut ua = UaClassifier::new(NonZeroUsize::new(8).unwrap());
-        let chrome = ua.classify(CHROME);
+        let chrome = ua.classify(CHROME.as_bytes());
         assert_eq!(
             (chrome.family.as_str(), chrome.major.as_str()),
             ("Chrome", "120")
         );
         assert_eq!(chrome.device_class, "pc");
         assert!(chrome.os.starts_with("Windows"), "{}", chrome.os);
-        let iphone = ua.classify(IPHONE);
+        let iphone = ua.classify(IPHONE.as_bytes());
         assert_eq!(
             (iphone.family.as_str(), iphone.major.as_str()),
             ("Safari", "17")
@@ -126,19 +129,19 @@ mod tests {
     #[test]
     fn unknown_agents_are_empty_not_unknown() {
         let mut ua = UaClassifier::new(NonZeroUsize::new(8).unwrap());
-        assert_eq!(*ua.classify(""), UaInfo::default());
-        let odd = ua.classify("zzz/1");
+        assert_eq!(*ua.classify(b""), UaInfo::default());
+        let odd = ua.classify(b"zzz/1");
         assert_eq!((odd.family.as_str(), odd.major.as_str()), ("", ""));
     }
 
     #[test]
     fn the_cache_is_bounded_and_hit() {
         let mut ua = UaClassifier::new(NonZeroUsize::new(1).unwrap());
-        ua.classify(CHROME);
-        ua.classify(CHROME);
+        ua.classify(CHROME.as_bytes());
+        ua.classify(CHROME.as_bytes());
         assert_eq!(ua.stats(), (1, 1));
-        ua.classify(IPHONE);
-        ua.classify(CHROME);
+        ua.classify(IPHONE.as_bytes());
+        ua.classify(CHROME.as_bytes());
         assert_eq!(ua.stats(), (1, 3), "capacity 1: IPHONE evicted CHROME");
         assert_eq!(ua.cache.len(), 1);
     }

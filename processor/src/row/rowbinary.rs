@@ -196,15 +196,21 @@ impl RowWriter<'_> {
     }
 
     pub fn str(&mut self, text: &str) {
-        self.length(text.len());
-        self.out.extend_from_slice(text.as_bytes());
+        self.bytes(text.as_bytes());
+    }
+
+    /// A string column from its bytes (RowBinary strings are bytes; the columns' text was
+    /// checked as UTF-8 where it came in).
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.length(bytes.len());
+        self.out.extend_from_slice(bytes);
     }
 
     /// One string column made of `parts`, one after the other.
-    pub fn concat(&mut self, parts: &[&str]) {
+    pub fn concat(&mut self, parts: &[&[u8]]) {
         self.length(parts.iter().map(|part| part.len()).sum());
         for part in parts {
-            self.out.extend_from_slice(part.as_bytes());
+            self.out.extend_from_slice(part);
         }
     }
 
@@ -214,8 +220,8 @@ impl RowWriter<'_> {
     }
 
     /// An optional string: `None` is the empty string (the columns have no `Nullable`).
-    pub fn text(&mut self, text: Option<&str>) {
-        self.str(text.unwrap_or_default());
+    pub fn text(&mut self, text: Option<&[u8]>) {
+        self.bytes(text.unwrap_or_default());
     }
 }
 
