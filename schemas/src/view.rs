@@ -81,32 +81,42 @@ impl ReportMessage {
     }
 }
 
+/// The [`ReportView`] of a report type with the normalised model's field names and text fields
+/// that deref to `str` ([`Report`]'s `String`s, `ParsedReport`'s borrowed text): one list of
+/// fields for both.
+macro_rules! report_view {
+    ($report:expr) => {{
+        let text = Option::as_deref;
+        $crate::view::ReportView {
+            kind: $report.kind,
+            wire: $report.wire,
+            report_type: text(&$report.report_type),
+            disposition: $report.disposition,
+            document_url: text(&$report.document_url),
+            referrer: text(&$report.referrer),
+            blocked_url: text(&$report.blocked_url),
+            blocked_class: $report.blocked_class,
+            effective_directive: text(&$report.effective_directive),
+            violated_directive: text(&$report.violated_directive),
+            source_file: text(&$report.source_file),
+            line_number: $report.line_number,
+            column_number: $report.column_number,
+            sample: text(&$report.sample),
+            status_code: $report.status_code,
+            original_policy: text(&$report.original_policy),
+            age_ms: $report.age_ms,
+            user_agent: text(&$report.user_agent),
+            details: ::std::borrow::Cow::Borrowed(&$report.details),
+            extra: $report.extra.raw(),
+        }
+    }};
+}
+pub(crate) use report_view;
+
 impl Report {
     /// This report as a view (no copy).
     pub fn view(&self) -> ReportView<'_> {
-        let text = Option::as_deref;
-        ReportView {
-            kind: self.kind,
-            wire: self.wire,
-            report_type: text(&self.report_type),
-            disposition: self.disposition,
-            document_url: text(&self.document_url),
-            referrer: text(&self.referrer),
-            blocked_url: text(&self.blocked_url),
-            blocked_class: self.blocked_class,
-            effective_directive: text(&self.effective_directive),
-            violated_directive: text(&self.violated_directive),
-            source_file: text(&self.source_file),
-            line_number: self.line_number,
-            column_number: self.column_number,
-            sample: text(&self.sample),
-            status_code: self.status_code,
-            original_policy: text(&self.original_policy),
-            age_ms: self.age_ms,
-            user_agent: text(&self.user_agent),
-            details: Cow::Borrowed(&self.details),
-            extra: self.extra.raw(),
-        }
+        report_view!(self)
     }
 }
 

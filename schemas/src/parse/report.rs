@@ -103,29 +103,7 @@ impl<'b> ParsedReport<'b> {
     /// This report as a view (no copy): what the fingerprint, the noise verdict and the
     /// message encoders read.
     pub fn view(&self) -> ReportView<'_> {
-        let text = Option::as_deref;
-        ReportView {
-            kind: self.kind,
-            wire: self.wire,
-            report_type: text(&self.report_type),
-            disposition: self.disposition,
-            document_url: text(&self.document_url),
-            referrer: text(&self.referrer),
-            blocked_url: text(&self.blocked_url),
-            blocked_class: self.blocked_class,
-            effective_directive: text(&self.effective_directive),
-            violated_directive: text(&self.violated_directive),
-            source_file: text(&self.source_file),
-            line_number: self.line_number,
-            column_number: self.column_number,
-            sample: text(&self.sample),
-            status_code: self.status_code,
-            original_policy: text(&self.original_policy),
-            age_ms: self.age_ms,
-            user_agent: text(&self.user_agent),
-            details: Cow::Borrowed(&self.details),
-            extra: self.extra.raw(),
-        }
+        crate::view::report_view!(self)
     }
 
     /// [`Report::json_len_bound`] of this report.
