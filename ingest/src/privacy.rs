@@ -126,28 +126,10 @@ impl Salt {
 
 /// Cleans the report's URLs as the project asks: credentials always, query and fragment unless
 /// the project opted out, referrer when asked. Covers the first-class URL fields and every
-/// absolute URL inside the kind-specific and unknown fields.
-pub fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
-    if privacy.drop_referrer {
-        report.referrer = None;
-    }
-    for url in [
-        &mut report.document_url,
-        &mut report.blocked_url,
-        &mut report.source_file,
-        &mut report.referrer,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        clean(privacy, url);
-    }
-    apply_nested(privacy, &mut report.details, &mut report.extra);
-}
-
-/// [`apply`] to a parsed report whose text borrows the body: a URL that only loses its end
-/// (query and fragment, the default) stays borrowed, shortened; a URL is copied only when text
-/// must be cut out of its middle (credentials, or a query before a kept fragment).
+/// absolute URL inside the kind-specific and unknown fields. The report's text borrows the body:
+/// a URL that only loses its end (query and fragment, the default) stays borrowed, shortened; a
+/// URL is copied only when text must be cut out of its middle (credentials, or a query before a
+/// kept fragment).
 pub fn apply_parsed(privacy: &PrivacySpec, report: &mut ParsedReport<'_>) {
     if privacy.drop_referrer {
         report.referrer = None;
@@ -541,8 +523,35 @@ mod tests {
         }
     }
 
-    /// `apply_parsed` on a parsed report is `apply` on the owned one: every field, the nested
-    /// URLs of details and extra included, whatever the settings.
+    /// The reference `apply_parsed` is held to: the same cleaning on an owned report, every URL
+    /// a `String` cleaned by `clean` (what ingest ran before reports borrowed the body).
+    fn apply_owned_reference(privacy: &PrivacySpec, report: &mut schemas::Report) {
+        if privacy.drop_referrer {
+            report.referrer = None;
+        }
+        for url in [
+            &mut report.document_url,
+            &mut report.blocked_url,
+            &mut report.source_file,
+            &mut report.referrer,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            clean(privacy, url);
+        }
+        apply_nested(privacy, &mut report.details, &mut report.extra);
+    }
+
+    /// `apply_parsed` run on an owned report (its text owned by the parsed form).
+    fn apply(privacy: &PrivacySpec, report: &mut schemas::Report) {
+        let mut parsed = ParsedReport::from(report.clone());
+        apply_parsed(privacy, &mut parsed);
+        *report = parsed.into_owned();
+    }
+
+    /// `apply_parsed` on a parsed report is the reference cleaning on the owned one: every
+    /// field, the nested URLs of details and extra included, whatever the settings.
     #[test]
     fn apply_parsed_is_apply() {
         let body = r#"{"csp-report":{"document-uri":"https://u:p@a.example/p?token=1#frag",
@@ -557,7 +566,7 @@ mod tests {
                 let mut parsed = parser.parse_borrowed(&mut bytes).unwrap();
                 let mut report = parsed.items.remove(0).unwrap();
                 let mut owned = report.clone().into_owned();
-                apply(&privacy, &mut owned);
+                apply_owned_reference(&privacy, &mut owned);
                 apply_parsed(&privacy, &mut report);
                 assert_eq!(report.into_owned(), owned, "{privacy:?}");
             }
