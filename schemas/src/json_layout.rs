@@ -175,39 +175,10 @@ fn escape(byte: u8) -> Option<([u8; 6], usize)> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::message::ReportMessage;
     use crate::report::Report;
-    use crate::{ParseLimits, Parser};
-
-    /// Every report of the repository's corpora and fixtures.
-    fn reports() -> Vec<Report> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-        let mut bodies = Vec::new();
-        for corpus in ["browsers-2015.jsonl", "field-reports.jsonl"] {
-            let text = std::fs::read_to_string(root.join("corpus").join(corpus)).expect("corpus");
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let entry: serde_json::Value = serde_json::from_str(line).expect("jsonl");
-                if let Some(body) = entry["body"].as_str() {
-                    bodies.push(body.as_bytes().to_vec());
-                }
-            }
-        }
-        for file in std::fs::read_dir(root.join("fixtures")).expect("fixtures") {
-            let path = file.expect("fixture").path();
-            if path.extension().is_some_and(|e| e == "json") {
-                bodies.push(std::fs::read(path).expect("fixture"));
-            }
-        }
-        let mut parser = Parser::new(ParseLimits::default());
-        bodies
-            .iter_mut()
-            .filter_map(|body| parser.parse(body).ok())
-            .flat_map(|parsed| parsed.items.into_iter().flatten())
-            .collect()
-    }
+    use crate::test_corpus::reports;
 
     fn message(report: Report, optional: Option<&str>) -> ReportMessage {
         let text = optional.map(str::to_owned);

@@ -30,6 +30,8 @@ pub mod parse;
 pub mod plain_url;
 pub mod report;
 pub mod sql;
+#[cfg(test)]
+mod test_corpus;
 pub mod view;
 pub mod wire;
 

@@ -1,7 +1,5 @@
 //! The compact reader against serde: whatever it accepts, serde accepts with the same values.
 
-use std::path::Path;
-
 use proptest::prelude::*;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -9,7 +7,7 @@ use serde_json::value::RawValue;
 use super::*;
 use crate::extra::object_text;
 use crate::report::{CertificateDetails, Details, NetworkErrorDetails};
-use crate::{ParseLimits, Parser, Report};
+use crate::test_corpus::reports;
 
 /// serde's verdict on details text, as the [`Summary`] of what it built.
 fn serde_summary(text: &str) -> Option<Summary<'static>> {
@@ -45,36 +43,6 @@ fn agrees(text: &str) {
     if object(text) {
         assert!(serde_extra_ok(text), "{text:?}");
     }
-}
-
-/// Every report the parser accepts from the fixtures and both corpora.
-fn corpus_reports() -> Vec<Report> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let mut bodies = Vec::new();
-    for entry in std::fs::read_dir(root.join("fixtures")).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "json") {
-            bodies.push(std::fs::read_to_string(path).expect("fixture"));
-        }
-    }
-    for corpus in ["browsers-2015.jsonl", "field-reports.jsonl"] {
-        let text = std::fs::read_to_string(root.join("corpus").join(corpus)).expect("corpus");
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let entry: serde_json::Value = serde_json::from_str(line).expect("corpus line");
-            if let Some(body) = entry["body"].as_str() {
-                bodies.push(body.to_owned());
-            }
-        }
-    }
-    let mut parser = Parser::new(ParseLimits::default());
-    let mut reports = Vec::new();
-    for body in bodies {
-        let mut bytes = body.into_bytes();
-        if let Ok(parsed) = parser.parse(&mut bytes) {
-            reports.extend(parsed.items.into_iter().flatten());
-        }
-    }
-    reports
 }
 
 /// Details of every kind, as the binary encoder writes them (serde_json).
@@ -114,7 +82,7 @@ fn written() -> Vec<String> {
     .iter()
     .map(|d| serde_json::to_string(d).expect("serialises"))
     .collect();
-    for report in corpus_reports() {
+    for report in reports() {
         texts.push(serde_json::to_string(&report.details).expect("serialises"));
         if let Some(raw) = report.extra.raw() {
             texts.push(raw.get().to_owned());
