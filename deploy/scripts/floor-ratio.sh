@@ -16,7 +16,10 @@
 # directory's palisade-ingest (both formats) as two more servers, for before/after runs in the
 # same rounds; PALISADE_KAFKA_FLAGS adds producer flags to every server; PALISADE_PIN=0 disables
 # CPU pinning (default: servers on CPU 0, load generator and tansu on the others);
-# PALISADE_PROFILE (default legacy) changes the load. CPU is utime+stime of each server process
+# PALISADE_PROFILE (default legacy) changes the load; PALISADE_FLOOR_BETWEEN=1 measures the floor
+# between every two servers of a round (floor, server, floor, server, ..., floor) and gives each
+# server's ratio against the mean of the two floor runs beside it, so a drift of the machine
+# within a round moves both sides of each ratio alike. CPU is utime+stime of each server process
 # (/proc/PID/stat) over its own run. Everything it starts is stopped at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -84,33 +87,60 @@ run() {
 }
 
 count=${#names[@]}
+between="${PALISADE_FLOOR_BETWEEN:-0}"
 echo "== servers: ${names[*]}; warm-up 2 s each" >&2
 for ((i = 0; i < count; i++)); do run "$i" "$work/warm.json" 2; done
+# measure NAME_INDEX ROUND FILE_NAME: one closed-loop and one open-loop run of a server.
+measure() {
+  run "$1" "$work/closed-$2-$3.json" "$seconds"
+  run "$1" "$work/rate-$2-$3.json" "$seconds" --rate "$rate"
+}
 for ((r = 0; r < rounds; r++)); do
   echo "== round $((r + 1))/$rounds (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  for ((k = 0; k < count; k++)); do
-    i=$(((k + r) % count))
-    run "$i" "$work/closed-$r-${names[$i]}.json" "$seconds"
-    run "$i" "$work/rate-$r-${names[$i]}.json" "$seconds" --rate "$rate"
-  done
+  if [ "$between" = 1 ]; then
+    # The floor is names[0]: floor, then each other server in rotated order followed by a floor.
+    measure 0 "$r" floor-0
+    for ((k = 0; k < count - 1; k++)); do
+      i=$((1 + (k + r) % (count - 1)))
+      measure "$i" "$r" "${names[$i]}"
+      measure 0 "$r" "floor-$((k + 1))"
+      echo "$k" >"$work/position-$r-${names[$i]}"
+    done
+  else
+    for ((k = 0; k < count; k++)); do
+      i=$(((k + r) % count))
+      measure "$i" "$r" "${names[$i]}"
+    done
+  fi
 done
 
-python3 - "$work" "$rounds" "$rate" "${names[@]}" <<'PY'
-import json, statistics, sys
-work, rounds, rate, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+python3 - "$work" "$rounds" "$rate" "$between" "${names[@]}" <<'PY'
+import json, os, statistics, sys
+work, rounds, rate, between, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
 def figures(scenario, r, name):
     d = json.load(open(f"{work}/{scenario}-{r}-{name}.json"))
     bad = sum(n for code, n in d["statuses"].items() if not 200 <= int(code) < 300)
     bad += sum(d["transport_errors"].values())
     return d["watched"][0]["cpu_us_per_request"], d["requests_per_second"], bad
+def floor_of(scenario, r, name):
+    # The floor run(s) a server's run of round r is compared with.
+    if not between:
+        return figures(scenario, r, "floor")[0]
+    if name == "floor":
+        return statistics.mean(figures(scenario, r, f"floor-{j}")[0] for j in range(len(names)))
+    k = int(open(f"{work}/position-{r}-{name}").read())
+    return (figures(scenario, r, f"floor-{k}")[0] + figures(scenario, r, f"floor-{k + 1}")[0]) / 2
+if between:
+    for scenario in ("closed", "rate"):
+        for r in range(rounds):
+            os.symlink(f"{work}/{scenario}-{r}-floor-0.json", f"{work}/{scenario}-{r}-floor.json")
 for scenario, label in (("closed", "closed loop (saturation)"), ("rate", f"open loop at {rate} req/s")):
-    print(f"\n{label}, {rounds} rounds")
+    print(f"\n{label}, {rounds} rounds" + (", floor measured between every two servers" if between else ""))
     print(f"{'server':<16}{'cpu-us/req median':>18}{'req/s median':>14}{'non-2xx':>9}{'/floor median':>15}{'min':>7}{'max':>7}")
-    floor = [figures(scenario, r, "floor")[0] for r in range(rounds)]
     for name in names:
         runs = [figures(scenario, r, name) for r in range(rounds)]
         cpu = [c for c, _, _ in runs]
-        ratios = [c / f for c, f in zip(cpu, floor)]
+        ratios = [c / floor_of(scenario, r, name) for r, c in enumerate(cpu)]
         print(f"{name:<16}{statistics.median(cpu):>18.2f}{statistics.median(t for _, t, _ in runs):>14.0f}"
               f"{sum(b for _, _, b in runs):>9}{statistics.median(ratios):>14.2f}x{min(ratios):>6.2f}x{max(ratios):>6.2f}x")
 PY

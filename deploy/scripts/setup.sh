@@ -28,6 +28,8 @@ command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server
 # The dashboards' SQL check in deploy/scripts/validate.sh talks to ClickHouse through it.
 command -v clickhouse-client >/dev/null 2>&1 || need_pkgs+=(clickhouse-client)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+# processor/tests/kcat.rs reads a topic with kcat, as README tells operators to.
+command -v kcat >/dev/null 2>&1 || need_pkgs+=(kcat)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)

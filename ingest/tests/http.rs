@@ -504,9 +504,12 @@ async fn accepted_reports_reach_kafka() {
     assert_eq!(again.len(), expected, "and nothing more");
     let messages: Vec<schemas::ReportMessage> = consumed
         .iter()
-        .map(|c| serde_json::from_slice(&c.payload).unwrap())
+        .map(|c| schemas::ReportMessage::decode(&c.payload).unwrap())
         .collect();
     for (raw, message) in consumed.iter().zip(&messages) {
+        // The default layout is binary (`--kafka-message-format`), named in its header.
+        assert_eq!(raw.header_text("palisade-message-format"), "binary");
+        assert_eq!(raw.payload.first(), Some(&schemas::binary::MARKER));
         let text = String::from_utf8_lossy(&raw.payload);
         assert!(!text.contains("COOKIE-SECRET"), "cookies are never stored");
         assert_eq!(message.v, schemas::MESSAGE_VERSION);

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::backoff::Backoff;
 use crate::batch::BatchLimits;
 use crate::dedup::DedupConfig;
+use crate::kcat::DecodeArgs;
 use crate::migrate::{ClusterName, Topology};
 use crate::recent::RecentArgs;
 use crate::replay::ReplayArgs;
@@ -79,6 +80,11 @@ pub enum Command {
     /// with their key) and re-insert the rows ClickHouse rejected (idempotent by row id), then
     /// exit. Run it after fixing what rejected them; `--dry-run` only counts.
     ReplayDeadLetters(ReplayArgs),
+    /// Print Kafka payloads (either layout) as JSON lines, read from standard input framed as
+    /// kcat's `-f '%S %s\n'`: `kcat -C -b HOST:9092 -t TOPIC -e -q -f '%S %s\n' |
+    /// palisade-processor decode`. Exit code 1 when a payload did not decode (each is named on
+    /// stderr), 2 when the input is not in that framing.
+    Decode(DecodeArgs),
 }
 
 /// Configuration of `palisade-processor`.

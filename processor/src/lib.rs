@@ -29,6 +29,7 @@ pub mod decode;
 pub mod dedup;
 pub mod enrich;
 pub mod group;
+pub mod kcat;
 pub mod metrics;
 pub mod migrate;
 pub mod pipeline;

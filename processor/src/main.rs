@@ -2,7 +2,7 @@
 //! until SIGTERM/SIGINT: this file builds the metrics recorder, the admin listener and the
 //! signal handler, and `processor::root` (the loop's half of the composition root) builds the
 //! Kafka consumer, the ClickHouse writer, the dead-letter producer and the retention job and
-//! hands them to the loop; `migrate` applies the ClickHouse migrations and exits; `recent` prints
+//! hands them to the loop; `decode` prints Kafka payloads read from kcat as JSON lines; `migrate` applies the ClickHouse migrations and exits; `recent` prints
 //! a project's recent violations and exits; `replay-dead-letters` replays the dead-letter topic
 //! and exits.
 
@@ -30,10 +30,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // `recent` prints its answer on stdout, so its logs go to stderr.
+    // `recent`, `replay-dead-letters` and `decode` print their answer on stdout, so their logs
+    // go to stderr.
     let writer = if matches!(
         config.command(),
-        Command::Recent(_) | Command::ReplayDeadLetters(_)
+        Command::Recent(_) | Command::ReplayDeadLetters(_) | Command::Decode(_)
     ) {
         BoxMakeWriter::new(std::io::stderr)
     } else {
@@ -50,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let client = config.clickhouse_client();
     match config.command() {
         Command::Run => {}
+        Command::Decode(args) => std::process::exit(processor::kcat::run_stdio(&args)),
         Command::Migrate => {
             processor::migrate::migrate_to(
                 &client,

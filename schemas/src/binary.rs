@@ -2,7 +2,7 @@
 //!
 //! JSON costs the processor more to decode than anything else it does per report (keys to
 //! match, escapes to undo, numbers to parse); this layout is read with length-prefixed copies
-//! and a few varints. Ingest writes it only when told to (`--kafka-message-format binary`), and
+//! and a few varints. Ingest writes it by default (`--kafka-message-format`, `json` otherwise), and
 //! consumers tell the two apart by the first byte ([`MARKER`], never the first byte of JSON or of
 //! any UTF-8 text), so old JSON messages, dead-lettered copies and replays without headers all
 //! still decode. Ingest also names the layout in the `palisade-message-format` header.

@@ -63,12 +63,11 @@ pub struct ReportMessage {
 }
 
 /// How a [`ReportMessage`] is written into a Kafka payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageFormat {
-    /// One JSON object (the format every consumer reads).
-    #[default]
+    /// One JSON object (what consumers outside Palisade read most easily).
     Json,
-    /// The compact layout of [`crate::binary`] (consumers from this version on read it).
+    /// The compact layout of [`crate::binary`]: what ingest writes unless told otherwise.
     Binary,
 }
 

@@ -55,9 +55,10 @@ struct Args {
     /// many dedup windows the run spans. Default 10,000.
     #[arg(long, default_value_t = 10_000)]
     simulated_rate: u64,
-    /// Kafka payload layout of the generated messages: `json` or `binary` (`schemas::binary`,
-    /// what ingest writes with `--kafka-message-format binary`). Default json.
-    #[arg(long, default_value = "json")]
+    /// Kafka payload layout of the generated messages: `binary` (`schemas::binary`, what
+    /// ingest writes by default) or `json` (ingest's `--kafka-message-format json`). Default
+    /// binary.
+    #[arg(long, default_value = "binary")]
     message_format: schemas::MessageFormat,
     /// Processor flags (`palisade-processor --help`), after `--`.
     #[arg(last = true)]
