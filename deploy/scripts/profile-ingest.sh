@@ -8,7 +8,8 @@
 #   deploy/scripts/profile-ingest.sh [requests=20000] [rate=1000]
 #
 # Environment: PALISADE_NO_BUILD=1 uses the release binaries as they are; PALISADE_PROFILE
-# (default legacy) changes the load. The callgrind file is kept at /tmp/palisade-ingest.cg
+# (default legacy) changes the load. The callgrind file is kept at /tmp/palisade-ingest.cg (or
+# PALISADE_CALLGRIND_OUT)
 # (read it with `callgrind_annotate --inclusive=yes /tmp/palisade-ingest.cg`). Everything it
 # starts is stopped at the end.
 set -euo pipefail
@@ -17,7 +18,7 @@ cd "$root"
 requests="${1:-20000}"
 rate="${2:-1000}"
 profile="${PALISADE_PROFILE:-legacy}"
-out=/tmp/palisade-ingest.cg
+out="${PALISADE_CALLGRIND_OUT:-/tmp/palisade-ingest.cg}"
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 . deploy/scripts/bench-common.sh
 tansu="$(deploy/scripts/setup.sh | tail -n 1)"
