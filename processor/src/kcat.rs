@@ -93,7 +93,7 @@ pub fn decode_frames(
             }
             Err(error) => {
                 summary.undecodable += 1;
-                writeln!(errors, "frame {frame}: {}", chain(&error))?;
+                writeln!(errors, "frame {frame}: {}", schemas::error_chain(&error))?;
             }
         }
     }
@@ -148,18 +148,6 @@ fn expect_newline(input: &mut impl BufRead, frame: u64) -> Result<(), FrameError
         1 if byte[0] == b'\n' => Ok(()),
         _ => Err(FrameError::Newline { frame }),
     }
-}
-
-/// An error and its sources on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `decode` on standard input and output: the process's exit code (0 every payload decoded,

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -24,6 +24,19 @@ fn kcat_available() -> Option<()> {
         Ok(output) => testbed::unavailable("kcat", format!("kcat -V: {}", output.status)),
         Err(error) => testbed::unavailable("kcat", error),
     }
+}
+
+/// `palisade-processor decode` run on `input`.
+fn decode(input: &[u8]) -> Output {
+    let mut child = Command::new(BINARY)
+        .arg("decode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[tokio::test]
@@ -90,20 +103,7 @@ async fn kcat_output_piped_through_decode_prints_every_message_as_json() {
         "kcat: {}",
         String::from_utf8_lossy(&kcat.stderr)
     );
-    let mut decode = Command::new(BINARY)
-        .arg("decode")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    decode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&kcat.stdout)
-        .unwrap();
-    let output = decode.wait_with_output().unwrap();
+    let output = decode(&kcat.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "decode: {stderr}");
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -115,20 +115,7 @@ async fn kcat_output_piped_through_decode_prints_every_message_as_json() {
 
 #[test]
 fn a_payload_that_does_not_decode_is_named_and_the_exit_code_says_so() {
-    let mut decode = Command::new(BINARY)
-        .arg("decode")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    decode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"3 \xb5\x07\x01\n")
-        .unwrap();
-    let output = decode.wait_with_output().unwrap();
+    let output = decode(b"3 \xb5\x07\x01\n");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
