@@ -7,14 +7,22 @@
 //! 503 `overloaded` (RELIABILITY.md). The per-key counts live in a [`KeyedSlots`] map whose
 //! entries exist only while a slot is held; slots are taken only after the global permit (or
 //! the connection permit), so the map never holds more keys than that global cap.
+//!
+//! Every report request takes and gives back a slot in two of these maps, so their cost is per
+//! request: they hash with foldhash under a per-map seed from the OS (see [`SlotHasher`]), not
+//! std's SipHash, and the global cap is one atomic counter, not a semaphore (nothing ever waits
+//! for a permit: a request over the cap is refused at once).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
 
 use crate::limit::ClientKeys;
 use crate::rejection::Rejection;
@@ -22,10 +30,23 @@ use crate::rejection::Rejection;
 /// How long a client refused for holding too many slots is asked to wait (`Retry-After`).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The slot maps' hasher: foldhash (about 20 instructions per key; std's SipHash costs about 100
+/// to 150, and a request hashes four keys) with a per-map seed drawn from std's `RandomState`,
+/// whose keys come from the OS. The keys are client networks and project ids a sender can pick,
+/// so the seed must be secret, or a sender could aim its keys at one bucket; and a map never
+/// holds more keys than the global cap, which bounds what even a collision flood could cost.
+/// (foldhash's own `RandomState` seeds from addresses and the clock, not the OS.)
+pub type SlotHasher = SeedableRandomState;
+
+fn slot_hasher() -> SlotHasher {
+    let seed = std::hash::RandomState::new().hash_one(0_u64);
+    SeedableRandomState::with_seed(seed, SharedSeed::global_random())
+}
+
 /// At most `per_key` slots per key, counted in a map that holds only keys with a slot taken.
 #[derive(Debug)]
 pub struct KeyedSlots<K: Hash + Eq + Clone> {
-    counts: Mutex<HashMap<K, usize>>,
+    counts: Mutex<HashMap<K, usize, SlotHasher>>,
     per_key: usize,
 }
 
@@ -39,7 +60,7 @@ pub struct Slot<K: Hash + Eq + Clone> {
 impl<K: Hash + Eq + Clone> KeyedSlots<K> {
     pub fn new(per_key: usize) -> Arc<Self> {
         Arc::new(Self {
-            counts: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::with_hasher(slot_hasher())),
             per_key,
         })
     }
@@ -84,10 +105,12 @@ impl<K: Hash + Eq + Clone> Drop for Slot<K> {
             .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = counts.get_mut(&self.key) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                counts.remove(&self.key);
+        // One lookup (`get_mut` then `remove` hashed the key twice).
+        if let Entry::Occupied(mut held) = counts.entry(self.key.clone()) {
+            if *held.get() <= 1 {
+                held.remove();
+            } else {
+                *held.get_mut() -= 1;
             }
         }
     }
@@ -96,7 +119,9 @@ impl<K: Hash + Eq + Clone> Drop for Slot<K> {
 /// The in-flight budget of report requests.
 #[derive(Debug)]
 pub struct InFlight {
-    global: Arc<Semaphore>,
+    /// Requests admitted and not yet answered, at most `global_cap`.
+    global: AtomicUsize,
+    global_cap: usize,
     /// Who one client is: the same networks as the rate limiter (`--ip-limit-ipv4-prefix`,
     /// `--ip-limit-ipv6-prefix`), so an IPv6 sender cannot take a share per address.
     keys: ClientKeys,
@@ -106,16 +131,27 @@ pub struct InFlight {
 
 /// What one admitted request holds until its answer is built.
 #[derive(Debug)]
-pub struct Admission {
-    _global: OwnedSemaphorePermit,
+pub struct Admission<'a> {
+    _global: GlobalSlot<'a>,
     _ip: Slot<IpAddr>,
     _project: Slot<u64>,
+}
+
+/// One of the global cap's slots, given back on drop.
+#[derive(Debug)]
+struct GlobalSlot<'a>(&'a AtomicUsize);
+
+impl Drop for GlobalSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl InFlight {
     pub fn new(global: usize, per_ip: usize, per_project: usize, keys: ClientKeys) -> Self {
         Self {
-            global: Arc::new(Semaphore::new(global)),
+            global: AtomicUsize::new(0),
+            global_cap: global,
             keys,
             per_ip: KeyedSlots::new(per_ip),
             per_project: KeyedSlots::new(per_project),
@@ -124,34 +160,48 @@ impl InFlight {
 
     /// Admits one request of `project` from `ip`, or refuses it at once: 503 `overloaded` when
     /// the global cap is reached, 429 `client_in_flight` / `project_in_flight` when this client
-    /// or project already holds its share. The global permit is taken first so the per-key maps
+    /// or project already holds its share. The global slot is taken first so the per-key maps
     /// never hold more keys than the global cap.
-    pub fn admit(&self, ip: IpAddr, project: u64) -> Result<Admission, Rejection> {
-        let global =
-            Arc::clone(&self.global)
-                .try_acquire_owned()
-                .map_err(|_| Rejection::Overloaded {
+    pub fn admit(&self, ip: IpAddr, project: u64) -> Result<Admission<'_>, Rejection> {
+        let global = self.take_global().ok_or(Rejection::Overloaded {
+            retry_after: RETRY_AFTER,
+        })?;
+        let ip =
+            self.per_ip
+                .try_take(self.keys.key(ip))
+                .ok_or_else(|| Rejection::ClientInFlight {
+                    limit: self.per_ip.per_key(),
                     retry_after: RETRY_AFTER,
                 })?;
-        let ip = self
-            .per_ip
-            .try_take(self.keys.key(ip))
-            .ok_or(Rejection::ClientInFlight {
-                limit: self.per_ip.per_key(),
-                retry_after: RETRY_AFTER,
-            })?;
-        let project = self
-            .per_project
-            .try_take(project)
-            .ok_or(Rejection::ProjectInFlight {
-                limit: self.per_project.per_key(),
-                retry_after: RETRY_AFTER,
-            })?;
+        let project =
+            self.per_project
+                .try_take(project)
+                .ok_or_else(|| Rejection::ProjectInFlight {
+                    limit: self.per_project.per_key(),
+                    retry_after: RETRY_AFTER,
+                })?;
         Ok(Admission {
             _global: global,
             _ip: ip,
             _project: project,
         })
+    }
+
+    /// A global slot, or `None` at the cap. Never counts past the cap, even for a moment, so
+    /// racing requests cannot both see room for one. (The count guards no other memory:
+    /// relaxed ordering is enough.)
+    fn take_global(&self) -> Option<GlobalSlot<'_>> {
+        self.global
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held < self.global_cap).then_some(held + 1)
+            })
+            .ok()
+            .map(|_| GlobalSlot(&self.global))
+    }
+
+    /// Requests admitted and not yet answered.
+    pub fn admitted(&self) -> usize {
+        self.global.load(Ordering::Relaxed)
     }
 
     /// Client keys and projects with a request in flight (the maps' sizes).
@@ -202,7 +252,10 @@ mod tests {
         assert_eq!(slots.len(), 2);
         drop(a1);
         let a3 = slots.try_take("a").unwrap();
-        drop((a2, a3, b));
+        drop(a2);
+        assert_eq!(slots.len(), 2, "a still holds one slot");
+        assert!(slots.try_take("a").is_some(), "a holds one of two");
+        drop((a3, b));
         assert!(slots.is_empty(), "no key without a slot stays in the map");
     }
 
@@ -232,8 +285,42 @@ mod tests {
             (503, "overloaded")
         );
         assert_eq!(in_flight.tracked(), (3, 2));
+        assert_eq!(in_flight.admitted(), 4);
         drop((held, third, other_project));
         assert_eq!(in_flight.tracked(), (0, 0));
+        assert_eq!(in_flight.admitted(), 0);
         assert!(in_flight.admit(c, 3).is_ok(), "refusals held nothing");
+        assert_eq!(
+            in_flight.admitted(),
+            0,
+            "an admission dropped at once gives its slot back"
+        );
+    }
+
+    /// Guards the global cap as an atomic count (it was a semaphore): racing admissions never
+    /// hold more than the cap at once, and every slot comes back.
+    #[test]
+    fn racing_admissions_never_exceed_the_global_cap() {
+        const CAP: usize = 3;
+        let in_flight = InFlight::new(CAP, 1000, 1000, ClientKeys::default());
+        let admitted = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for thread in 0..8u8 {
+                let (in_flight, admitted) = (&in_flight, &admitted);
+                scope.spawn(move || {
+                    for round in 0..2000u64 {
+                        if let Ok(held) = in_flight.admit(IpAddr::from([10, 0, 0, thread]), round) {
+                            let now = in_flight.admitted();
+                            assert!(now <= CAP, "{now} admitted with a cap of {CAP}");
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                            drop(held);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(admitted.into_inner() > 0);
+        assert_eq!(in_flight.admitted(), 0);
+        assert_eq!(in_flight.tracked(), (0, 0));
     }
 }
