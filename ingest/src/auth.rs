@@ -132,8 +132,14 @@ pub fn authorize(
     project_id: u64,
     key: Option<&str>,
 ) -> Result<Arc<Project>, Rejection> {
-    let key = key.ok_or(Rejection::MissingKey)?;
-    let (owner, state) = snapshot.key(key).ok_or(Rejection::UnknownKey)?;
+    // `let else`, not `ok_or(Rejection::..)?`: `ok_or` builds and drops a `Rejection` on every
+    // accepted request.
+    let Some(key) = key else {
+        return Err(Rejection::MissingKey);
+    };
+    let Some((owner, state)) = snapshot.key(key) else {
+        return Err(Rejection::UnknownKey);
+    };
     if owner != project_id {
         return Err(Rejection::WrongProject);
     }
@@ -143,10 +149,10 @@ pub fn authorize(
         KeyState::Revoked => return Err(Rejection::KeyRevoked),
     }
     // The key index and the project map come from the same file, so the owner exists.
-    snapshot
-        .project(project_id)
-        .cloned()
-        .ok_or(Rejection::UnknownKey)
+    match snapshot.project(project_id) {
+        Some(project) => Ok(Arc::clone(project)),
+        None => Err(Rejection::UnknownKey),
+    }
 }
 
 #[cfg(test)]

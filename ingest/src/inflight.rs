@@ -9,44 +9,28 @@
 //! the connection permit), so the map never holds more keys than that global cap.
 //!
 //! Every report request takes and gives back a slot in two of these maps, so their cost is per
-//! request: they hash with foldhash under a per-map seed from the OS (see [`SlotHasher`]), not
-//! std's SipHash, and the global cap is one atomic counter, not a semaphore (nothing ever waits
-//! for a permit: a request over the cap is refused at once).
+//! request: they hash with [`crate::keyed_hash`] (foldhash, seeded from the OS), not std's
+//! SipHash, and the global cap is one atomic counter, not a semaphore (nothing ever waits for a
+//! permit: a request over the cap is refused at once).
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use foldhash::fast::SeedableRandomState;
-use foldhash::SharedSeed;
-
+use crate::keyed_hash::{keyed_map, KeyedMap};
 use crate::limit::ClientKeys;
 use crate::rejection::Rejection;
 
 /// How long a client refused for holding too many slots is asked to wait (`Retry-After`).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The slot maps' hasher: foldhash (about 20 instructions per key; std's SipHash costs about 100
-/// to 150, and a request hashes four keys) with a per-map seed drawn from std's `RandomState`,
-/// whose keys come from the OS. The keys are client networks and project ids a sender can pick,
-/// so the seed must be secret, or a sender could aim its keys at one bucket; and a map never
-/// holds more keys than the global cap, which bounds what even a collision flood could cost.
-/// (foldhash's own `RandomState` seeds from addresses and the clock, not the OS.)
-pub type SlotHasher = SeedableRandomState;
-
-fn slot_hasher() -> SlotHasher {
-    let seed = std::hash::RandomState::new().hash_one(0_u64);
-    SeedableRandomState::with_seed(seed, SharedSeed::global_random())
-}
-
 /// At most `per_key` slots per key, counted in a map that holds only keys with a slot taken.
 #[derive(Debug)]
 pub struct KeyedSlots<K: Hash + Eq + Clone> {
-    counts: Mutex<HashMap<K, usize, SlotHasher>>,
+    counts: Mutex<KeyedMap<K, usize>>,
     per_key: usize,
 }
 
@@ -60,7 +44,7 @@ pub struct Slot<K: Hash + Eq + Clone> {
 impl<K: Hash + Eq + Clone> KeyedSlots<K> {
     pub fn new(per_key: usize) -> Arc<Self> {
         Arc::new(Self {
-            counts: Mutex::new(HashMap::with_hasher(slot_hasher())),
+            counts: Mutex::new(keyed_map()),
             per_key,
         })
     }

@@ -12,7 +12,8 @@
 //! [`validate`] (body size, decompression, parsing) -> [`filter`] (host allow-list, noise,
 //! ignore lists) -> [`privacy`] -> [`publish`] (Kafka). [`rejection`] maps every refusal to one
 //! status and one metric label; [`metrics`] is the catalog of metric names; [`admin`] serves
-//! `/healthz`, `/readyz` and `/metrics` on a separate listener; [`config`] is the CLI.
+//! `/healthz`, `/readyz` and `/metrics` on a separate listener; [`config`] is the CLI;
+//! [`keyed_hash`] is the hasher of the maps keyed by what a sender picks.
 
 pub mod admin;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod filter;
 pub mod inflight;
+pub mod keyed_hash;
 pub mod limit;
 pub mod metrics;
 pub mod privacy;

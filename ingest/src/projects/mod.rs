@@ -7,12 +7,13 @@ mod reload;
 pub use matcher::HostMatcher;
 pub use reload::Projects;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Deserialize;
+
+use crate::keyed_hash::{keyed_map, KeyedMap};
 
 /// Why a projects file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -239,13 +240,24 @@ pub struct Filters {
     pub document_hosts: HostMatcher,
 }
 
-/// An immutable view of every project and the key lookup map.
-#[derive(Debug, Default)]
+/// An immutable view of every project and the key lookup map. Every report request looks its
+/// key and project up here: both maps hash with [`crate::keyed_hash`], not SipHash.
+#[derive(Debug)]
 pub struct Snapshot {
-    projects: HashMap<u64, Arc<Project>>,
-    keys: HashMap<String, (u64, KeyState)>,
+    projects: KeyedMap<u64, Arc<Project>>,
+    keys: KeyedMap<String, (u64, KeyState)>,
     /// The file ended with [`END_MARKER`]: later files must too.
     pub ends_with_marker: bool,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            projects: keyed_map(),
+            keys: keyed_map(),
+            ends_with_marker: false,
+        }
+    }
 }
 
 impl Snapshot {
