@@ -259,23 +259,61 @@ impl<H: Handler> Connection<H> {
                 first_request
             };
             let wait = activity.idle_deadline(limit);
-            tokio::select! {
-                result = &mut connection => {
+            match connection_or_timer(connection.as_mut(), tokio::time::sleep(wait)).await {
+                Some(result) => {
                     if let Err(error) = result {
                         metrics::connection_error("protocol");
                         tracing::debug!(error = %error, "connection ended with an error");
                     }
                     return;
                 }
-                () = tokio::time::sleep(wait) => {
+                None => {
                     if activity.is_idle_for(limit) {
-                        tracing::debug!(first_request = !activity.has_begun(), "closing idle connection");
+                        tracing::debug!(
+                            first_request = !activity.has_begun(),
+                            "closing idle connection"
+                        );
                         return; // dropping the connection closes it; nothing is in flight
                     }
                 }
             }
         }
     }
+}
+
+/// `connection`'s result, or `None` once `timer` has fired: `select!` on the two, except that the
+/// timer is polled only to register it (first, or when the task's waker changed) and once it has
+/// fired, not at every wake-up of the connection (a request wakes it about three times; each poll
+/// of a registered timer re-checks its waker, about 120 instructions, callgrind). Between those
+/// polls the timer keeps the waker it was registered with, which stays valid: a task keeps its
+/// waker.
+///
+/// The timer is polled outside tokio's coop budget (`coop::unconstrained`, the pattern tokio's
+/// `coop` docs give for a timeout): the connection may have spent the budget, and a timer polled
+/// without budget returns `Pending` without registering at all, so it would never fire.
+async fn connection_or_timer<C: Future>(
+    mut connection: Pin<&mut C>,
+    timer: tokio::time::Sleep,
+) -> Option<C::Output> {
+    tokio::pin!(timer);
+    let mut timer_waker: Option<std::task::Waker> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        let registered = timer_waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if !registered || timer.is_elapsed() {
+            let unconstrained = std::pin::pin!(tokio::task::coop::unconstrained(timer.as_mut()));
+            if unconstrained.poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            timer_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// A connection's socket, counting the bytes it receives.
@@ -388,6 +426,54 @@ impl Drop for ActivityGuard {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Guards `connection_or_timer`'s skipped timer polls: a connection that keeps waking its
+    /// task does not keep the idle timer from firing, and a connection that ends wins.
+    #[tokio::test]
+    async fn the_idle_timer_fires_however_often_the_connection_wakes() {
+        let busy = std::pin::pin!(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let started = Instant::now();
+        let woke = tokio::time::timeout(
+            Duration::from_secs(10),
+            connection_or_timer(busy, tokio::time::sleep(Duration::from_millis(50))),
+        )
+        .await
+        .expect("the idle timer fires long before 10 s");
+        assert!(woke.is_none(), "the timer fired");
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        let ends = std::pin::pin!(async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            7
+        });
+        let woke = connection_or_timer(ends, tokio::time::sleep(Duration::from_millis(50))).await;
+        assert_eq!(woke, Some(7));
+    }
+
+    /// Regression: a connection that spends the task's whole coop budget at every poll (as a
+    /// busy one can) must not keep the idle timer from registering. Polled with the budget
+    /// spent, the timer returned `Pending` without registering and never fired: one idle
+    /// connection in `slow_clients` outlived its timeouts.
+    #[tokio::test]
+    async fn the_idle_timer_registers_after_the_connection_spent_the_budget() {
+        let greedy = std::pin::pin!(std::future::poll_fn(|cx| loop {
+            let spend = std::pin::pin!(tokio::task::coop::consume_budget());
+            if spend.poll(cx).is_pending() {
+                return Poll::<()>::Pending;
+            }
+        }));
+        let woke = tokio::time::timeout(
+            Duration::from_secs(10),
+            connection_or_timer(greedy, tokio::time::sleep(Duration::from_millis(50))),
+        )
+        .await
+        .expect("the idle timer fires long before 10 s");
+        assert!(woke.is_none());
+    }
 
     #[test]
     fn activity_tracks_in_flight_requests() {
