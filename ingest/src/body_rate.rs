@@ -66,15 +66,16 @@ impl MinRate {
             return read.await;
         };
         let start = meter.get();
-        let started = tokio::time::Instant::now();
         tokio::pin!(read);
         // A small body on a keep-alive connection has usually arrived with its head: read on the
         // first poll, it needs no timer (registering and cancelling one cost ~2,600 instructions
-        // per request, deploy/scripts/profile-ingest.sh).
+        // per request, deploy/scripts/profile-ingest.sh), nor the clock.
         let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
         if let Poll::Ready(result) = first {
             return result;
         }
+        // The first poll took no time worth counting: the rate is owed from here.
+        let started = tokio::time::Instant::now();
         let mut checks = tokio::time::interval_at(started + self.grace + CHECK_EVERY, CHECK_EVERY);
         loop {
             tokio::select! {
