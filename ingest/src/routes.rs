@@ -265,8 +265,35 @@ struct Tally {
     host_not_allowed: usize,
 }
 
-/// The reports of one body that will be stored, with their noise verdicts.
-type Kept<'b> = Vec<(ParsedReport<'b>, Option<schemas::NoiseReason>)>;
+/// The reports of one body that will be stored: the body's items, left where the parser put
+/// them, each with its fate. (A report is about 400 bytes: moving the kept ones into a list of
+/// their own and out again cost four copies of each, callgrind.)
+struct Kept<'b> {
+    items: Vec<Result<ParsedReport<'b>, schemas::ReportError>>,
+    /// One per item: `Some(noise verdict)` when it is stored, `None` when not.
+    stored: Vec<Option<Option<schemas::NoiseReason>>>,
+    len: usize,
+}
+
+impl<'b> Kept<'b> {
+    /// How many reports will be stored.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every report to store, with its noise verdict.
+    fn reports(
+        &mut self,
+    ) -> impl Iterator<Item = (&mut ParsedReport<'b>, Option<schemas::NoiseReason>)> {
+        self.items
+            .iter_mut()
+            .zip(&self.stored)
+            .filter_map(|(item, stored)| match (item, stored) {
+                (Ok(report), Some(noise)) => Some((report, *noise)),
+                _ => None,
+            })
+    }
+}
 
 impl App {
     /// One report request, in the order of the module doc: auth -> in-flight admission -> body
@@ -370,11 +397,11 @@ impl App {
     async fn publish(
         &self,
         context: &MessageContext<'_>,
-        kept: Kept<'_>,
+        mut kept: Kept<'_>,
     ) -> Result<usize, Rejection> {
         let mut kinds = Vec::with_capacity(kept.len());
         let mut messages = Vec::with_capacity(kept.len());
-        for (report, noise) in kept {
+        for (report, noise) in kept.reports() {
             kinds.push(report.kind.as_str());
             messages.push(context.message(report, noise));
         }
@@ -415,33 +442,42 @@ fn filter_reports<'b>(
     parsed: ParsedBody<'b>,
 ) -> Result<(Kept<'b>, Tally), Rejection> {
     let mut tally = Tally::default();
-    let mut kept = Vec::with_capacity(parsed.items.len());
-    for item in parsed.items {
-        match item {
+    let mut stored = Vec::with_capacity(parsed.items.len());
+    for item in &parsed.items {
+        stored.push(match item {
             Err(error) => {
                 tally.rejected += 1;
                 metrics::report_error(error.reason());
                 metrics::reports("invalid", "rejected", 1);
+                None
             }
             Ok(report) => match filter::judge_view(project, &report.view()) {
-                Verdict::Keep { noise } => kept.push((report, noise)),
+                Verdict::Keep { noise } => Some(noise),
                 Verdict::Filtered(reason) => {
                     tally.filtered += 1;
                     metrics::filtered(reason);
                     metrics::reports(report.kind.as_str(), "filtered", 1);
+                    None
                 }
                 Verdict::HostNotAllowed => {
                     tally.rejected += 1;
                     tally.host_not_allowed += 1;
                     metrics::report_error("host_not_allowed");
                     metrics::reports(report.kind.as_str(), "rejected", 1);
+                    None
                 }
             },
-        }
+        });
     }
-    if kept.is_empty() && tally.filtered == 0 && tally.host_not_allowed > 0 {
+    let len = stored.iter().filter(|stored| stored.is_some()).count();
+    if len == 0 && tally.filtered == 0 && tally.host_not_allowed > 0 {
         return Err(Rejection::HostNotAllowed);
     }
+    let kept = Kept {
+        items: parsed.items,
+        stored,
+        len,
+    };
     Ok((kept, tally))
 }
 
@@ -472,10 +508,10 @@ impl MessageContext<'_> {
     /// (borrowed through a [`schemas::MessageView`]: no string is copied into an owned message).
     fn message(
         &self,
-        mut report: ParsedReport<'_>,
+        report: &mut ParsedReport<'_>,
         noise: Option<schemas::NoiseReason>,
     ) -> OutgoingMessage {
-        privacy::apply_parsed(&self.project.privacy, &mut report);
+        privacy::apply_parsed(&self.project.privacy, report);
         let view = report.view();
         let fingerprint = schemas::fingerprint::fingerprint_view(self.project.id, &view);
         let key = schemas::dedup_key(fingerprint, self.client_ip.as_deref().unwrap_or(""));
