@@ -7,11 +7,13 @@
 #
 #   deploy/scripts/profile-ingest.sh [requests=20000] [rate=1000]
 #
-# Environment: PALISADE_NO_BUILD=1 uses the release binaries as they are; PALISADE_PROFILE
-# (default legacy) changes the load. The callgrind file is kept at /tmp/palisade-ingest.cg (or
-# PALISADE_CALLGRIND_OUT)
-# (read it with `callgrind_annotate --inclusive=yes /tmp/palisade-ingest.cg`). Everything it
-# starts is stopped at the end.
+# Environment: PALISADE_NO_BUILD=1 uses the release binaries as they are; PALISADE_INGEST_BIN
+# profiles another ingest binary (e.g. a copy of main's, for a before/after); PALISADE_PROFILE
+# (default legacy) changes the load; ingest's own PALISADE_* settings pass through (e.g.
+# PALISADE_KAFKA_MESSAGE_FORMAT=json). The callgrind file is kept at PALISADE_CALLGRIND_OUT
+# (default /tmp/palisade-ingest.cg; read it with `callgrind_annotate --inclusive=yes FILE`), so
+# two people profiling on one machine do not overwrite each other's. Everything it starts is
+# stopped at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -30,7 +32,7 @@ start_tansu "$tansu" "$kafka_port"
 create_topic "$tansu" "$kafka_port" load 4
 write_projects load load-key
 valgrind --tool=callgrind --callgrind-out-file="$out" \
-  target/release/palisade-ingest --public-addr "127.0.0.1:$port" \
+  "${PALISADE_INGEST_BIN:-target/release/palisade-ingest}" --public-addr "127.0.0.1:$port" \
   --admin-addr "127.0.0.1:$admin_port" --projects-file "$work/projects.toml" \
   --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic load \
   --ip-rate-per-second 1000000 --ip-burst 1000000 >"$work/ingest.log" 2>&1 &
