@@ -289,7 +289,7 @@ fuzz_target!(|data: &[u8]| {
         return; // 415
     };
     if body.len() > MAX_BODY_BYTES {
-        return; // 413 (read_body's `Limited`)
+        return; // 413 (read_body's size cap)
     }
     let Ok(mut plain) = validate::decode(encoding, body, MAX_DECOMPRESSED_BYTES) else {
         return; // 400 bad compression or 413 decompressed too large
