@@ -96,6 +96,9 @@ impl<'a, 'v> Fields<'a, 'v> {
 
     /// Takes the first value matching `aliases` (in alias order) that `convert` accepts.
     /// `null` values are taken and skipped; values `convert` refuses are left for `extra`.
+    /// It and the getters the wire parsers call are inlined, so that the ids of their
+    /// constant aliases are folded at compile time.
+    #[inline]
     pub(crate) fn take_with<T>(
         &mut self,
         aliases: &[&str],
@@ -130,6 +133,7 @@ impl<'a, 'v> Fields<'a, 'v> {
     }
 
     /// The raw value of the first key matching `aliases`, taken whatever its type.
+    #[inline]
     pub(crate) fn raw(&mut self, aliases: &[&str]) -> Option<Json<'a, 'v>> {
         self.take_with(aliases, Some)
     }
@@ -143,22 +147,26 @@ impl<'a, 'v> Fields<'a, 'v> {
 
     /// [`Fields::string`] borrowed from the parsed body (owned only for a number or boolean's
     /// text): what the report's own fields take.
+    #[inline]
     pub(crate) fn text(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
         self.text_keep_empty(aliases).filter(|s| !s.is_empty())
     }
 
     /// A string field kept even when empty (`blocked-uri: ""` means something), borrowed as
     /// [`Fields::text`].
+    #[inline]
     pub(crate) fn text_keep_empty(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
         self.take_with(aliases, scalar_text)
     }
 
     /// A non-negative integer; accepts numeric strings and integral floats.
+    #[inline]
     pub(crate) fn u64(&mut self, aliases: &[&str]) -> Option<u64> {
         self.take_with(aliases, lenient_u64)
     }
 
     /// A non-negative integer that fits in `u16` (status codes, ports).
+    #[inline]
     pub(crate) fn u16(&mut self, aliases: &[&str]) -> Option<u16> {
         self.take_with(aliases, |v| {
             lenient_u64(v).and_then(|n| u16::try_from(n).ok())

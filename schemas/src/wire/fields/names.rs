@@ -126,6 +126,7 @@ pub(crate) fn id_of_key(key: &str) -> Option<Id> {
 
 /// The id of `alias` when it is a name's canonical spelling (what the wire parsers look up);
 /// `None` for anything else, which the caller compares byte by byte.
+#[inline(always)]
 pub(crate) fn id_of_canonical(alias: &str) -> Option<Id> {
     lookup(alias.as_bytes())
         .filter(|spelling| spelling.canonical)
@@ -139,44 +140,87 @@ struct Spelling {
     id: Id,
     /// Whether `text` is the canonical spelling of its name.
     canonical: bool,
-    head: u64,
-    tail: u64,
+    words: Words,
 }
 
-/// The listed spelling `key` is, if any: one hash and, almost always, one probe.
+/// The listed spelling `key` is, if any: one hash and, almost always, one probe. Inlined: the
+/// wire parsers pass constant aliases, whose lookup the optimiser then folds away.
+#[inline(always)]
 fn lookup(key: &[u8]) -> Option<&'static Spelling> {
-    let (head, tail) = head_tail(key);
-    let mut slot = slot_of(key, head, tail);
+    let words = Words::of(key);
+    let mut slot = words.slot();
     loop {
         let index = *TABLE.get(slot)?;
         let spelling = SPELLINGS.get(usize::from(index).checked_sub(1)?)?;
-        // Length, head and tail are the whole text up to 16 bytes.
-        if spelling.text.len() == key.len()
-            && spelling.head == head
-            && spelling.tail == tail
-            && (key.len() <= 16 || spelling.text.as_bytes() == key)
-        {
+        // The words are the whole text up to 24 bytes.
+        if spelling.words.eq(&words) && (key.len() <= 24 || spelling.text.as_bytes() == key) {
             return Some(spelling);
         }
         slot = (slot + 1) % TABLE_LEN;
     }
 }
 
-/// The first and last eight bytes of `key` as little-endian words (the first and last four for
-/// a key of 4-7 bytes, the whole key for a shorter one): with the length, the whole key up to
-/// 16 bytes.
-const fn head_tail(key: &[u8]) -> (u64, u64) {
-    let len = key.len();
-    if len >= 8 {
-        (word(key, 0, 8), word(key, len - 8, 8))
-    } else if len >= 4 {
-        (word(key, 0, 4), word(key, len - 4, 4))
-    } else {
-        (word(key, 0, len), 0)
+/// A key's length and its bytes as little-endian words: the first and last eight (four for a
+/// key of 4-7 bytes, the whole key zero-padded for a shorter one) and, past 16 bytes, bytes
+/// 8-15. Up to 24 bytes they are the whole key.
+#[derive(Debug, Clone, Copy)]
+struct Words {
+    len: usize,
+    head: u64,
+    middle: u64,
+    tail: u64,
+}
+
+impl Words {
+    #[inline(always)]
+    const fn of(key: &[u8]) -> Self {
+        let len = key.len();
+        let (head, tail) = if len >= 8 {
+            (word(key, 0, 8), word(key, len - 8, 8))
+        } else if len >= 4 {
+            (word(key, 0, 4), word(key, len - 4, 4))
+        } else {
+            (word(key, 0, len), 0)
+        };
+        let middle = if len > 16 { word(key, 8, 8) } else { 0 };
+        Self {
+            len,
+            head,
+            middle,
+            tail,
+        }
+    }
+
+    #[inline(always)]
+    const fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self.head == other.head
+            && self.middle == other.middle
+            && self.tail == other.tail
+    }
+
+    /// The home slot in [`TABLE`]. Only speed depends on it (collisions are probed): with
+    /// [`SLOT_MULTIPLIER`] every listed spelling sits in its home slot
+    /// (`tests::one_probe_each`). The rotations are not whole bytes, so that a byte where
+    /// `head` and `tail` overlap does not cancel out (`columnnumber`, `columnNumber`); the
+    /// middle tells `violated-directive` from `violated_directive`.
+    #[inline(always)]
+    const fn slot(&self) -> usize {
+        self.slot_with(SLOT_MULTIPLIER)
+    }
+
+    #[inline(always)]
+    const fn slot_with(&self, multiplier: u64) -> usize {
+        let mixed = self.head
+            ^ self.tail.rotate_left(29)
+            ^ self.middle.rotate_left(13)
+            ^ self.len as u64;
+        (mixed.wrapping_mul(multiplier) >> (64 - TABLE_BITS)) as usize
     }
 }
 
 /// `n` bytes of `key` from `start`, little-endian (the optimiser makes one load of it).
+#[inline(always)]
 const fn word(key: &[u8], start: usize, n: usize) -> u64 {
     let mut word = 0;
     let mut i = 0;
@@ -185,18 +229,6 @@ const fn word(key: &[u8], start: usize, n: usize) -> u64 {
         i += 1;
     }
     word
-}
-
-/// The home slot of a key in [`TABLE`], from its length, [`head_tail`] and, past 16 bytes,
-/// bytes 8-15 (`violated-directive` and `violated_directive` differ only there). Only speed
-/// depends on it (collisions are probed): with [`SLOT_MULTIPLIER`] every listed spelling sits
-/// in its home slot (`tests::one_probe_each`).
-const fn slot_of(key: &[u8], head: u64, tail: u64) -> usize {
-    let middle = if key.len() > 16 { word(key, 8, 8) } else { 0 };
-    // Rotations by amounts that are not whole bytes: a byte where `head` and `tail` overlap
-    // must not cancel out (`columnnumber`, `columnNumber`).
-    let mixed = head ^ tail.rotate_left(29) ^ middle.rotate_left(13) ^ key.len() as u64;
-    (mixed.wrapping_mul(SLOT_MULTIPLIER) >> (64 - TABLE_BITS)) as usize
 }
 
 /// Found by `tests::search_slot_multiplier` (run it when `one_probe_each` fails).
@@ -236,8 +268,7 @@ static SPELLINGS: [Spelling; SPELLING_COUNT] = {
         text: "",
         id: 0,
         canonical: false,
-        head: 0,
-        tail: 0,
+        words: Words::of(b""),
     };
     let mut out = [empty; SPELLING_COUNT];
     let mut n = 0;
@@ -254,13 +285,11 @@ static SPELLINGS: [Spelling; SPELLING_COUNT] = {
         while s < NAMES[id].len() {
             let text = NAMES[id][s];
             assert!(spells(text.as_bytes(), name), "a spelling of another name");
-            let (head, tail) = head_tail(text.as_bytes());
             out[n] = Spelling {
                 text,
                 id: id as Id,
                 canonical: s == 0,
-                head,
-                tail,
+                words: Words::of(text.as_bytes()),
             };
             n += 1;
             s += 1;
@@ -278,7 +307,7 @@ static TABLE: [u8; TABLE_LEN] = {
     let mut i = 0;
     while i < SPELLING_COUNT {
         let s = &SPELLINGS[i];
-        let mut slot = slot_of(s.text.as_bytes(), s.head, s.tail);
+        let mut slot = s.words.slot();
         while table[slot] != 0 {
             slot = (slot + 1) % TABLE_LEN;
         }
@@ -362,7 +391,7 @@ mod tests {
     #[test]
     fn one_probe_each() {
         for (index, s) in SPELLINGS.iter().enumerate() {
-            let home = slot_of(s.text.as_bytes(), s.head, s.tail);
+            let home = s.words.slot();
             assert_eq!(usize::from(TABLE[home]), index + 1, "{}", s.text);
         }
     }
@@ -378,18 +407,9 @@ mod tests {
             state ^= state << 17;
             let multiplier = state | 1;
             let mut used = vec![false; TABLE_LEN];
-            let perfect = SPELLINGS.iter().all(|s| {
-                let bytes = s.text.as_bytes();
-                let middle = if bytes.len() > 16 {
-                    word(bytes, 8, 8)
-                } else {
-                    0
-                };
-                let mixed =
-                    s.head ^ s.tail.rotate_left(29) ^ middle.rotate_left(13) ^ bytes.len() as u64;
-                let slot = (mixed.wrapping_mul(multiplier) >> (64 - TABLE_BITS)) as usize;
-                !std::mem::replace(&mut used[slot], true)
-            });
+            let perfect = SPELLINGS
+                .iter()
+                .all(|s| !std::mem::replace(&mut used[s.words.slot_with(multiplier)], true));
             if perfect {
                 println!("SLOT_MULTIPLIER = {multiplier:#x}");
                 return;
