@@ -211,10 +211,8 @@ impl Words {
 
     #[inline(always)]
     const fn slot_with(&self, multiplier: u64) -> usize {
-        let mixed = self.head
-            ^ self.tail.rotate_left(29)
-            ^ self.middle.rotate_left(13)
-            ^ self.len as u64;
+        let mixed =
+            self.head ^ self.tail.rotate_left(29) ^ self.middle.rotate_left(13) ^ self.len as u64;
         (mixed.wrapping_mul(multiplier) >> (64 - TABLE_BITS)) as usize
     }
 }
