@@ -13,36 +13,25 @@ use simd_json::StaticNode;
 
 use super::json::{to_json, Json, Members};
 
+mod names;
+
 /// A JSON object being taken apart field by field.
 #[derive(Debug)]
 pub(crate) struct Fields<'a, 'v> {
+    /// In body order, unless [`Fields::new`] had to sort them (see there).
     entries: Vec<Entry<'a, 'v>>,
+    /// The names some entry spells: a lookup of a name no key spells stops here.
+    present: names::IdSet,
 }
 
 #[derive(Debug)]
 struct Entry<'a, 'v> {
     key: &'a str,
-    /// The first byte of `key`'s canonical spelling, computed once: a wire parser looks up
-    /// about fifteen aliases, each against every entry, and this and the key's length tell
-    /// most pairs apart before [`key_matches`] compares them byte by byte.
-    first: Option<u8>,
+    /// The name `key` spells ([`names::id_of_key`]), classified once: the wire parsers look up
+    /// about fifteen names, and comparing ids spares comparing every key with every alias.
+    id: Option<names::Id>,
     value: Json<'a, 'v>,
     taken: bool,
-}
-
-/// The first byte of `key` lowercased, skipping `-` and `_` (the first byte [`key_matches`]
-/// compares).
-fn canonical_first(key: &str) -> Option<u8> {
-    key.bytes()
-        .find(|b| *b != b'-' && *b != b'_')
-        .map(|b| b.to_ascii_lowercase())
-}
-
-/// Whether `key`, whose [`canonical_first`] is `first`, can match `canonical` at all: their
-/// first bytes agree and `key` is not shorter (dropping separators only shortens a key).
-/// Never false where [`key_matches`] is true; it only spares the byte-by-byte comparison.
-fn may_match(key: &str, first: Option<u8>, canonical: &str) -> bool {
-    first == canonical.bytes().next() && key.len() >= canonical.len()
 }
 
 /// Whether `key` equals `canonical` ignoring ASCII case and the separators `-` and `_`.
@@ -62,43 +51,72 @@ impl<'a, 'v> Fields<'a, 'v> {
     pub(crate) fn empty() -> Self {
         Self {
             entries: Vec::new(),
+            present: 0,
         }
     }
 
     pub(crate) fn new(object: Members<'a, 'v>) -> Self {
         let mut entries: Vec<Entry<'a, 'v>> = Vec::with_capacity(object.len());
-        entries.extend(object.map(|(key, value)| Entry {
-            key,
-            first: canonical_first(key),
-            value,
-            taken: false,
-        }));
-        // Deterministic order whatever the map's iteration order: leftovers and lookups of
-        // duplicate spellings (`document-uri` and `documentURI` both present) are stable.
-        entries.sort_by(|a, b| a.key.cmp(b.key));
-        // The same key twice: the last occurrence wins, as in `JSON.parse`, whatever the
-        // object's size. The tape keeps every duplicate in body order (the stable sort keeps
-        // that order).
-        entries.dedup_by(|later, earlier| {
-            let same = later.key == earlier.key;
-            if same {
-                std::mem::swap(later, earlier);
+        let (mut present, mut repeated, mut unnamed) = (0, false, 0);
+        for (key, value) in object {
+            let id = names::id_of_key(key);
+            match id {
+                Some(id) => {
+                    repeated |= present & names::bit(id) != 0;
+                    present |= names::bit(id);
+                }
+                None => unnamed += 1,
             }
-            same
-        });
-        Self { entries }
+            entries.push(Entry {
+                key,
+                id,
+                value,
+                taken: false,
+            });
+        }
+        // Lookups see the keys spelling one name in key order (`document-uri` before
+        // `documentURI`), whatever the body's order, and of a key sent twice only the last
+        // occurrence, as `JSON.parse` (the tape keeps every duplicate in body order; the stable
+        // sort keeps that order). When no name is spelled twice and at most one key spells
+        // none (what browsers send), every lookup has one candidate at most and no key is
+        // duplicated: the order does not matter and the sort is skipped ([`Fields::drain_into`]
+        // sorts what is left).
+        if repeated || unnamed > 1 {
+            entries.sort_by(|a, b| a.key.cmp(b.key));
+            entries.dedup_by(|later, earlier| {
+                let same = later.key == earlier.key;
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
+        }
+        Self { entries, present }
     }
 
     /// Takes the first value matching `aliases` (in alias order) that `convert` accepts.
     /// `null` values are taken and skipped; values `convert` refuses are left for `extra`.
+    /// It and the getters the wire parsers call are inlined, so that the ids of their
+    /// constant aliases are folded at compile time.
+    #[inline]
     pub(crate) fn take_with<T>(
         &mut self,
         aliases: &[&str],
         mut convert: impl FnMut(Json<'a, 'v>) -> Option<T>,
     ) -> Option<T> {
         for alias in aliases {
+            // A name's canonical spelling (what the wire parsers pass) is matched by id; any
+            // other alias byte by byte.
+            let id = names::id_of_canonical(alias);
+            if id.is_some_and(|id| self.present & names::bit(id) == 0) {
+                continue;
+            }
+            let matches = |entry: &Entry<'_, '_>| match id {
+                Some(id) => entry.id == Some(id),
+                None => key_matches(entry.key, alias),
+            };
             for entry in self.entries.iter_mut().filter(|e| !e.taken) {
-                if !may_match(entry.key, entry.first, alias) || !key_matches(entry.key, alias) {
+                if !matches(entry) {
                     continue;
                 }
                 if entry.value.is_null() {
@@ -115,6 +133,7 @@ impl<'a, 'v> Fields<'a, 'v> {
     }
 
     /// The raw value of the first key matching `aliases`, taken whatever its type.
+    #[inline]
     pub(crate) fn raw(&mut self, aliases: &[&str]) -> Option<Json<'a, 'v>> {
         self.take_with(aliases, Some)
     }
@@ -128,22 +147,26 @@ impl<'a, 'v> Fields<'a, 'v> {
 
     /// [`Fields::string`] borrowed from the parsed body (owned only for a number or boolean's
     /// text): what the report's own fields take.
+    #[inline]
     pub(crate) fn text(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
         self.text_keep_empty(aliases).filter(|s| !s.is_empty())
     }
 
     /// A string field kept even when empty (`blocked-uri: ""` means something), borrowed as
     /// [`Fields::text`].
+    #[inline]
     pub(crate) fn text_keep_empty(&mut self, aliases: &[&str]) -> Option<Cow<'v, str>> {
         self.take_with(aliases, scalar_text)
     }
 
     /// A non-negative integer; accepts numeric strings and integral floats.
+    #[inline]
     pub(crate) fn u64(&mut self, aliases: &[&str]) -> Option<u64> {
         self.take_with(aliases, lenient_u64)
     }
 
     /// A non-negative integer that fits in `u16` (status codes, ports).
+    #[inline]
     pub(crate) fn u16(&mut self, aliases: &[&str]) -> Option<u16> {
         self.take_with(aliases, |v| {
             lenient_u64(v).and_then(|n| u16::try_from(n).ok())
@@ -199,7 +222,11 @@ impl<'a, 'v> Fields<'a, 'v> {
 
     /// Adds everything not taken to `map`; a key already present there wins.
     pub(crate) fn drain_into(self, map: &mut Map<String, JsonValue>) {
-        for entry in self.entries.into_iter().filter(|e| !e.taken) {
+        let mut left: Vec<_> = self.entries.into_iter().filter(|e| !e.taken).collect();
+        // Entries [`Fields::new`] did not sort have distinct keys: sorted, they are in the
+        // order the sorted ones are.
+        left.sort_by(|a, b| a.key.cmp(b.key));
+        for entry in left {
             if !map.contains_key(entry.key) {
                 map.insert(entry.key.to_owned(), to_json(entry.value));
             }
@@ -288,54 +315,6 @@ mod tests {
         assert!(!key_matches("document", "documenturi"));
     }
 
-    /// The pre-check never refuses a pair `key_matches` accepts (it only skips comparisons,
-    /// it never decides a match).
-    #[test]
-    fn pre_check_never_refuses_a_match() {
-        let keys = [
-            "document-uri",
-            "documentURI",
-            "Document_URI",
-            "document-uri-x",
-            "DOCUMENT-URL",
-            "",
-            "-_",
-            "\u{e9}-URI",
-            "_-lineNo",
-        ];
-        let canonical = [
-            "documenturi",
-            "documenturl",
-            "documenturix",
-            "",
-            "\u{e9}uri",
-            "lineno",
-        ];
-        let mut matched = 0;
-        for key in keys {
-            for wanted in canonical {
-                if key_matches(key, wanted) {
-                    matched += 1;
-                    assert!(
-                        may_match(key, canonical_first(key), wanted),
-                        "{key:?} {wanted:?}"
-                    );
-                }
-            }
-        }
-        assert_eq!(matched, 9);
-        assert!(!may_match(
-            "document-uri",
-            canonical_first("document-uri"),
-            "blockeduri"
-        ));
-        assert!(!may_match(
-            "lineno",
-            canonical_first("lineno"),
-            "linenumber"
-        ));
-    }
-
     #[test]
     fn numbers_are_lenient() {
         let value = parse(
@@ -365,5 +344,181 @@ mod tests {
             Some("GET / HTTP/1.1")
         );
         assert!(fields.into_map().is_empty());
+    }
+
+    /// `Fields` as it was before names were classified (every entry sorted by key and
+    /// deduplicated, every alias compared with every key byte by byte): the reference
+    /// `same_answers_as_comparing_every_key` holds `Fields` to.
+    struct Reference<'a, 'v> {
+        entries: Vec<(&'a str, Json<'a, 'v>, bool)>,
+    }
+
+    impl<'a, 'v> Reference<'a, 'v> {
+        fn new(object: Members<'a, 'v>) -> Self {
+            let mut entries: Vec<_> = object.map(|(key, value)| (key, value, false)).collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            entries.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
+            Self { entries }
+        }
+
+        fn take_with<T>(
+            &mut self,
+            aliases: &[&str],
+            mut convert: impl FnMut(Json<'a, 'v>) -> Option<T>,
+        ) -> Option<T> {
+            for alias in aliases {
+                for entry in self.entries.iter_mut().filter(|e| !e.2) {
+                    if !key_matches(entry.0, alias) {
+                        continue;
+                    }
+                    if entry.1.is_null() {
+                        entry.2 = true;
+                        continue;
+                    }
+                    if let Some(found) = convert(entry.1) {
+                        entry.2 = true;
+                        return Some(found);
+                    }
+                }
+            }
+            None
+        }
+
+        fn into_map(self) -> Map<String, JsonValue> {
+            let mut map = Map::new();
+            for (key, value, _) in self.entries.into_iter().filter(|e| !e.2) {
+                if !map.contains_key(key) {
+                    map.insert(key.to_owned(), to_json(value));
+                }
+            }
+            map
+        }
+    }
+
+    /// Lookups the wire parsers make (canonical names, one or several), and aliases the table
+    /// does not hold (compared byte by byte).
+    const LOOKUPS: &[&[&str]] = &[
+        super::super::keys::DOCUMENT,
+        super::super::keys::BLOCKED,
+        super::super::keys::LINE,
+        super::super::keys::SAMPLE,
+        &["violateddirective"],
+        &["effectivedirective"],
+        &["statuscode"],
+        &["request"],
+        &["requesturl", "documenturi", "documenturl"],
+        &["type"],
+        &["cspreport"],
+        &["a"],
+        &["zz", "documenturi"],
+        &["document-uri"],
+        &["documentURI"],
+    ];
+
+    /// Keys that spell the same names several ways, exact duplicates, names the table holds
+    /// under spellings it does not list, and unknown keys.
+    const KEYS: &[&str] = &[
+        "document-uri",
+        "documentURI",
+        "document_uri",
+        "DOCUMENT-URI",
+        "documentURL",
+        "blocked-uri",
+        "blockedURL",
+        "-blocked-uri",
+        "line-number",
+        "lineno",
+        "LineNo",
+        "script-sample",
+        "sample",
+        "violated-directive",
+        "effective-directive",
+        "status-code",
+        "request",
+        "request-url",
+        "type",
+        "csp-report",
+        "a",
+        "A",
+        "zz",
+        "z-z",
+        "",
+    ];
+
+    const VALUES: &[&str] = &[
+        "null",
+        "\"\"",
+        "\"x\"",
+        "\"7\"",
+        "5",
+        "-1",
+        "1.5",
+        "true",
+        "[1]",
+        "{\"k\":1}",
+    ];
+
+    /// One lookup of `Fields` and of the reference, through each kind of conversion.
+    fn both<'a, 'v>(
+        fields: &mut Fields<'a, 'v>,
+        reference: &mut Reference<'a, 'v>,
+        aliases: &[&str],
+        conversion: u8,
+    ) -> (String, String) {
+        match conversion % 3 {
+            0 => (
+                format!("{:?}", fields.take_with(aliases, scalar_text)),
+                format!("{:?}", reference.take_with(aliases, scalar_text)),
+            ),
+            1 => (
+                format!("{:?}", fields.take_with(aliases, lenient_u64)),
+                format!("{:?}", reference.take_with(aliases, lenient_u64)),
+            ),
+            _ => (
+                format!("{:?}", fields.take_with(aliases, |v| Some(to_json(v)))),
+                format!("{:?}", reference.take_with(aliases, |v| Some(to_json(v)))),
+            ),
+        }
+    }
+
+    proptest::proptest! {
+        /// Every lookup answers what comparing every key with every alias answered, in any
+        /// order of lookups, and the same keys are left over, in the same order.
+        #[test]
+        fn same_answers_as_comparing_every_key(
+            members in proptest::collection::vec(
+                (proptest::sample::select(KEYS), proptest::sample::select(VALUES)),
+                0..12,
+            ),
+            lookups in proptest::collection::vec(
+                (proptest::sample::select(LOOKUPS), proptest::num::u8::ANY),
+                0..12,
+            ),
+        ) {
+            let body = members
+                .iter()
+                .map(|(key, value)| format!("{}:{value}", JsonValue::from(*key)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let tape = parse(&format!("{{{body}}}"));
+            let mut fields = Fields::new(object(&tape));
+            let mut reference = Reference::new(object(&tape));
+            for (aliases, conversion) in lookups {
+                let (got, want) = both(&mut fields, &mut reference, aliases, conversion);
+                proptest::prop_assert_eq!(got, want, "{:?}", aliases);
+            }
+            let (got, want) = (fields.into_map(), reference.into_map());
+            // Compared as text: the maps keep insertion order.
+            proptest::prop_assert_eq!(
+                serde_json::to_string(&got).expect("a map serialises"),
+                serde_json::to_string(&want).expect("a map serialises")
+            );
+        }
     }
 }
