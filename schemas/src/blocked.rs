@@ -211,16 +211,10 @@ pub fn origin_key(class: BlockedClass, blocked_url: Option<&str>) -> String {
 /// `xn--` labels (IDNA), empty labels, percent-escapes, backslashes, whitespace, odd ports.
 fn plain_url_origin(url: &str) -> Option<String> {
     let plain = crate::plain_url::split(url, false)?;
-    let mut origin = String::with_capacity(plain.scheme.len() + 3 + plain.host.len() + 6);
-    origin.push_str(plain.scheme);
-    origin.push_str("://");
-    origin.push_str(plain.host);
-    origin.make_ascii_lowercase();
-    if let Some(port) = plain.port {
-        origin.push(':');
-        origin.push_str(port);
-    }
-    Some(origin)
+    let mut origin = Vec::with_capacity(plain.scheme.len() + 3 + plain.host.len() + 6);
+    plain.push_origin(&mut origin);
+    // Always UTF-8: a plain authority is ASCII.
+    String::from_utf8(origin).ok()
 }
 
 /// `url` without its query string and fragment.

@@ -69,22 +69,14 @@ impl Encoder {
         let Some(plain) = plain else {
             return self.field(number, Some(&origin_key(class, url)));
         };
-        // `scheme://host[:port]`, the host lowercased (`blocked::plain_url_origin`).
-        let port_len = plain.port.map_or(0, |port| 1 + port.len());
-        let len = plain.scheme.len() + 3 + plain.host.len() + port_len;
         self.0.push(number);
         self.0.push(0x00);
-        self.0
-            .extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-        self.0.extend_from_slice(plain.scheme.as_bytes());
-        self.0.extend_from_slice(b"://");
-        let host_start = self.0.len();
-        self.0.extend_from_slice(plain.host.as_bytes());
-        self.0[host_start..].make_ascii_lowercase();
-        if let Some(port) = plain.port {
-            self.0.push(b':');
-            self.0.extend_from_slice(port.as_bytes());
-        }
+        // The length is known once the origin is written: its place is filled in after.
+        let len_at = self.0.len();
+        self.0.extend_from_slice(&[0; 4]);
+        plain.push_origin(&mut self.0);
+        let len = u32::try_from(self.0.len() - len_at - 4).unwrap_or(u32::MAX);
+        self.0[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
     /// `value` in decimal, formatted on the stack (the same bytes as `to_string`, without an

@@ -20,6 +20,23 @@ pub struct PlainAuthority<'a> {
     pub rest: &'a str,
 }
 
+impl PlainAuthority<'_> {
+    /// Appends the URL's origin, `scheme://host[:port]` with the host lowercased: byte for byte
+    /// what `Url::parse(url)?.origin().ascii_serialization()` gives for a plain URL
+    /// (`blocked::origin_key` and the fingerprint's blocked origin write it).
+    pub fn push_origin(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.scheme.as_bytes());
+        out.extend_from_slice(b"://");
+        let host_start = out.len();
+        out.extend_from_slice(self.host.as_bytes());
+        out[host_start..].make_ascii_lowercase();
+        if let Some(port) = self.port {
+            out.push(b':');
+            out.extend_from_slice(port.as_bytes());
+        }
+    }
+}
+
 /// Splits a plain URL (module docs); with `canonical_ipv4`, a host in the parser's own IPv4
 /// spelling (`a.b.c.d`, see [`is_canonical_ipv4`]) counts as plain too.
 ///
