@@ -35,15 +35,23 @@ struct Entry<'a, 'v> {
 }
 
 /// Whether `key` equals `canonical` ignoring ASCII case and the separators `-` and `_`.
-/// `canonical` must already be lowercase without separators (`"documenturi"`).
-pub(crate) fn key_matches(key: &str, canonical: &str) -> bool {
-    let mut wanted = canonical.bytes();
-    for b in key.bytes().filter(|b| *b != b'-' && *b != b'_') {
-        if wanted.next() != Some(b.to_ascii_lowercase()) {
+/// `canonical` must already be lowercase without separators (`"documenturi"`). A `const fn`:
+/// [`names`] checks its table with it at compile time.
+pub(crate) const fn key_matches(key: &str, canonical: &str) -> bool {
+    let (key, canonical) = (key.as_bytes(), canonical.as_bytes());
+    let (mut k, mut c) = (0, 0);
+    while k < key.len() {
+        let b = key[k];
+        k += 1;
+        if b == b'-' || b == b'_' {
+            continue;
+        }
+        if c == canonical.len() || b.to_ascii_lowercase() != canonical[c] {
             return false;
         }
+        c += 1;
     }
-    wanted.next().is_none()
+    c == canonical.len()
 }
 
 impl<'a, 'v> Fields<'a, 'v> {

@@ -9,6 +9,8 @@
 //! byte and its canonical form looked up in the same table. The listed spellings only make the
 //! common keys fast: leaving one out changes no answer.
 
+use super::key_matches;
+
 /// Every name a wire parser looks up: the canonical spelling (lowercase, no separators) first,
 /// then the spellings browsers and relays send (legacy CSP and certificate reports are
 /// kebab-case, the Reporting API camelCase, NEL and some relays snake_case). A name's index
@@ -272,17 +274,20 @@ static SPELLINGS: [Spelling; SPELLING_COUNT] = {
     let mut n = 0;
     let mut id = 0;
     while id < NAMES.len() {
-        let name = NAMES[id][0].as_bytes();
-        assert!(spells(name, name), "a name is lowercase without separators");
+        let name = NAMES[id][0];
+        assert!(
+            key_matches(name, name),
+            "a name is lowercase without separators"
+        );
         let mut other = 0;
         while other < id {
-            assert!(!spells(NAMES[other][0].as_bytes(), name), "a name twice");
+            assert!(!key_matches(NAMES[other][0], name), "a name twice");
             other += 1;
         }
         let mut s = 0;
         while s < NAMES[id].len() {
             let text = NAMES[id][s];
-            assert!(spells(text.as_bytes(), name), "a spelling of another name");
+            assert!(key_matches(text, name), "a spelling of another name");
             out[n] = Spelling {
                 text,
                 id: id as Id,
@@ -314,24 +319,6 @@ static TABLE: [u8; TABLE_LEN] = {
     }
     table
 };
-
-/// [`super::key_matches`] in a const fn: `key` equals `canonical` ignoring ASCII case and `-`,
-/// `_`.
-const fn spells(key: &[u8], canonical: &[u8]) -> bool {
-    let (mut k, mut c) = (0, 0);
-    while k < key.len() {
-        let b = key[k];
-        k += 1;
-        if b == b'-' || b == b'_' {
-            continue;
-        }
-        if c == canonical.len() || b.to_ascii_lowercase() != canonical[c] {
-            return false;
-        }
-        c += 1;
-    }
-    c == canonical.len()
-}
 
 #[cfg(test)]
 mod tests {
