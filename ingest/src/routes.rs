@@ -272,13 +272,12 @@ struct Kept<'b> {
     items: Vec<Result<ParsedReport<'b>, schemas::ReportError>>,
     /// One per item: `Some(noise verdict)` when it is stored, `None` when not.
     stored: Vec<Option<Option<schemas::NoiseReason>>>,
-    len: usize,
 }
 
 impl<'b> Kept<'b> {
     /// How many reports will be stored.
     fn len(&self) -> usize {
-        self.len
+        self.stored.iter().filter(|stored| stored.is_some()).count()
     }
 
     /// Every report to store, with its noise verdict.
@@ -467,15 +466,13 @@ fn filter_reports<'b>(
             },
         });
     }
-    let len = stored.iter().filter(|stored| stored.is_some()).count();
-    if len == 0 && tally.filtered == 0 && tally.host_not_allowed > 0 {
-        return Err(Rejection::HostNotAllowed);
-    }
     let kept = Kept {
         items: parsed.items,
         stored,
-        len,
     };
+    if kept.len() == 0 && tally.filtered == 0 && tally.host_not_allowed > 0 {
+        return Err(Rejection::HostNotAllowed);
+    }
     Ok((kept, tally))
 }
 
@@ -545,8 +542,9 @@ impl Hex16 {
     /// All 16 digits at once in a `u128`, one per byte (about a third of the instructions of a
     /// digit-by-digit loop; two keys per report).
     fn new(n: u64) -> Self {
-        const ONES: u128 = u128::MAX / 0xff; // 0x0101...01
-                                             // Spread the 16 nibbles of `n` into the low nibbles of 16 bytes, most significant first.
+        // 0x0101...01: one in each byte.
+        const ONES: u128 = u128::MAX / 0xff;
+        // Spread the 16 nibbles of `n` into the low nibbles of 16 bytes, most significant first.
         let mut x = u128::from(n);
         x = (x | (x << 32)) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
         x = (x | (x << 16)) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
